@@ -1,0 +1,200 @@
+package velo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/velo-messenger/velo/discovery"
+	"github.com/velo-messenger/velo/internal/wire"
+	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/system"
+	"github.com/velo-messenger/velo/transport"
+	"github.com/velo-messenger/velo/transport/tcp"
+)
+
+// Options tune a Messenger. The zero value of each field means its default.
+type Options struct {
+	// KeepaliveInterval is how long a connection may stay silent before
+	// velo pings it. Zero: 2 s.
+	KeepaliveInterval time.Duration
+	// KeepaliveTimeout is how long a connection may go without receiving
+	// any frame before its peer is declared lost and its calls fail with
+	// ErrPeerLost. A dead or silent peer is detected within this plus half
+	// the interval. Zero: 7 s (so within 8 s by default).
+	KeepaliveTimeout time.Duration
+	// HandshakeTimeout bounds the _hello exchange on a new connection, in
+	// both directions: an inbound connection that does not say hello in
+	// time is closed. Zero: 5 s.
+	HandshakeTimeout time.Duration
+	// DialTimeout bounds one connection attempt, handshake included.
+	// Zero: 10 s.
+	DialTimeout time.Duration
+	// ReconnectBackoff is the pause before retrying a peer after a failed
+	// connection attempt; it doubles with each consecutive failure up to
+	// MaxReconnectBackoff. Zero: 50 ms and 5 s.
+	ReconnectBackoff    time.Duration
+	MaxReconnectBackoff time.Duration
+	// MaxHeaders and MaxHeaderBytes bound the headers of one request, sent
+	// or received. Zero: 64 headers and 16 KiB.
+	MaxHeaders     int
+	MaxHeaderBytes int
+}
+
+func (o Options) withDefaults() (Options, error) {
+	def := func(d *time.Duration, v time.Duration, name string) error {
+		if *d < 0 {
+			return fmt.Errorf("velo: option %s is negative (%v)", name, *d)
+		}
+		if *d == 0 {
+			*d = v
+		}
+		return nil
+	}
+	err := errors.Join(
+		def(&o.KeepaliveInterval, 2*time.Second, "KeepaliveInterval"),
+		def(&o.KeepaliveTimeout, 7*time.Second, "KeepaliveTimeout"),
+		def(&o.HandshakeTimeout, 5*time.Second, "HandshakeTimeout"),
+		def(&o.DialTimeout, 10*time.Second, "DialTimeout"),
+		def(&o.ReconnectBackoff, 50*time.Millisecond, "ReconnectBackoff"),
+		def(&o.MaxReconnectBackoff, 5*time.Second, "MaxReconnectBackoff"),
+	)
+	if err != nil {
+		return o, err
+	}
+	if o.KeepaliveTimeout <= o.KeepaliveInterval {
+		return o, fmt.Errorf("velo: KeepaliveTimeout (%v) must exceed KeepaliveInterval (%v)", o.KeepaliveTimeout, o.KeepaliveInterval)
+	}
+	if o.MaxHeaders < 0 || o.MaxHeaderBytes < 0 {
+		return o, errors.New("velo: negative header limit")
+	}
+	return o, nil
+}
+
+// Builder assembles a Messenger. Its methods return the builder so that
+// calls chain; Build starts the messenger.
+type Builder struct {
+	transports []transport.Transport
+	disc       discovery.PeerDiscovery
+	log        *slog.Logger
+	opts       Options
+	id         peer.ID
+}
+
+// NewBuilder returns a builder with no transport (Build then adds TCP on
+// 127.0.0.1 with a port chosen by the system), no discovery and no logger.
+func NewBuilder() *Builder { return &Builder{} }
+
+// AddTransport adds a transport. Transports are tried in the order added
+// when connecting to a peer that has addresses for several.
+func (b *Builder) AddTransport(t transport.Transport) *Builder {
+	b.transports = append(b.transports, t)
+	return b
+}
+
+// Discovery sets the backend asked about instances that were never
+// registered with RegisterPeer. The messenger registers itself there on
+// Build and withdraws on Shutdown.
+func (b *Builder) Discovery(d discovery.PeerDiscovery) *Builder { b.disc = d; return b }
+
+// Logger sets where velo logs. By default it logs nothing.
+func (b *Builder) Logger(l *slog.Logger) *Builder { b.log = l; return b }
+
+// Options sets tuning options.
+func (b *Builder) Options(o Options) *Builder { b.opts = o; return b }
+
+// InstanceID fixes the instance id instead of drawing a random one, for
+// an instance that must keep its identity across restarts.
+func (b *Builder) InstanceID(id peer.ID) *Builder { b.id = id; return b }
+
+// Build starts the transports' listeners and returns the running
+// messenger. On error everything started is closed again.
+func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
+	opts, err := b.opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	transports := b.transports
+	if len(transports) == 0 {
+		transports = []transport.Transport{tcp.New(tcp.Options{})}
+	}
+	seen := make(map[string]bool)
+	for _, t := range transports {
+		if t == nil {
+			return nil, errors.New("velo: nil transport")
+		}
+		if seen[t.Name()] {
+			return nil, fmt.Errorf("velo: transport %q added twice", t.Name())
+		}
+		seen[t.Name()] = true
+	}
+	log := b.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	id := b.id
+	if id.IsZero() {
+		id = peer.NewID()
+	}
+	m := &Messenger{
+		id:           id,
+		log:          log.With("instance", id.Short()),
+		opts:         opts,
+		limits:       wire.Limits{MaxHeaders: opts.MaxHeaders, MaxHeaderBytes: opts.MaxHeaderBytes},
+		transports:   transports,
+		disc:         b.disc,
+		closing:      make(chan struct{}),
+		peers:        make(map[peer.ID]*peerState),
+		sessions:     make(map[*session]struct{}),
+		shutdownDone: make(chan struct{}),
+	}
+	m.handlerCtx, m.stopHandlers = context.WithCancel(context.Background())
+	m.runCtx, m.cancelRun = context.WithCancel(context.Background())
+	empty := map[string]*handlerEntry{}
+	m.handlers.Store(&empty)
+	m.info = peer.Info{ID: id, Addresses: make(map[string]string)}
+
+	fail := func(err error) (*Messenger, error) {
+		for _, t := range transports {
+			t.Close()
+		}
+		m.stopHandlers()
+		m.cancelRun()
+		return nil, err
+	}
+	if err := m.registerSystemHandlers(); err != nil {
+		return fail(err)
+	}
+	for _, t := range transports {
+		name := t.Name()
+		addr, err := t.Listen(ctx, func(c transport.Conn) transport.Handler {
+			s := newSession(m, c, name, false)
+			m.track(s)
+			return s
+		})
+		if err != nil {
+			return fail(fmt.Errorf("velo: transport %s: %w", name, err))
+		}
+		m.info.Addresses[name] = addr
+	}
+	m.learn(m.info) // an instance may call its own handlers
+	if m.disc != nil {
+		reg, err := m.disc.Register(ctx, m.info.Clone())
+		if err != nil {
+			return fail(fmt.Errorf("velo: discovery: %w", err))
+		}
+		m.reg = reg
+	}
+	m.wg.Add(1)
+	go m.keepalive()
+	m.log.Debug("velo: instance started", "addresses", m.info.String())
+	return m, nil
+}
+
+func (m *Messenger) registerSystemHandlers() error {
+	return m.register(UnaryHandler(system.ListHandlers, func(context.Context, *Context) ([]byte, error) {
+		return system.EncodeNames(m.handlerNames())
+	}).Inline().Build())
+}

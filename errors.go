@@ -1,0 +1,174 @@
+package velo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/velo-messenger/velo/internal/wire"
+)
+
+// Code classifies a velo error. Codes travel on the wire, so an error raised
+// by a remote instance keeps its code, and errors.Is matches it against the
+// sentinels below on the caller's side.
+type Code uint8
+
+// Error codes. They mirror the status codes of the wire format.
+const (
+	CodeHandlerNotFound  = Code(wire.StatusHandlerNotFound)
+	CodeHandlerError     = Code(wire.StatusHandlerError)
+	CodeHandlerPanic     = Code(wire.StatusHandlerPanic)
+	CodeBusy             = Code(wire.StatusBusy)
+	CodeDeadlineExceeded = Code(wire.StatusDeadlineExceeded)
+	CodeCanceled         = Code(wire.StatusCanceled)
+	CodePeerUnknown      = Code(wire.StatusPeerUnknown)
+	CodePeerLost         = Code(wire.StatusPeerLost)
+	CodePayloadTooLarge  = Code(wire.StatusPayloadTooLarge)
+	CodeBadPayload       = Code(wire.StatusBadPayload)
+	CodeShuttingDown     = Code(wire.StatusShuttingDown)
+	CodeHandlerStopped   = Code(wire.StatusHandlerStopped)
+	CodeBadRequest       = Code(wire.StatusBadRequest)
+	CodeInternal         = Code(wire.StatusInternal)
+	CodeOwnerLost        = Code(wire.StatusOwnerLost)
+	CodeEventPoisoned    = Code(wire.StatusEventPoisoned)
+)
+
+var codeText = map[Code]string{
+	CodeHandlerNotFound:  "handler not found",
+	CodeHandlerError:     "handler error",
+	CodeHandlerPanic:     "handler panic",
+	CodeBusy:             "busy",
+	CodeDeadlineExceeded: "deadline exceeded",
+	CodeCanceled:         "canceled",
+	CodePeerUnknown:      "peer unknown",
+	CodePeerLost:         "peer lost",
+	CodePayloadTooLarge:  "payload too large",
+	CodeBadPayload:       "bad payload",
+	CodeShuttingDown:     "shutting down",
+	CodeHandlerStopped:   "handler stopped",
+	CodeBadRequest:       "bad request",
+	CodeInternal:         "internal error",
+	CodeOwnerLost:        "owner lost",
+	CodeEventPoisoned:    "event poisoned",
+}
+
+func (c Code) String() string {
+	if s, ok := codeText[c]; ok {
+		return s
+	}
+	return fmt.Sprintf("code %d", uint8(c))
+}
+
+// Sentinels for errors.Is. Every error velo returns for one of these
+// conditions matches the sentinel, whether it arose locally or on the remote
+// instance. ErrDeadlineExceeded also matches context.DeadlineExceeded, and
+// ErrCanceled matches context.Canceled.
+var (
+	ErrHandlerNotFound  = &Error{Code: CodeHandlerNotFound}
+	ErrHandlerError     = &Error{Code: CodeHandlerError}
+	ErrHandlerPanic     = &Error{Code: CodeHandlerPanic}
+	ErrBusy             = &Error{Code: CodeBusy}
+	ErrDeadlineExceeded = &Error{Code: CodeDeadlineExceeded}
+	ErrCanceled         = &Error{Code: CodeCanceled}
+	ErrPeerUnknown      = &Error{Code: CodePeerUnknown}
+	ErrPeerLost         = &Error{Code: CodePeerLost}
+	ErrPayloadTooLarge  = &Error{Code: CodePayloadTooLarge}
+	ErrBadPayload       = &Error{Code: CodeBadPayload}
+	ErrShuttingDown     = &Error{Code: CodeShuttingDown}
+	ErrHandlerStopped   = &Error{Code: CodeHandlerStopped}
+	ErrBadRequest       = &Error{Code: CodeBadRequest}
+	ErrOwnerLost        = &Error{Code: CodeOwnerLost}
+	ErrEventPoisoned    = &Error{Code: CodeEventPoisoned}
+)
+
+// Error is the error type of every failed call. Code says what went wrong;
+// Message adds detail (a handler's own error text, the panic value, the type
+// that failed to decode). Remote is true when the error was raised by the
+// instance that was called and carried back over the wire.
+type Error struct {
+	Code    Code
+	Handler string // the handler called, when known
+	Message string
+	Remote  bool
+	cause   error // local only: the error behind this one, if any
+}
+
+func (e *Error) Error() string {
+	s := "velo: " + e.Code.String()
+	if e.Handler != "" {
+		s += fmt.Sprintf(" (handler %q)", e.Handler)
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// Is matches any *Error with the same code, so that sentinels work across
+// the network, and the context errors for deadline and cancellation.
+func (e *Error) Is(target error) bool {
+	if t, ok := target.(*Error); ok {
+		return t.Code == e.Code
+	}
+	switch e.Code {
+	case CodeDeadlineExceeded:
+		return target == context.DeadlineExceeded
+	case CodeCanceled:
+		return target == context.Canceled
+	}
+	return false
+}
+
+// Unwrap returns the local cause, if any.
+func (e *Error) Unwrap() error { return e.cause }
+
+func newError(code Code, handler string, cause error, format string, args ...any) *Error {
+	msg := format
+	if len(args) > 0 {
+		msg = fmt.Sprintf(format, args...)
+	}
+	return &Error{Code: code, Handler: handler, Message: msg, cause: cause}
+}
+
+// ctxError turns the end of a caller's context into a velo error.
+func ctxError(ctx context.Context, handler string) *Error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Code: CodeDeadlineExceeded, Handler: handler, cause: context.Cause(ctx)}
+	}
+	return &Error{Code: CodeCanceled, Handler: handler, cause: context.Cause(ctx)}
+}
+
+// ctxErrorOr is ctxError for a ctx whose deadline has passed, even if its
+// timer has not fired yet.
+func ctxErrorOr(ctx context.Context, handler string) *Error {
+	if ctx.Err() == nil {
+		return &Error{Code: CodeDeadlineExceeded, Handler: handler, cause: context.DeadlineExceeded}
+	}
+	return ctxError(ctx, handler)
+}
+
+// toStatus turns an error returned by a handler, or raised while dispatching
+// to it, into what goes back on the wire. An *Error keeps its code (so a
+// handler may answer busy or bad payload itself); the context errors keep
+// theirs; anything else is a handler error carrying its text.
+func toStatus(err error) (wire.Status, string) {
+	var ve *Error
+	switch {
+	case errors.As(err, &ve):
+		return wire.Status(ve.Code), ve.Message
+	case errors.Is(err, context.DeadlineExceeded):
+		return wire.StatusDeadlineExceeded, err.Error()
+	case errors.Is(err, context.Canceled):
+		return wire.StatusCanceled, err.Error()
+	}
+	return wire.StatusHandlerError, err.Error()
+}
+
+// fromStatus rebuilds the error a remote instance answered.
+func fromStatus(s wire.Status, msg, handler string) error {
+	if s == wire.StatusOK {
+		return nil
+	}
+	return &Error{Code: Code(s), Handler: handler, Message: msg, Remote: true}
+}

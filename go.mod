@@ -1,0 +1,9 @@
+module github.com/velo-messenger/velo
+
+go 1.26.8
+
+require (
+	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
+	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
+)

@@ -1,0 +1,225 @@
+package velo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync/atomic"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/velo-messenger/velo/actor"
+	"github.com/velo-messenger/velo/internal/wire"
+	"github.com/velo-messenger/velo/mailbox"
+	"github.com/velo-messenger/velo/peer"
+)
+
+// Context describes the message a handler is running for.
+type Context struct {
+	// Msg is the messenger that received the message; a handler may use it
+	// to call other instances, the sender included.
+	Msg *Messenger
+	// Sender is the instance that sent the message.
+	Sender peer.ID
+	// Handler is the name the message was sent to.
+	Handler string
+	// Payload is the message body as sent. It belongs to the handler.
+	Payload []byte
+	// Headers are the sender's headers, nil when it set none.
+	Headers map[string]string
+}
+
+// TypedContext is the Context of a typed handler, with the payload decoded
+// from MessagePack into Input.
+type TypedContext[I any] struct {
+	Context
+	Input I
+}
+
+// invokeFunc is what every handler kind is reduced to.
+type invokeFunc func(ctx context.Context, c *Context) ([]byte, error)
+
+// Handler is a named handler ready to be registered with
+// Messenger.RegisterHandler. Make one with AMHandler, UnaryHandler or
+// TypedUnaryHandler (or their Factory forms) and the builder's Build.
+type Handler struct {
+	name     string
+	factory  func() invokeFunc
+	mode     actor.Mode
+	mailbox  int
+	overflow mailbox.Policy
+	maxConc  int
+	restart  actor.RestartPolicy
+	err      error // a problem found while building, reported by RegisterHandler
+}
+
+// Name is the name callers use.
+func (h *Handler) Name() string { return h.name }
+
+// HandlerBuilder configures a Handler. Its methods return the builder so
+// that calls chain; Build returns the Handler.
+type HandlerBuilder struct {
+	h Handler
+}
+
+func newHandlerBuilder(name string, factory func() invokeFunc, err error) *HandlerBuilder {
+	return &HandlerBuilder{h: Handler{
+		name:     name,
+		factory:  factory,
+		mode:     actor.Spawn,
+		overflow: mailbox.Block,
+		restart:  actor.DefaultRestartPolicy(),
+		err:      err,
+	}}
+}
+
+// Spawn runs each message on a goroutine of its own (the default), so a
+// slow message never delays the next one.
+func (b *HandlerBuilder) Spawn() *HandlerBuilder { b.h.mode = actor.Spawn; return b }
+
+// Inline runs each message on the connection's receive goroutine, with no
+// hop: the lowest latency, for handlers that finish in microseconds and
+// never block. An inline handler must not wait on a call to the instance
+// that sent it the message: the response would arrive on the very
+// goroutine that is waiting, and the call could only end by its deadline.
+func (b *HandlerBuilder) Inline() *HandlerBuilder { b.h.mode = actor.Inline; return b }
+
+// Ordered runs the messages of each sender one at a time, in the order
+// they were sent; messages of different senders run in parallel.
+func (b *HandlerBuilder) Ordered() *HandlerBuilder { b.h.mode = actor.Ordered; return b }
+
+// Mailbox sets how many messages may be queued or running at once
+// (default 1024). When it is full, the connection's receive path waits
+// for room, which slows the senders down, unless RejectWhenFull is set.
+func (b *HandlerBuilder) Mailbox(n int) *HandlerBuilder {
+	if n < 1 {
+		b.h.err = errors.Join(b.h.err, fmt.Errorf("velo: handler %q: mailbox size %d, want at least 1", b.h.name, n))
+	}
+	b.h.mailbox = n
+	return b
+}
+
+// RejectWhenFull makes a full mailbox answer new requests at once with
+// ErrBusy instead of making the receive path wait. Refusals are counted
+// and logged.
+func (b *HandlerBuilder) RejectWhenFull() *HandlerBuilder { b.h.overflow = mailbox.Reject; return b }
+
+// Concurrency caps how many messages of a Spawn handler run at once; the
+// others wait in the mailbox. Zero (the default) means no cap beyond the
+// mailbox size.
+func (b *HandlerBuilder) Concurrency(n int) *HandlerBuilder {
+	if n < 0 {
+		b.h.err = errors.Join(b.h.err, fmt.Errorf("velo: handler %q: concurrency %d, want >= 0", b.h.name, n))
+	}
+	b.h.maxConc = n
+	return b
+}
+
+// Restart sets the supervision policy: how many panics the handler
+// survives within a window, and the backoff before each restart. The
+// default restarts it after every panic, at once. A handler made with a
+// Factory constructor is re-created from its factory on restart.
+func (b *HandlerBuilder) Restart(p actor.RestartPolicy) *HandlerBuilder {
+	if err := p.Validate(); err != nil {
+		b.h.err = errors.Join(b.h.err, fmt.Errorf("velo: handler %q: %w", b.h.name, err))
+	}
+	b.h.restart = p
+	return b
+}
+
+// Build returns the configured Handler.
+func (b *HandlerBuilder) Build() *Handler {
+	h := b.h
+	return &h
+}
+
+// AMHandler makes an active-message handler: it returns only an error.
+// Called with AMSend its outcome is not reported; called with AMSync (or
+// Unary, which then receives an empty result) the caller waits for it.
+func AMHandler(name string, fn func(ctx context.Context, c *Context) error) *HandlerBuilder {
+	return AMHandlerFactory(name, constFactory(fn))
+}
+
+// AMHandlerFactory is AMHandler for a stateful handler: factory is called
+// at registration and again after each restart, and the function it
+// returns handles the messages.
+func AMHandlerFactory(name string, factory func() func(ctx context.Context, c *Context) error) *HandlerBuilder {
+	return newHandlerBuilder(name, func() invokeFunc {
+		fn := factory()
+		return func(ctx context.Context, c *Context) ([]byte, error) { return nil, fn(ctx, c) }
+	}, nilCheck(name, factory))
+}
+
+// UnaryHandler makes a request-response handler on raw bytes. Called with
+// AMSend or AMSync it runs and its result is discarded.
+func UnaryHandler(name string, fn func(ctx context.Context, c *Context) ([]byte, error)) *HandlerBuilder {
+	return UnaryHandlerFactory(name, constFactory(fn))
+}
+
+// UnaryHandlerFactory is UnaryHandler for a stateful handler (see
+// AMHandlerFactory).
+func UnaryHandlerFactory(name string, factory func() func(ctx context.Context, c *Context) ([]byte, error)) *HandlerBuilder {
+	return newHandlerBuilder(name, func() invokeFunc { return factory() }, nilCheck(name, factory))
+}
+
+// TypedUnaryHandler makes a request-response handler on typed values: the
+// payload is decoded from MessagePack into I, and the O returned is encoded
+// back. A payload that does not decode is answered with ErrBadPayload
+// without calling fn.
+func TypedUnaryHandler[I, O any](name string, fn func(ctx context.Context, c *TypedContext[I]) (O, error)) *HandlerBuilder {
+	return TypedUnaryHandlerFactory(name, constFactory(fn))
+}
+
+// TypedUnaryHandlerFactory is TypedUnaryHandler for a stateful handler
+// (see AMHandlerFactory).
+func TypedUnaryHandlerFactory[I, O any](name string, factory func() func(ctx context.Context, c *TypedContext[I]) (O, error)) *HandlerBuilder {
+	return newHandlerBuilder(name, func() invokeFunc {
+		fn := factory()
+		return func(ctx context.Context, c *Context) ([]byte, error) {
+			tc := TypedContext[I]{Context: *c}
+			if err := msgpack.Unmarshal(c.Payload, &tc.Input); err != nil {
+				return nil, newError(CodeBadPayload, c.Handler, err, "decoding %s: %v", typeName[I](), err)
+			}
+			out, err := fn(ctx, &tc)
+			if err != nil {
+				return nil, err
+			}
+			b, err := msgpack.Marshal(out)
+			if err != nil {
+				return nil, newError(CodeBadPayload, c.Handler, err, "encoding %s: %v", typeName[O](), err)
+			}
+			return b, nil
+		}
+	}, nilCheck(name, factory))
+}
+
+func constFactory[F any](fn F) func() F {
+	if reflect.ValueOf(&fn).Elem().IsNil() {
+		return nil
+	}
+	return func() F { return fn }
+}
+
+func nilCheck[F any](name string, factory func() F) error {
+	if factory == nil {
+		return fmt.Errorf("velo: handler %q: nil function", name)
+	}
+	return nil
+}
+
+func typeName[T any]() string { return reflect.TypeFor[T]().String() }
+
+// handlerEntry is a registered handler: its actor and what it answers.
+type handlerEntry struct {
+	name  string
+	actor *actor.Actor[peer.ID, *inbound]
+}
+
+// inbound is one request being handled.
+type inbound struct {
+	s      *session
+	req    wire.Request
+	cancel context.CancelFunc
+	done   atomic.Bool // set by the first finish
+}

@@ -1,0 +1,165 @@
+package velo
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/velo-messenger/velo/internal/wire"
+)
+
+// keepalive watches every connection: it pings one that has been silent
+// for KeepaliveInterval, closes one that has been silent for
+// KeepaliveTimeout (failing its calls with ErrPeerLost), and closes an
+// inbound connection that has not completed its handshake in time.
+func (m *Messenger) keepalive() {
+	defer m.wg.Done()
+	tick := time.NewTicker(m.opts.KeepaliveInterval / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.closing:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		m.mu.RLock()
+		sessions := make([]*session, 0, len(m.sessions))
+		for s := range m.sessions {
+			sessions = append(sessions, s)
+		}
+		m.mu.RUnlock()
+		for _, s := range sessions {
+			m.check(s, now)
+		}
+	}
+}
+
+func (m *Messenger) check(s *session, now time.Time) {
+	if !s.ready() {
+		if now.Sub(s.created) > m.opts.HandshakeTimeout {
+			s.close(newError(CodePeerLost, "", nil, "no handshake from %s within %v", s.conn.RemoteAddr(), m.opts.HandshakeTimeout))
+		}
+		return
+	}
+	idle := now.Sub(time.Unix(0, s.lastRecv.Load()))
+	if idle > m.opts.KeepaliveTimeout {
+		s.close(newError(CodePeerLost, "", nil, "%s silent for %v", s.peerName(), idle.Round(time.Millisecond)))
+		return
+	}
+	sinceSent := now.Sub(time.Unix(0, s.lastSend.Load()))
+	if idle >= m.opts.KeepaliveInterval && sinceSent >= m.opts.KeepaliveInterval {
+		s.lastSend.Store(now.UnixNano())
+		// The write happens on a goroutine of its own: a peer that stopped
+		// reading must not stall the checks of every other connection.
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			var a [32]byte
+			s.conn.WriteFrame(wire.AppendPing(a[:0], false, uint64(now.UnixNano())))
+		}()
+	}
+}
+
+// Shutdown stops the messenger gracefully:
+//
+//  1. new requests from peers are answered with ErrShuttingDown, and the
+//     instance withdraws from discovery;
+//  2. handlers finish what they are running and what is queued, until ctx
+//     ends; then their ctx is cancelled and what is still queued is
+//     answered with ErrShuttingDown;
+//  3. peers are told (goaway), connections close, and calls of this
+//     instance still waiting fail with ErrShuttingDown;
+//  4. transports close and every goroutine of the messenger has returned.
+//
+// It returns ctx's error if handlers had to be cut short. Shutdown is
+// idempotent; a second call waits for the first.
+func (m *Messenger) Shutdown(ctx context.Context) error {
+	first := false
+	m.shutdownOnce.Do(func() { first = true })
+	if !first {
+		select {
+		case <-m.shutdownDone:
+			return m.shutdownErr
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	defer close(m.shutdownDone)
+
+	m.hmu.Lock() // no registration races the snapshot of handlers below
+	m.state.Store(stateDraining)
+	m.hmu.Unlock()
+
+	var errs []error
+	if m.reg != nil {
+		if err := m.reg.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	entries := *m.handlers.Load()
+	var cut error
+	for _, e := range entries {
+		if err := e.actor.Stop(ctx); err != nil && cut == nil {
+			cut = err
+		}
+	}
+	if cut != nil {
+		// Out of time: cancel the handlers still running and give them a
+		// moment to notice before the connections go.
+		m.stopHandlers()
+		grace, cancel := context.WithTimeout(context.Background(), time.Second)
+		for _, e := range entries {
+			e.actor.Stop(grace)
+		}
+		cancel()
+		errs = append(errs, cut)
+	}
+
+	m.state.Store(stateClosing)
+	close(m.closing)
+	m.cancelRun()
+
+	m.mu.RLock()
+	sessions := make([]*session, 0, len(m.sessions))
+	for s := range m.sessions {
+		sessions = append(sessions, s)
+	}
+	m.mu.RUnlock()
+	// Say goodbye on every connection at once; a peer that does not read
+	// gets a short while before its connection is closed under the write.
+	var bye sync.WaitGroup
+	for _, s := range sessions {
+		bye.Go(s.sendGoAway)
+	}
+	waitFor(&bye, 250*time.Millisecond)
+	reason := newError(CodeShuttingDown, "", nil, "instance %s is shutting down", m.id.Short())
+	for _, s := range sessions {
+		s.close(reason)
+	}
+	for _, t := range m.transports {
+		if err := t.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	bye.Wait()
+	m.wg.Wait()
+	m.stopHandlers()
+	m.state.Store(stateClosed)
+	m.shutdownErr = errors.Join(errs...)
+	return m.shutdownErr
+}
+
+// waitFor waits for wg, or for d at most.
+func waitFor(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}

@@ -1,0 +1,457 @@
+package velo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/velo-messenger/velo/internal/wire"
+	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/system"
+	"github.com/velo-messenger/velo/transport"
+)
+
+// session is the messenger's side of one connection: the calls it has in
+// flight there, the requests it is handling for the peer, and the
+// handshake state. It is the connection's transport.Handler, so all frames
+// of the connection arrive through HandleFrame on one goroutine.
+type session struct {
+	m      *Messenger
+	conn   transport.Conn
+	tname  string
+	dialed bool // we opened the connection
+
+	// peer and peerHandlers are written once by the handshake, on the
+	// receive goroutine, before hello is closed; they are read only after.
+	hello        chan struct{}
+	peer         peer.Info
+	peerHandlers []string
+	peerMax      atomic.Int64 // largest frame the peer reads
+	created      time.Time
+
+	lastRecv atomic.Int64 // UnixNano of the last frame received
+	lastSend atomic.Int64 // UnixNano of the last ping sent
+	nextID   atomic.Uint64
+
+	mu       sync.Mutex
+	pending  map[uint64]*call     // guarded by mu: our calls awaiting a response
+	inflight map[uint64]*inbound  // guarded by mu: the peer's requests we are handling
+	closed   bool                 // guarded by mu
+	err      error                // guarded by mu: why the session ended
+	done     chan struct{}        // closed when the session ended
+}
+
+var _ transport.Handler = (*session)(nil)
+
+func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *session {
+	s := &session{
+		m:        m,
+		conn:     c,
+		tname:    tname,
+		dialed:   dialed,
+		hello:    make(chan struct{}),
+		pending:  make(map[uint64]*call),
+		inflight: make(map[uint64]*inbound),
+		done:     make(chan struct{}),
+	}
+	s.created = time.Now()
+	s.peerMax.Store(wire.DefaultMaxFrame) // until the peer says otherwise
+	now := s.created.UnixNano()
+	s.lastRecv.Store(now)
+	s.lastSend.Store(now)
+	return s
+}
+
+func (s *session) ready() bool {
+	select {
+	case <-s.hello:
+		return true
+	default:
+		return false
+	}
+}
+
+// call is one request of ours awaiting its response.
+type call struct {
+	ch chan result // capacity 1: the single delivery never blocks
+}
+
+type result struct {
+	status  wire.Status
+	msg     string
+	payload []byte
+	err     error // a local failure (connection lost, shutdown)
+}
+
+var callPool = sync.Pool{New: func() any { return &call{ch: make(chan result, 1)} }}
+
+// bufPool holds encoding buffers. Buffers that grew past maxPooledBuf are
+// left to the garbage collector so that one large payload does not pin
+// memory.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+const maxPooledBuf = 64 << 10
+
+func putBuf(bp *[]byte, b []byte) {
+	if cap(b) <= maxPooledBuf {
+		*bp = b[:0]
+		bufPool.Put(bp)
+	}
+}
+
+// maxFrame is the largest frame this session may send.
+func (s *session) maxFrame() int { return int(s.peerMax.Load()) }
+
+// peerName names the peer for messages, once the handshake told who it is.
+func (s *session) peerName() string {
+	if s.ready() {
+		return s.peer.ID.Short()
+	}
+	return s.conn.RemoteAddr()
+}
+
+// completeHello records what the peer said of itself in its Hello. It runs
+// on the receive goroutine, so that frames after the handshake find the
+// session ready.
+func (s *session) completeHello(h *system.HelloMsg) error {
+	if h.Info.ID.IsZero() {
+		return fmt.Errorf("velo: handshake: peer sent a zero instance id")
+	}
+	s.peer = h.Info
+	s.peerHandlers = h.Handlers
+	if h.MaxFrame > 0 {
+		s.peerMax.Store(int64(h.MaxFrame))
+	}
+	close(s.hello)
+	return nil
+}
+
+// send encodes req and writes it. For requests that expect an answer the
+// caller registers the call first.
+func (s *session) write(req *wire.Request) error {
+	bp := bufPool.Get().(*[]byte)
+	b := wire.AppendRequest((*bp)[:0], req)
+	err := s.conn.WriteFrame(b)
+	putBuf(bp, b)
+	return err
+}
+
+// roundTrip sends a request and, for AMSync and Unary, waits for the
+// response, the caller's ctx, or the end of the session.
+func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		req.Timeout = time.Until(dl)
+		if req.Timeout <= 0 {
+			return nil, ctxErrorOr(ctx, req.Handler)
+		}
+	}
+	if n := wire.RequestLen(req) - wire.PrefixLen; n > s.maxFrame() {
+		return nil, newError(CodePayloadTooLarge, req.Handler, nil,
+			"request frame of %d bytes; %s accepts at most %d", n, s.peerName(), s.maxFrame())
+	}
+	if err := wire.CheckRequest(req, s.m.limits); err != nil {
+		return nil, newError(CodeBadRequest, req.Handler, err, "%v", err)
+	}
+	if !req.Kind.WantsResponse() {
+		if err := s.write(req); err != nil {
+			return nil, s.lostError(req.Handler, err)
+		}
+		return nil, nil
+	}
+
+	c := callPool.Get().(*call)
+	id := s.nextID.Add(1)
+	req.ID = id
+	s.mu.Lock()
+	if s.closed {
+		err := s.err
+		s.mu.Unlock()
+		callPool.Put(c)
+		return nil, s.lostError(req.Handler, err)
+	}
+	s.pending[id] = c
+	s.mu.Unlock()
+
+	if err := s.write(req); err != nil {
+		if s.forget(id) {
+			callPool.Put(c)
+			return nil, s.lostError(req.Handler, err)
+		}
+		// The session's end already answered the call: take that answer.
+		return s.collect(c, req.Handler)
+	}
+
+	select {
+	case r := <-c.ch:
+		callPool.Put(c)
+		return r.payload, r.errorFor(req.Handler)
+	case <-ctx.Done():
+		if !s.forget(id) {
+			return s.collect(c, req.Handler) // the answer won the race
+		}
+		callPool.Put(c)
+		s.sendCancel(id)
+		return nil, ctxError(ctx, req.Handler)
+	}
+}
+
+func (s *session) collect(c *call, handler string) ([]byte, error) {
+	r := <-c.ch
+	callPool.Put(c)
+	return r.payload, r.errorFor(handler)
+}
+
+func (r *result) errorFor(handler string) error {
+	if r.err != nil {
+		var ve *Error
+		if errors.As(r.err, &ve) && ve.Handler == "" {
+			e := *ve
+			e.Handler = handler
+			return &e
+		}
+		return r.err
+	}
+	return fromStatus(r.status, r.msg, handler)
+}
+
+// forget removes a pending call and reports whether it was still there, in
+// which case nobody else will answer it.
+func (s *session) forget(id uint64) bool {
+	s.mu.Lock()
+	_, ok := s.pending[id]
+	delete(s.pending, id)
+	s.mu.Unlock()
+	return ok
+}
+
+// sendCancel tells the peer that we stopped waiting for request id, so its
+// handler's ctx is cancelled. Best effort: a failure means the connection is
+// gone, which cancels the handler anyway.
+func (s *session) sendCancel(id uint64) {
+	var a [32]byte
+	s.conn.WriteFrame(wire.AppendCancel(a[:0], id))
+}
+
+// lostError describes a failure to use the session.
+func (s *session) lostError(handler string, cause error) error {
+	var ve *Error
+	if errors.As(cause, &ve) {
+		return &Error{Code: ve.Code, Handler: handler, Message: ve.Message, Remote: ve.Remote, cause: cause}
+	}
+	return newError(CodePeerLost, handler, cause, "connection to %s lost: %v", s.peerName(), cause)
+}
+
+// HandleFrame implements transport.Handler. It runs on the connection's
+// receive goroutine.
+func (s *session) HandleFrame(frame []byte) error {
+	s.lastRecv.Store(time.Now().UnixNano())
+	t, body, err := wire.ParseHeader(frame)
+	if err != nil {
+		return err
+	}
+	switch t {
+	case wire.TypeResponse:
+		return s.handleResponse(body)
+	case wire.TypeRequest:
+		return s.handleRequest(body)
+	case wire.TypeCancel:
+		id, err := wire.ParseCancel(body)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		in := s.inflight[id]
+		s.mu.Unlock()
+		if in != nil {
+			in.cancel()
+		}
+	case wire.TypePing:
+		data, err := wire.ParsePing(body)
+		if err != nil {
+			return err
+		}
+		var a [32]byte
+		return s.conn.WriteFrame(wire.AppendPing(a[:0], true, data))
+	case wire.TypePong:
+		if _, err := wire.ParsePing(body); err != nil {
+			return err
+		}
+	case wire.TypeGoAway:
+		g, err := wire.ParseGoAway(body)
+		if err != nil {
+			return err
+		}
+		code := Code(g.Status)
+		if g.Status == wire.StatusOK {
+			code = CodePeerLost
+		}
+		return &Error{Code: code, Message: "peer closed the connection: " + g.Message, Remote: true}
+	}
+	return nil
+}
+
+func (s *session) handleResponse(body []byte) error {
+	r, err := wire.ParseResponse(body)
+	if err != nil {
+		return err
+	}
+	if s.dialed && !s.ready() {
+		// The answer to our _hello, the only request sent before it.
+		if r.Status != wire.StatusOK {
+			return fromStatus(r.Status, r.Error, system.Hello)
+		}
+		h, err := system.DecodeHello(r.Payload)
+		if err != nil {
+			return fmt.Errorf("velo: handshake: %w", err)
+		}
+		if err := s.completeHello(&h); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	c := s.pending[r.ID]
+	delete(s.pending, r.ID)
+	s.mu.Unlock()
+	if c == nil {
+		// The caller stopped waiting (its ctx ended) before the answer came.
+		return nil
+	}
+	c.ch <- result{status: r.Status, msg: r.Error, payload: r.Payload}
+	return nil
+}
+
+func (s *session) handleRequest(body []byte) error {
+	req, err := wire.ParseRequest(body, s.m.limits)
+	if err != nil {
+		return err
+	}
+	if !s.ready() {
+		if s.dialed || req.Handler != system.Hello || req.Kind != wire.KindUnary {
+			return fmt.Errorf("velo: handshake: first request is %q, want %s", req.Handler, system.Hello)
+		}
+		return s.m.acceptHello(s, &req)
+	}
+	in := &inbound{s: s, req: req}
+	if s.m.draining() {
+		s.finish(in, nil, newError(CodeShuttingDown, req.Handler, nil, "instance %s is shutting down", s.m.id.Short()))
+		return nil
+	}
+	e := s.m.handler(req.Handler)
+	if e == nil {
+		s.finish(in, nil, newError(CodeHandlerNotFound, req.Handler, nil, "no handler %q on instance %s", req.Handler, s.m.id.Short()))
+		return nil
+	}
+
+	// The handler's ctx carries the caller's deadline and ends when the
+	// caller cancels (a cancel frame), when the connection ends, or when the
+	// messenger stops its handlers.
+	ctx := s.m.handlerCtx
+	if req.Timeout > 0 {
+		ctx, in.cancel = context.WithTimeout(ctx, req.Timeout)
+	} else {
+		ctx, in.cancel = context.WithCancel(ctx)
+	}
+	if req.Kind.WantsResponse() {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			in.cancel()
+			return nil
+		}
+		s.inflight[req.ID] = in
+		s.mu.Unlock()
+	}
+	if err := e.actor.Tell(ctx, s.peer.ID, in); err != nil {
+		s.finish(in, nil, s.m.tellError(req.Handler, ctx, err))
+	}
+	return nil
+}
+
+// finish answers a request, once, whatever path it took: the handler
+// returned, panicked, was refused, or was dropped at shutdown.
+func (s *session) finish(in *inbound, payload []byte, herr error) {
+	if in.done.Swap(true) {
+		return
+	}
+	if in.cancel != nil {
+		if in.req.Kind.WantsResponse() {
+			s.mu.Lock()
+			delete(s.inflight, in.req.ID)
+			s.mu.Unlock()
+		}
+		in.cancel()
+	}
+	if !in.req.Kind.WantsResponse() {
+		if herr != nil {
+			s.m.log.Debug("velo: am-send handler failed", "handler", in.req.Handler, "sender", s.peerName(), "err", herr)
+		}
+		return
+	}
+	resp := wire.Response{ID: in.req.ID}
+	if herr != nil {
+		resp.Status, resp.Error = toStatus(herr)
+	} else if in.req.Kind == wire.KindUnary {
+		resp.Payload = payload
+		if n := wire.ResponseLen(&resp) - wire.PrefixLen; n > s.maxFrame() {
+			resp.Payload = nil
+			resp.Status = wire.StatusPayloadTooLarge
+			resp.Error = fmt.Sprintf("response frame of %d bytes; %s accepts at most %d", n, s.peerName(), s.maxFrame())
+		}
+	}
+	bp := bufPool.Get().(*[]byte)
+	b := wire.AppendResponse((*bp)[:0], &resp)
+	if err := s.conn.WriteFrame(b); err != nil {
+		s.m.log.Debug("velo: response not sent", "handler", in.req.Handler, "err", err)
+	}
+	putBuf(bp, b)
+}
+
+// Closed implements transport.Handler: the connection ended. Every call in
+// flight on it fails at once, and the handlers running for the peer see
+// their ctx cancelled.
+func (s *session) Closed(reason error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	if s.err == nil {
+		s.err = reason
+	}
+	err := s.err
+	pending := s.pending
+	inflight := s.inflight
+	s.pending = nil
+	s.inflight = nil
+	s.mu.Unlock()
+	close(s.done)
+
+	lost := s.lostError("", err)
+	for _, c := range pending {
+		c.ch <- result{err: lost}
+	}
+	for _, in := range inflight {
+		in.cancel()
+	}
+	s.m.sessionClosed(s, err)
+}
+
+// close ends the session with reason; Closed follows from the transport.
+func (s *session) close(reason error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = reason
+	}
+	s.mu.Unlock()
+	s.conn.Close(reason)
+}
+
+// sendGoAway tells the peer that this instance is shutting down.
+func (s *session) sendGoAway() {
+	var a [64]byte
+	s.conn.WriteFrame(wire.AppendGoAway(a[:0], wire.GoAway{Status: wire.StatusShuttingDown, Message: "instance shutting down"}))
+}

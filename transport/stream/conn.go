@@ -1,0 +1,190 @@
+// Package stream carries velo frames over any net.Conn: the shared
+// implementation behind the TCP, UDS and in-memory transports. It adds write
+// coalescing and a receive loop; it knows nothing of what frames mean.
+package stream
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/velo-messenger/velo/internal/wire"
+	"github.com/velo-messenger/velo/transport"
+)
+
+// Options tune a Conn. The zero value means defaults.
+type Options struct {
+	// MaxFrame is the largest frame read, length prefix excluded.
+	// Zero: wire.DefaultMaxFrame (16 MiB).
+	MaxFrame int
+	// ReadBuffer is the size of the receive buffer in bytes. Zero: 64 KiB.
+	ReadBuffer int
+	// MaxPending bounds the bytes queued for writing while another writer is
+	// on the socket; further writers wait. Zero: 4 MiB.
+	MaxPending int
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxFrame <= 0 {
+		o.MaxFrame = wire.DefaultMaxFrame
+	}
+	if o.ReadBuffer <= 0 {
+		o.ReadBuffer = 64 << 10
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 4 << 20
+	}
+	return o
+}
+
+// Conn is a transport.Conn over a net.Conn.
+//
+// Writes are coalesced without a writer goroutine: the first writer to find
+// the socket idle becomes the flusher and writes its frame directly; frames
+// written meanwhile by others are appended to a pending buffer, which the
+// flusher writes out in one system call before it returns. So a lone caller
+// pays one write and no goroutine hop, and a burst of callers shares writes.
+type Conn struct {
+	nc   net.Conn
+	h    transport.Handler
+	opts Options
+
+	mu       sync.Mutex
+	room     sync.Cond // signalled when pending shrinks or the conn breaks
+	pending  []byte    // guarded by mu: frames waiting for the flusher
+	spare    []byte    // guarded by mu: the other buffer, reused
+	flushing bool      // guarded by mu: a writer owns the socket
+	err      error     // guarded by mu: first reason the conn broke
+
+	closeOnce sync.Once
+	done      chan struct{} // closed by Close
+}
+
+var _ transport.Conn = (*Conn)(nil)
+
+// New wraps nc; bind gives it its Handler. Call Serve to run the receive
+// loop.
+func New(nc net.Conn, bind transport.Binder, opts Options) *Conn {
+	c := &Conn{nc: nc, opts: opts.withDefaults(), done: make(chan struct{})}
+	c.room.L = &c.mu
+	c.h = bind(c)
+	return c
+}
+
+// WriteFrame implements transport.Conn.
+func (c *Conn) WriteFrame(b []byte) error {
+	c.mu.Lock()
+	for c.err == nil && c.flushing && len(c.pending) >= c.opts.MaxPending {
+		c.room.Wait()
+	}
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return err
+	}
+	if c.flushing {
+		c.pending = append(c.pending, b...)
+		c.mu.Unlock()
+		return nil
+	}
+	c.flushing = true
+	c.mu.Unlock()
+
+	// The socket is ours: write the caller's frame without copying it.
+	_, err := c.nc.Write(b)
+
+	c.mu.Lock()
+	for err == nil && len(c.pending) > 0 && c.err == nil {
+		out := c.pending
+		c.pending = c.spare[:0]
+		c.room.Broadcast()
+		c.mu.Unlock()
+		_, err = c.nc.Write(out)
+		c.mu.Lock()
+		if cap(out) <= c.opts.MaxPending { // don't keep a huge buffer alive
+			c.spare = out[:0]
+		} else {
+			c.spare = nil
+		}
+	}
+	c.flushing = false
+	if err == nil {
+		err = c.err // closed while we were writing
+	}
+	c.room.Broadcast()
+	c.mu.Unlock()
+	if err != nil {
+		c.Close(err)
+		return c.closeErr()
+	}
+	return nil
+}
+
+// Close implements transport.Conn.
+func (c *Conn) Close(reason error) error {
+	if reason == nil {
+		reason = transport.ErrClosed
+	}
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		if c.err == nil {
+			c.err = reason
+		}
+		c.pending = nil
+		c.room.Broadcast()
+		c.mu.Unlock()
+		close(c.done)
+		c.nc.Close()
+	})
+	return nil
+}
+
+func (c *Conn) closeErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Done is closed once the connection is closed.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// LocalAddr implements transport.Conn.
+func (c *Conn) LocalAddr() string { return addrString(c.nc.LocalAddr()) }
+
+// RemoteAddr implements transport.Conn.
+func (c *Conn) RemoteAddr() string { return addrString(c.nc.RemoteAddr()) }
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// Serve reads frames and hands them to the handler until the connection
+// ends, then calls the handler's Closed once. It returns when done.
+func (c *Conn) Serve() {
+	fr := wire.NewFrameReader(bufio.NewReaderSize(c.nc, c.opts.ReadBuffer), c.opts.MaxFrame)
+	var reason error
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			reason = err
+			break
+		}
+		if err := c.h.HandleFrame(f); err != nil {
+			reason = err
+			break
+		}
+	}
+	c.Close(reason)
+	// Report the first reason: a Close by our side wins over the read error
+	// that it caused.
+	reason = c.closeErr()
+	if errors.Is(reason, io.EOF) {
+		reason = io.EOF
+	}
+	c.h.Closed(reason)
+}

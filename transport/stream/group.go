@@ -1,0 +1,120 @@
+package stream
+
+import (
+	"net"
+	"sync"
+
+	"github.com/velo-messenger/velo/transport"
+)
+
+// Group owns the connections and goroutines of one transport: the accept
+// loop and each connection's receive loop. Close closes them all and waits.
+type Group struct {
+	opts Options
+
+	mu     sync.Mutex
+	conns  map[*Conn]struct{} // guarded by mu
+	lns    []net.Listener     // guarded by mu
+	closed bool               // guarded by mu
+	wg     sync.WaitGroup
+}
+
+// NewGroup returns a Group whose connections use opts.
+func NewGroup(opts Options) *Group {
+	return &Group{opts: opts.withDefaults(), conns: make(map[*Conn]struct{})}
+}
+
+// MaxFrame is the largest frame the group's connections read.
+func (g *Group) MaxFrame() int { return g.opts.MaxFrame }
+
+// Serve adopts nc: it wraps it, asks bind for its Handler, and runs its receive loop on a goroutine of
+// the group's. It fails with transport.ErrClosed after Close.
+func (g *Group) Serve(nc net.Conn, bind transport.Binder) (*Conn, error) {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		nc.Close()
+		return nil, transport.ErrClosed
+	}
+	g.mu.Unlock()
+	c := New(nc, bind, g.opts)
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		c.Close(transport.ErrClosed)
+		c.h.Closed(transport.ErrClosed)
+		return nil, transport.ErrClosed
+	}
+	g.conns[c] = struct{}{}
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go func() {
+		defer g.wg.Done()
+		c.Serve()
+		g.mu.Lock()
+		delete(g.conns, c)
+		g.mu.Unlock()
+	}()
+	return c, nil
+}
+
+// Accept runs an accept loop on ln until the group closes, serving each
+// connection with bind. maxConns > 0 bounds the connections open at once;
+// beyond it new connections are closed at once.
+func (g *Group) Accept(ln net.Listener, bind transport.Binder, maxConns int) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		ln.Close()
+		return transport.ErrClosed
+	}
+	g.lns = append(g.lns, ln)
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go func() {
+		defer g.wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					continue
+				}
+				return // listener closed
+			}
+			if maxConns > 0 && g.count() >= maxConns {
+				nc.Close()
+				continue
+			}
+			g.Serve(nc, bind)
+		}
+	}()
+	return nil
+}
+
+func (g *Group) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns)
+}
+
+// Close closes the listeners and every connection, then waits for the
+// group's goroutines. It is idempotent.
+func (g *Group) Close() error {
+	g.mu.Lock()
+	g.closed = true
+	lns := g.lns
+	g.lns = nil
+	conns := make([]*Conn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	for _, c := range conns {
+		c.Close(transport.ErrClosed)
+	}
+	g.wg.Wait()
+	return nil
+}

@@ -1,0 +1,72 @@
+// Package transport defines how velo moves frames between instances. A
+// Transport dials and accepts connections; a Conn is an ordered, reliable
+// pipe of whole frames (internal/wire) to one peer, used in both directions.
+// Everything above a Conn (request matching, handshake, keepalive, dispatch)
+// lives in the messenger, so every transport behaves the same.
+package transport
+
+import (
+	"context"
+	"errors"
+)
+
+// Conn is one connection to a peer.
+//
+// WriteFrame and Close may be called from any number of goroutines at once.
+// Frames written by concurrent callers are never interleaved, and frames
+// written by one goroutine arrive in the order written.
+type Conn interface {
+	// WriteFrame sends one complete frame, length prefix included. It may
+	// return before the bytes are on the network (writes are coalesced);
+	// an error means the connection is broken and every later write fails.
+	// The connection does not keep b after WriteFrame returns. When the
+	// peer does not read, WriteFrame blocks (backpressure) until it reads
+	// or the connection is closed.
+	WriteFrame(b []byte) error
+	// Close closes the connection with a reason; the Handler's Closed is
+	// called once, with the first reason. Close is idempotent.
+	Close(reason error) error
+	// LocalAddr and RemoteAddr describe the endpoints, for logs.
+	LocalAddr() string
+	RemoteAddr() string
+}
+
+// Handler receives what arrives on one connection. The messenger
+// implements it.
+type Handler interface {
+	// HandleFrame is called once per frame (length prefix removed), in
+	// arrival order, on the connection's receive goroutine. The callee owns
+	// frame. A returned error closes the connection with that reason.
+	HandleFrame(frame []byte) error
+	// Closed is called exactly once, after the receive goroutine stopped
+	// delivering frames, with the reason the connection ended.
+	Closed(reason error)
+}
+
+// Binder is called once for each new connection, before its first frame is
+// read, and returns the Handler for that connection.
+type Binder func(c Conn) Handler
+
+// Transport dials and accepts connections of one kind.
+//
+// Listen is called once, before any Dial. Dial may be called concurrently.
+// Close may be called at any time; it is idempotent.
+type Transport interface {
+	// Name is the key of this transport in peer.Info.Addresses ("tcp").
+	Name() string
+	// Listen starts accepting connections; bind gives each its Handler.
+	// It returns the address that peers should dial.
+	Listen(ctx context.Context, bind Binder) (addr string, err error)
+	// Dial connects to addr; bind gives the connection its Handler.
+	Dial(ctx context.Context, addr string, bind Binder) (Conn, error)
+	// MaxFrame is the largest frame (length prefix excluded) that this
+	// transport reads; larger ones are refused before allocation.
+	MaxFrame() int
+	// Close stops accepting, closes every connection the transport made or
+	// accepted, and waits until its goroutines have returned.
+	Close() error
+}
+
+// ErrClosed is returned by a Transport used after Close and by writes on a
+// closed connection.
+var ErrClosed = errors.New("velo: transport closed")
