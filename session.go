@@ -37,11 +37,11 @@ type session struct {
 	nextID   atomic.Uint64
 
 	mu       sync.Mutex
-	pending  map[uint64]*call     // guarded by mu: our calls awaiting a response
-	inflight map[uint64]*inbound  // guarded by mu: the peer's requests we are handling
-	closed   bool                 // guarded by mu
-	err      error                // guarded by mu: why the session ended
-	done     chan struct{}        // closed when the session ended
+	pending  map[uint64]*call    // guarded by mu: our calls awaiting a response
+	inflight map[uint64]*inbound // guarded by mu: the peer's requests we are handling
+	closed   bool                // guarded by mu
+	err      error               // guarded by mu: why the session ended
+	done     chan struct{}       // closed when the session ended
 }
 
 var _ transport.Handler = (*session)(nil)

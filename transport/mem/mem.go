@@ -38,7 +38,7 @@ type Transport struct {
 	group *stream.Group
 
 	mu   sync.Mutex
-	addr string            // guarded by mu
+	addr string           // guarded by mu
 	bind transport.Binder // guarded by mu
 }
 
