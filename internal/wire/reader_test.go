@@ -1,0 +1,217 @@
+package wire_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"runtime"
+	"testing"
+	"testing/iotest"
+
+	"github.com/velo-messenger/velo/internal/wire"
+)
+
+// newReader reads frames from b through a buffer of the smallest size bufio
+// allows, so that frames straddle buffer refills.
+func newReader(b []byte, maxFrame int) *wire.FrameReader {
+	return wire.NewFrameReader(bufio.NewReaderSize(bytes.NewReader(b), 16), maxFrame)
+}
+
+// prefix returns a length prefix announcing n bytes.
+func prefix(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }
+
+func TestFrameReaderSequence(t *testing.T) {
+	const max = 64 << 10
+	frames := [][]byte{
+		wire.AppendRequest(nil, &goldenRequestValue),
+		wire.AppendResponse(nil, &goldenResponseValue),
+		wire.AppendCancel(nil, 1),
+		wire.AppendPing(nil, false, 2),
+		wire.AppendPing(nil, true, 2),
+		wire.AppendRequest(nil, &wire.Request{Kind: wire.KindAMSend, ID: 3, Handler: "big",
+			// version, type, kind, id, timeout, name length, "big", header count
+			Payload: seq(max - (1 + 1 + 1 + 8 + 8 + 1 + 3 + 2))}),
+		wire.AppendResponse(nil, &wire.Response{ID: 4}),
+		wire.AppendGoAway(nil, wire.GoAway{Status: wire.StatusShuttingDown, Message: "bye"}),
+	}
+	if n := len(frames[5]) - wire.PrefixLen; n != max {
+		t.Fatalf("test setup: big frame of %d bytes, want %d", n, max)
+	}
+	stream := bytes.Join(frames, nil)
+
+	sources := map[string]func() io.Reader{
+		"whole":    func() io.Reader { return bytes.NewReader(stream) },
+		"one byte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(stream)) },
+		"half":     func() io.Reader { return iotest.HalfReader(bytes.NewReader(stream)) },
+		// DataErrReader returns io.EOF with the last bytes, not after them.
+		"eof with data": func() io.Reader { return iotest.DataErrReader(bytes.NewReader(stream)) },
+	}
+	for name, src := range sources {
+		t.Run(name, func(t *testing.T) {
+			fr := wire.NewFrameReader(bufio.NewReaderSize(src(), 16), max)
+			var got [][]byte
+			for i, want := range frames {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				if !bytes.Equal(f, want[wire.PrefixLen:]) {
+					t.Fatalf("frame %d: % .40x…, want % .40x…", i, f, want[wire.PrefixLen:])
+				}
+				if _, err := parseAny(f, wire.Limits{}); err != nil {
+					t.Fatalf("frame %d does not parse: %v", i, err)
+				}
+				got = append(got, f)
+			}
+			// Each frame is the caller's own: reading on did not overwrite
+			// the earlier ones.
+			for i, f := range got {
+				if !bytes.Equal(f, frames[i][wire.PrefixLen:]) {
+					t.Errorf("frame %d changed after later reads", i)
+				}
+			}
+			for range 2 {
+				if f, err := fr.ReadFrame(); err != io.EOF {
+					t.Fatalf("after the last frame: %d bytes, %v; want io.EOF", len(f), err)
+				}
+			}
+		})
+	}
+}
+
+func TestFrameReaderTooLarge(t *testing.T) {
+	const max = 100
+	next := wire.AppendPing(nil, false, 7)
+	for _, n := range []uint32{max + 1, 1 << 20, wire.DefaultMaxFrame + 1, math.MaxInt32, math.MaxInt32 + 1, math.MaxUint32} {
+		// A valid frame follows the oversized prefix. The reader must stop
+		// right after the prefix: reading the next frame intact shows that
+		// it neither read nor allocated the announced body.
+		fr := newReader(append(prefix(n), next...), max)
+		f, err := fr.ReadFrame()
+		if !errors.Is(err, wire.ErrFrameTooLarge) {
+			t.Fatalf("prefix %#x: %d bytes, %v; want ErrFrameTooLarge", n, len(f), err)
+		}
+		if f != nil {
+			t.Errorf("prefix %#x: returned %d bytes with the error", n, len(f))
+		}
+		if f, err := fr.ReadFrame(); err != nil || !bytes.Equal(f, next[wire.PrefixLen:]) {
+			t.Errorf("prefix %#x: the next frame reads as % x, %v", n, f, err)
+		}
+	}
+
+	// Exactly the maximum is allowed.
+	frame := append(prefix(max), make([]byte, max)...)
+	frame[wire.PrefixLen] = wire.Version
+	if f, err := newReader(frame, max).ReadFrame(); err != nil || len(f) != max {
+		t.Errorf("frame of exactly the maximum: %d bytes, %v", len(f), err)
+	}
+}
+
+func TestFrameReaderDefaultMax(t *testing.T) {
+	for _, max := range []int{0, -1} {
+		_, err := newReader(prefix(wire.DefaultMaxFrame+1), max).ReadFrame()
+		if !errors.Is(err, wire.ErrFrameTooLarge) {
+			t.Errorf("max %d, one byte over DefaultMaxFrame: %v, want ErrFrameTooLarge", max, err)
+		}
+		// At the default maximum the length is accepted; the stream then
+		// ends inside the frame.
+		_, err = newReader(prefix(wire.DefaultMaxFrame), max).ReadFrame()
+		if err != io.ErrUnexpectedEOF {
+			t.Errorf("max %d, DefaultMaxFrame announced: %v, want io.ErrUnexpectedEOF", max, err)
+		}
+	}
+}
+
+// TestFrameReaderTooLargeAllocatesNothing proves that a hostile length
+// prefix costs nothing: refusing a 4 GiB announcement allocates only the
+// error value.
+func TestFrameReaderTooLargeAllocatesNothing(t *testing.T) {
+	const runs = 1000
+	// AllocsPerRun calls the function once more to warm up.
+	stream := bytes.Repeat(prefix(math.MaxUint32), runs+1)
+	fr := wire.NewFrameReader(bufio.NewReader(bytes.NewReader(stream)), 1024)
+	read := func() {
+		if _, err := fr.ReadFrame(); !errors.Is(err, wire.ErrFrameTooLarge) {
+			panic(err) // not t.Fatal: AllocsPerRun may run on another goroutine in the future
+		}
+	}
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	allocs := testing.AllocsPerRun(runs, read)
+	runtime.ReadMemStats(&after)
+
+	// The error (fmt.Errorf with two integers) takes a handful of small
+	// allocations; the frame body none.
+	if allocs > 5 {
+		t.Errorf("%.1f allocations per refused frame, want at most 5", allocs)
+	}
+	if perRun := (after.TotalAlloc - before.TotalAlloc) / (runs + 1); perRun > 1024 {
+		t.Errorf("%d bytes allocated per refused frame, want at most 1024", perRun)
+	}
+}
+
+func TestFrameReaderShortLength(t *testing.T) {
+	for _, n := range []uint32{0, 1} {
+		f, err := newReader(append(prefix(n), 1, 1, 1), 1024).ReadFrame()
+		if f != nil {
+			t.Errorf("length %d: returned %d bytes with the error", n, len(f))
+		}
+		mustMalformed(t, err, "length shorter than a frame header")
+	}
+	// Two bytes hold a version and a type: the reader passes them on and
+	// ParseHeader judges them.
+	f, err := newReader(append(prefix(2), wire.Version, byte(wire.TypeCancel)), 1024).ReadFrame()
+	if err != nil || len(f) != 2 {
+		t.Errorf("length 2: %d bytes, %v", len(f), err)
+	}
+}
+
+func TestFrameReaderEOF(t *testing.T) {
+	if _, err := newReader(nil, 1024).ReadFrame(); err != io.EOF {
+		t.Errorf("empty stream: %v, want io.EOF", err)
+	}
+
+	// Cut a two-frame stream at every offset: a cut at a frame boundary is
+	// a clean end, any other an unexpected one.
+	first := wire.AppendResponse(nil, &goldenResponseValue)
+	stream := append(bytes.Clone(first), wire.AppendCancel(nil, 9)...)
+	for i := range len(stream) {
+		fr := newReader(stream[:i], 1024)
+		var err error
+		frames := 0
+		for err == nil {
+			if _, err = fr.ReadFrame(); err == nil {
+				frames++
+			}
+		}
+		switch {
+		case i == 0 || i == len(first):
+			if err != io.EOF {
+				t.Errorf("cut at %d, a frame boundary: %v, want io.EOF", i, err)
+			}
+		default:
+			if err != io.ErrUnexpectedEOF {
+				t.Errorf("cut at %d, inside a frame: %v, want io.ErrUnexpectedEOF", i, err)
+			}
+		}
+		if want := min(i/len(first), 1); frames != want {
+			t.Errorf("cut at %d: %d whole frames read, want %d", i, frames, want)
+		}
+	}
+}
+
+func TestFrameReaderPassesErrors(t *testing.T) {
+	boom := errors.New("connection reset")
+	frame := wire.AppendCancel(nil, 1)
+	for _, at := range []int{0, 2, wire.PrefixLen, len(frame) - 1} {
+		r := io.MultiReader(bytes.NewReader(frame[:at]), iotest.ErrReader(boom))
+		_, err := wire.NewFrameReader(bufio.NewReader(r), 1024).ReadFrame()
+		if !errors.Is(err, boom) {
+			t.Errorf("error after %d bytes: %v, want %v", at, err, boom)
+		}
+	}
+}
