@@ -112,7 +112,9 @@ func (m *Messenger) Shutdown(ctx context.Context) error {
 		m.stopHandlers()
 		grace, cancel := context.WithTimeout(context.Background(), time.Second)
 		for _, e := range entries {
-			e.actor.Stop(grace)
+			if err := e.actor.Stop(grace); err != nil {
+				m.log.Warn("velo: handler ignores its ctx; abandoned at shutdown", "handler", e.name)
+			}
 		}
 		cancel()
 		errs = append(errs, cut)
