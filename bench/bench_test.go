@@ -1,0 +1,249 @@
+package main
+
+// Micro-benchmarks of velo's calls, with the plain TCP ping-pong beside
+// them:
+//
+//	go test -run '^$' -bench . -benchmem ./bench/
+//
+// Both messengers of the in-process benchmarks live in this process, so
+// their allocs/op count the client's and the server's allocations
+// together. BenchmarkUnaryTCPRemote has its server in a child process:
+// its allocs/op are the client's alone (DESIGN.md "Performance").
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/transport"
+	"github.com/velo-messenger/velo/transport/mem"
+	"github.com/velo-messenger/velo/transport/tcp"
+)
+
+// benchPayloadSize is the raw payload of every benchmark, as in DESIGN.md.
+const benchPayloadSize = 32
+
+func benchPayload() []byte {
+	p := make([]byte, benchPayloadSize)
+	for i := range p {
+		p[i] = byte(i)
+	}
+	return p
+}
+
+func tcpTransport() transport.Transport { return tcp.New(tcp.Options{}) }
+
+func memTransports() func() transport.Transport {
+	n := mem.NewNetwork()
+	return func() transport.Transport { return mem.New(n) }
+}
+
+// veloPair starts a server messenger with the handlers and a client
+// messenger that knows it, on transports made by mk, and shuts both down
+// when the benchmark ends. It returns the client and the server's id.
+func veloPair(b *testing.B, mk func() transport.Transport, handlers ...*velo.HandlerBuilder) (*velo.Messenger, peer.ID) {
+	b.Helper()
+	ctx := context.Background()
+	start := func() *velo.Messenger {
+		m, err := velo.NewBuilder().AddTransport(mk()).Build(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			if err := shutdown(m); err != nil {
+				b.Error(err)
+			}
+		})
+		return m
+	}
+	server := start()
+	for _, h := range handlers {
+		if err := server.RegisterHandler(h.Build()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	client := start()
+	if err := client.RegisterPeer(server.PeerInfo()); err != nil {
+		b.Fatal(err)
+	}
+	return client, server.InstanceID()
+}
+
+// benchUnary measures a raw unary echo call. The first call, which opens
+// the connection, is made before the timed loop.
+func benchUnary(b *testing.B, mk func() transport.Transport, h *velo.HandlerBuilder) {
+	c, id := veloPair(b, mk, h)
+	ctx := context.Background()
+	p := benchPayload()
+	if _, err := c.Unary(echoHandler).RawPayload(p).Instance(id).Send(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		out, err := c.Unary(echoHandler).RawPayload(p).Instance(id).Send(ctx)
+		if err != nil || len(out) != len(p) {
+			b.Fatalf("echo: %d bytes, %v", len(out), err)
+		}
+	}
+}
+
+func BenchmarkUnaryMem(b *testing.B) {
+	benchUnary(b, memTransports(), velo.UnaryHandler(echoHandler, echo))
+}
+
+func BenchmarkUnaryTCP(b *testing.B) {
+	benchUnary(b, tcpTransport, velo.UnaryHandler(echoHandler, echo))
+}
+
+func BenchmarkUnaryTCPInline(b *testing.B) {
+	benchUnary(b, tcpTransport, velo.UnaryHandler(echoHandler, echo).Inline())
+}
+
+// BenchmarkUnaryTCPParallel has many goroutines share one client
+// messenger, hence one connection: 8 callers per GOMAXPROCS.
+func BenchmarkUnaryTCPParallel(b *testing.B) {
+	c, id := veloPair(b, tcpTransport, velo.UnaryHandler(echoHandler, echo))
+	ctx := context.Background()
+	p := benchPayload()
+	if _, err := c.Unary(echoHandler).RawPayload(p).Instance(id).Send(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			out, err := c.Unary(echoHandler).RawPayload(p).Instance(id).Send(ctx)
+			if err != nil || len(out) != len(p) {
+				b.Errorf("echo: %d bytes, %v", len(out), err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkUnaryTCPRemote is BenchmarkUnaryTCP with the server in a child
+// process (this test binary started again as a velo-unary server), so that
+// B/op and allocs/op are the client's alone.
+func BenchmarkUnaryTCPRemote(b *testing.B) {
+	sys := findSystem(allSystems(), "velo-unary")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), serveEnv+"="+sys.Name())
+	ch, err := startChild(sys.Name(), cmd, os.Stderr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := ch.stop(); err != nil {
+			b.Error(err)
+		}
+	})
+	ctx := context.Background()
+	c, err := sys.Dial(ctx, ch.addr, benchPayload())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.RoundTrip(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAMSendTCP measures one sender's fire-and-forget throughput to
+// a handler that counts. The time includes waiting, after the loop, until
+// the handler has seen every message, so ns/op is the cost of a delivered
+// message, not of a queued one.
+func BenchmarkAMSendTCP(b *testing.B) {
+	var got atomic.Int64
+	sink := velo.AMHandler("sink", func(context.Context, *velo.Context) error {
+		got.Add(1)
+		return nil
+	})
+	c, id := veloPair(b, tcpTransport, sink)
+	ctx := context.Background()
+	p := benchPayload()
+	if err := c.AMSync("sink").RawPayload(p).Instance(id).Send(ctx); err != nil {
+		b.Fatal(err) // connects; AMSync returns after the handler ran
+	}
+	got.Store(0)
+	var sent int64
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.AMSend("sink").RawPayload(p).Instance(id).Send(ctx); err != nil {
+			b.Fatal(err)
+		}
+		sent++
+	}
+	b.StartTimer()
+	deadline := time.Now().Add(30 * time.Second)
+	for got.Load() < sent {
+		if time.Now().After(deadline) {
+			b.Fatalf("handler saw %d of %d messages", got.Load(), sent)
+		}
+		runtime.Gosched()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(sent)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+type addRequest struct {
+	A, B int64
+	Tag  string
+}
+
+type addResponse struct {
+	Sum int64
+	Tag string
+}
+
+// BenchmarkTypedUnaryTCP is a typed unary call: a small struct encoded with
+// MessagePack each way.
+func BenchmarkTypedUnaryTCP(b *testing.B) {
+	add := velo.TypedUnaryHandler("add", func(_ context.Context, c *velo.TypedContext[addRequest]) (addResponse, error) {
+		return addResponse{Sum: c.Input.A + c.Input.B, Tag: c.Input.Tag}, nil
+	})
+	c, id := veloPair(b, tcpTransport, add)
+	ctx := context.Background()
+	req := addRequest{A: 40, B: 2, Tag: "typed-unary-bench"}
+	if _, err := velo.TypedUnary[addResponse](c, "add").Payload(req).Instance(id).Send(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := velo.TypedUnary[addResponse](c, "add").Payload(req).Instance(id).Send(ctx)
+		if err != nil || r.Sum != 42 {
+			b.Fatalf("add: %+v, %v", r, err)
+		}
+	}
+}
+
+// BenchmarkFloorTCP is the plain Go TCP ping-pong of tcp-floor, server and
+// client in this process.
+func BenchmarkFloorTCP(b *testing.B) {
+	ctx := context.Background()
+	srv, err := floorSystem{}.Serve(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	c, err := floorSystem{}.Dial(ctx, srv.Addr(), benchPayload())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.RoundTrip(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
