@@ -1,0 +1,71 @@
+// Package actor runs velo's handlers as supervised actors over bounded
+// mailboxes.
+//
+// An Actor takes messages through Tell and runs each one on a handler that
+// its factory built. Config picks the rest.
+//
+// # Dispatch
+//
+// The Mode says where a message runs:
+//
+//   - Spawn: on a goroutine of its own, so messages run in parallel. With
+//     MaxConcurrency set, messages queue and at most that many worker
+//     goroutines drain them. The handler must be safe for concurrent use.
+//   - Inline: on the goroutine that calls Tell, before Tell returns. This
+//     is the cheapest mode, and the right one only for handlers that never
+//     block, since they stall whatever calls Tell (in velo, the receive
+//     path of a connection).
+//   - Ordered: messages with the same key run one at a time, in the order
+//     of their Tell calls (calls ordered by happens-before, from any
+//     goroutines); different keys run in parallel.
+//
+// An idle actor owns no goroutine. Spawn starts one per message, or up to
+// MaxConcurrency workers; Ordered starts one drainer per key that has
+// pending messages. Workers and drainers exit as soon as their queue is
+// empty, and an idle key leaves nothing behind, so memory does not grow with
+// the number of keys ever seen.
+//
+// # Capacity and overflow
+//
+// Config.Mailbox bounds the messages accepted and not yet finished (queued
+// plus running, across all keys). When it is reached, an actor with the
+// Block overflow makes Tell wait for room, so a slow handler slows down
+// whoever sends to it, instead of queueing without bound; an actor with the
+// Reject overflow makes Tell fail at once with an error wrapping
+// mailbox.ErrFull, and counts the refusal (Actor.Refused).
+//
+// # Outcomes
+//
+// Every message given to Tell has exactly one outcome:
+//
+//   - Tell returns an error: the actor is full (Reject), the caller's ctx
+//     ended while Tell waited, or the actor is stopped (ErrStopped);
+//   - the handler runs it and returns;
+//   - the handler panics on it: Config.OnPanic receives it with a
+//     *PanicError carrying the panic value and stack;
+//   - the actor stops before running it: Config.Drop receives it with the
+//     stop reason.
+//
+// So a caller of the actor can always be answered.
+//
+// # Supervision
+//
+// A panic in a handler is recovered and never reaches the process. After
+// OnPanic, the supervisor applies Config.Restart: it either restarts, by
+// calling the factory again (after a backoff, if set; messages that arrive
+// meanwhile wait), or stops the actor, after which Err reports why, queued
+// messages go to Drop and Tell fails with an error wrapping ErrStopped. A
+// factory that panics during a restart stops the actor too. Restart
+// decisions belong to the supervisor alone: a handler cannot restart or
+// stop its actor.
+//
+// In Spawn mode several messages may run on one handler when it panics;
+// those panics count as one failure, since the handler is replaced once.
+//
+// # Stopping
+//
+// Stop refuses new messages, waits for the accepted ones to finish and for
+// the actor's goroutines to exit. If its ctx ends first, the messages not
+// yet started go to Drop. No lock is held while user code (handler,
+// factory, OnPanic, Drop) runs.
+package actor

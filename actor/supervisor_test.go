@@ -1,0 +1,205 @@
+package actor
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestBackoff(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name   string
+		p      RestartPolicy
+		streak int
+		want   time.Duration
+	}{
+		{"none", RestartPolicy{}, 5, 0},
+		{"first", RestartPolicy{Backoff: 10 * ms}, 0, 10 * ms},
+		{"doubles", RestartPolicy{Backoff: 10 * ms}, 3, 80 * ms},
+		{"capped", RestartPolicy{Backoff: 10 * ms, MaxBackoff: 50 * ms}, 3, 50 * ms},
+		{"default cap", RestartPolicy{Backoff: time.Second}, 10, defaultMaxBackoff},
+		{"backoff above default cap", RestartPolicy{Backoff: time.Hour}, 3, time.Hour},
+		{"no overflow", RestartPolicy{Backoff: time.Second, MaxBackoff: 1 << 62}, 200, 1 << 62},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.p.backoff(tt.streak); got != tt.want {
+				t.Fatalf("backoff(%d) = %v, want %v", tt.streak, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSupervisorFailure drives the restart bookkeeping with explicit times.
+func TestSupervisorFailure(t *testing.T) {
+	ms := time.Millisecond
+	type step struct {
+		at      time.Duration // since the start
+		proven  bool          // the failed handler had finished a message
+		restart bool
+		delay   time.Duration
+	}
+	tests := []struct {
+		name  string
+		p     RestartPolicy
+		steps []step
+	}{
+		{"zero policy stops at once", RestartPolicy{}, []step{
+			{0, false, false, 0},
+		}},
+		{"unlimited", DefaultRestartPolicy(), []step{
+			{0, false, true, 0}, {1, false, true, 0}, {2, true, true, 0},
+		}},
+		{"two over the whole life", RestartPolicy{MaxRestarts: 2}, []step{
+			{0, false, true, 0}, {time.Hour, true, true, 0}, {2 * time.Hour, true, false, 0},
+		}},
+		{"window forgets", RestartPolicy{MaxRestarts: 2, Window: 100 * ms}, []step{
+			{0, false, true, 0},
+			{50 * ms, false, true, 0},
+			{99 * ms, false, false, 0}, // two restarts within the last 100 ms
+			{101 * ms, false, true, 0}, // the one at 0 has left the window
+			{149 * ms, false, false, 0},
+			{300 * ms, false, true, 0},
+		}},
+		{"backoff grows in a burst and resets", RestartPolicy{MaxRestarts: -1, Backoff: 10 * ms, MaxBackoff: 30 * ms}, []step{
+			{0, false, true, 10 * ms},
+			{1, false, true, 20 * ms},
+			{2, false, true, 30 * ms},
+			{3, false, true, 30 * ms},
+			{4, true, true, 10 * ms}, // the handler had finished a message: new burst
+			{5, false, true, 20 * ms},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := supervisor{policy: tt.p}
+			start := time.Unix(1000, 0)
+			granted := 0
+			for i, st := range tt.steps {
+				restart, delay := s.failure(start.Add(st.at), st.proven)
+				if restart != st.restart || delay != st.delay {
+					t.Fatalf("step %d: failure() = %v, %v; want %v, %v", i, restart, delay, st.restart, st.delay)
+				}
+				if restart {
+					granted++
+				}
+				if s.restarts != granted {
+					t.Fatalf("step %d: restarts = %d, want %d", i, s.restarts, granted)
+				}
+				if tt.p.MaxRestarts >= 0 && len(s.recent) > tt.p.MaxRestarts {
+					t.Fatalf("step %d: %d restart times kept, more than MaxRestarts", i, len(s.recent))
+				}
+			}
+		})
+	}
+}
+
+func TestQueue(t *testing.T) {
+	var q queue[int]
+	next, want := 0, 0
+	// Interleave pushes and pops so the slice slides; pops keep up, so the
+	// queue never holds more than a few values.
+	for round := range 200 {
+		for range round % 5 {
+			q.push(entry[int]{msg: next})
+			next++
+		}
+		for range round % 7 {
+			e, ok := q.pop()
+			if !ok {
+				if q.len() != 0 {
+					t.Fatalf("pop failed with len %d", q.len())
+				}
+				break
+			}
+			if e.msg != want {
+				t.Fatalf("popped %d, want %d", e.msg, want)
+			}
+			want++
+		}
+	}
+	if len(q.buf) > 8 {
+		t.Fatalf("ring grew to %d though it never held more than 5", len(q.buf))
+	}
+	// Grow while the live entries wrap around the end of the ring.
+	for range 3 {
+		q.push(entry[int]{msg: next})
+		next++
+	}
+	for range 2 {
+		if e, _ := q.pop(); e.msg != want {
+			t.Fatalf("popped %d, want %d", e.msg, want)
+		}
+		want++
+	}
+	for range 40 {
+		q.push(entry[int]{msg: next})
+		next++
+	}
+	rest := q.takeAll(nil)
+	for _, e := range rest {
+		if e.msg != want {
+			t.Fatalf("takeAll gave %d, want %d", e.msg, want)
+		}
+		want++
+	}
+	if want != next || q.len() != 0 {
+		t.Fatalf("%d of %d values came out, %d left", want, next, q.len())
+	}
+}
+
+// TestIdleKeysLeaveNoEntry checks that an Ordered actor forgets keys that
+// have gone idle, so its memory does not grow with the keys ever seen.
+func TestIdleKeysLeaveNoEntry(t *testing.T) {
+	a, err := New(Config[int, int]{
+		Mode:    Ordered,
+		Factory: func() func(context.Context, int) { return func(context.Context, int) {} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys = 3 * shrinkKeys
+	for k := range keys {
+		if err := a.Tell(context.Background(), k, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.qmu.Lock()
+	defer a.qmu.Unlock()
+	if len(a.keys) != 0 {
+		t.Fatalf("%d keys still in the map after they went idle", len(a.keys))
+	}
+	if len(a.spare) > maxSpareQueues {
+		t.Fatalf("%d spare queues kept, limit %d", len(a.spare), maxSpareQueues)
+	}
+}
+
+func TestGroup(t *testing.T) {
+	var g group
+	if err := g.wait(context.Background()); err != nil {
+		t.Fatalf("wait on empty group = %v", err)
+	}
+	g.add()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := g.wait(ctx); err != context.Canceled {
+		t.Fatalf("wait with work left and canceled ctx = %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.wait(context.Background()) }()
+	g.done()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("wait did not return once the group emptied")
+	}
+}
