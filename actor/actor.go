@@ -65,6 +65,9 @@ type Actor[K comparable, M any] struct {
 	abort chan struct{}
 	// stopping is closed when Stop is first called.
 	stopping chan struct{}
+	// handoff passes messages of an uncapped Spawn actor to idle workers;
+	// unbuffered, so a send succeeds only when a worker waits.
+	handoff  chan entry[M]
 	restarts atomic.Int64
 
 	mu        sync.Mutex // guards the fields below, and cur's transitions
@@ -113,6 +116,7 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 		stopped:  &incarnation[M]{},
 		abort:    make(chan struct{}),
 		stopping: make(chan struct{}),
+		handoff:  make(chan entry[M]),
 		sup:      supervisor{policy: cfg.Restart},
 	}
 	if cfg.Mode == Ordered {
@@ -155,10 +159,47 @@ func (a *Actor[K, M]) Tell(ctx context.Context, key K, msg M) error {
 	case a.maxConc > 0:
 		a.enqueueFIFO(ctx, msg)
 	default:
-		// The goroutine runs on this message's unit and token.
-		go a.deliver(ctx, msg)
+		a.spawn(ctx, msg)
 	}
 	return nil
+}
+
+// idleWorker is how long an uncapped Spawn worker waits for another message
+// before it exits.
+const idleWorker = time.Second
+
+// spawn runs a message of an uncapped Spawn actor on a goroutine of its
+// own: an idle worker if one is waiting, else a new one. Reusing workers
+// keeps their grown stacks: a fresh goroutine per message pays for stack
+// growth on every message whose handler goes deeper than the initial stack.
+func (a *Actor[K, M]) spawn(ctx context.Context, msg M) {
+	e := entry[M]{ctx, msg}
+	select {
+	case a.handoff <- e:
+	default:
+		a.work.add() // the worker's own unit
+		go a.worker(e)
+	}
+}
+
+// worker runs e, then whatever spawn hands it, until it has been idle for
+// idleWorker or the actor is stopping.
+func (a *Actor[K, M]) worker(e entry[M]) {
+	defer a.work.done()
+	t := time.NewTimer(idleWorker)
+	defer t.Stop()
+	for {
+		a.deliver(e.ctx, e.msg)
+		e = entry[M]{} // let the message go while idle
+		t.Reset(idleWorker)
+		select {
+		case e = <-a.handoff:
+		case <-t.C:
+			return
+		case <-a.stopping:
+			return
+		}
+	}
 }
 
 func (a *Actor[K, M]) refused(ctx context.Context, err error) error {

@@ -19,11 +19,15 @@
 //     of their Tell calls (calls ordered by happens-before, from any
 //     goroutines); different keys run in parallel.
 //
-// An idle actor owns no goroutine. Spawn starts one per message, or up to
-// MaxConcurrency workers; Ordered starts one drainer per key that has
-// pending messages. Workers and drainers exit as soon as their queue is
-// empty, and an idle key leaves nothing behind, so memory does not grow with
-// the number of keys ever seen.
+// A new actor owns no goroutine. Spawn runs each message on a worker
+// goroutine: an idle one if one waits, else a new one; an uncapped worker
+// waits up to a second for its next message before it exits, so bursts
+// reuse warm stacks and an idle actor soon owns nothing again. A capped
+// Spawn actor runs up to MaxConcurrency workers; Ordered starts one drainer
+// per key that has pending messages. Capped workers and drainers exit as
+// soon as their queue is empty, and an idle key leaves nothing behind, so
+// memory does not grow with the number of keys ever seen. Stop ends every
+// worker.
 //
 // # Capacity and overflow
 //
