@@ -81,6 +81,16 @@ var (
 	ErrEventPoisoned    = &Error{Code: CodeEventPoisoned}
 )
 
+// Registration errors, returned by RegisterHandler (wrapped with detail).
+var (
+	// ErrHandlerExists: the name is already registered; the first handler
+	// stays.
+	ErrHandlerExists = errors.New("velo: handler already registered")
+	// ErrInvalidHandler: a reserved or malformed name, a nil function, or
+	// a bad option (mailbox size, concurrency, restart policy).
+	ErrInvalidHandler = errors.New("velo: invalid handler")
+)
+
 // Error is the error type of every failed call. Code says what went wrong;
 // Message adds detail (a handler's own error text, the panic value, the type
 // that failed to decode). Remote is true when the error was raised by the
@@ -156,7 +166,11 @@ func toStatus(err error) (wire.Status, string) {
 	var ve *Error
 	switch {
 	case errors.As(err, &ve):
-		return wire.Status(ve.Code), ve.Message
+		if err == error(ve) || ve.Message == "" {
+			return wire.Status(ve.Code), ve.Message
+		}
+		// Keep the context the handler wrapped around the velo error.
+		return wire.Status(ve.Code), err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		return wire.StatusDeadlineExceeded, err.Error()
 	case errors.Is(err, context.Canceled):

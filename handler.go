@@ -94,7 +94,7 @@ func (b *HandlerBuilder) Ordered() *HandlerBuilder { b.h.mode = actor.Ordered; r
 // for room, which slows the senders down, unless RejectWhenFull is set.
 func (b *HandlerBuilder) Mailbox(n int) *HandlerBuilder {
 	if n < 1 {
-		b.h.err = errors.Join(b.h.err, fmt.Errorf("velo: handler %q: mailbox size %d, want at least 1", b.h.name, n))
+		b.h.err = errors.Join(b.h.err, fmt.Errorf("%w: %q: mailbox size %d, want at least 1", ErrInvalidHandler, b.h.name, n))
 	}
 	b.h.mailbox = n
 	return b
@@ -110,7 +110,7 @@ func (b *HandlerBuilder) RejectWhenFull() *HandlerBuilder { b.h.overflow = mailb
 // mailbox size.
 func (b *HandlerBuilder) Concurrency(n int) *HandlerBuilder {
 	if n < 0 {
-		b.h.err = errors.Join(b.h.err, fmt.Errorf("velo: handler %q: concurrency %d, want >= 0", b.h.name, n))
+		b.h.err = errors.Join(b.h.err, fmt.Errorf("%w: %q: concurrency %d, want >= 0", ErrInvalidHandler, b.h.name, n))
 	}
 	b.h.maxConc = n
 	return b
@@ -122,7 +122,7 @@ func (b *HandlerBuilder) Concurrency(n int) *HandlerBuilder {
 // Factory constructor is re-created from its factory on restart.
 func (b *HandlerBuilder) Restart(p actor.RestartPolicy) *HandlerBuilder {
 	if err := p.Validate(); err != nil {
-		b.h.err = errors.Join(b.h.err, fmt.Errorf("velo: handler %q: %w", b.h.name, err))
+		b.h.err = errors.Join(b.h.err, fmt.Errorf("%w: %q: %w", ErrInvalidHandler, b.h.name, err))
 	}
 	b.h.restart = p
 	return b
@@ -203,7 +203,7 @@ func constFactory[F any](fn F) func() F {
 
 func nilCheck[F any](name string, factory func() F) error {
 	if factory == nil {
-		return fmt.Errorf("velo: handler %q: nil function", name)
+		return fmt.Errorf("%w: %q: nil function", ErrInvalidHandler, name)
 	}
 	return nil
 }
@@ -221,5 +221,7 @@ type inbound struct {
 	s      *session
 	req    wire.Request
 	cancel context.CancelFunc
+	out    []byte // the handler's result, answered by finish
+	err    error
 	done   atomic.Bool // set by the first finish
 }

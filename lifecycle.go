@@ -132,12 +132,16 @@ func (m *Messenger) Shutdown(ctx context.Context) error {
 	m.mu.RUnlock()
 	// Say goodbye on every connection at once; a peer that does not read
 	// gets a short while before its connection is closed under the write.
+	// The reason is recorded first: the peer closes its end when it reads
+	// the goaway, and our calls still pending must fail as shutting down,
+	// not as a lost peer.
+	reason := newError(CodeShuttingDown, "", nil, "instance %s is shutting down", m.id.Short())
 	var bye sync.WaitGroup
 	for _, s := range sessions {
+		s.setReason(reason)
 		bye.Go(s.sendGoAway)
 	}
 	waitFor(&bye, 250*time.Millisecond)
-	reason := newError(CodeShuttingDown, "", nil, "instance %s is shutting down", m.id.Short())
 	for _, s := range sessions {
 		s.close(reason)
 	}

@@ -28,9 +28,6 @@ const (
 	stateClosed
 )
 
-// ErrHandlerExists is returned by RegisterHandler for a name already taken.
-var ErrHandlerExists = errors.New("velo: handler already registered")
-
 // Messenger is one velo instance: it listens on its transports, runs its
 // registered handlers, and calls the handlers of other instances. Make one
 // with NewBuilder; every method is safe for concurrent use.
@@ -123,10 +120,10 @@ func (m *Messenger) learn(info peer.Info) *peerState {
 // ErrHandlerExists, never replaced; names starting with '_' are reserved.
 func (m *Messenger) RegisterHandler(h *Handler) error {
 	if h == nil {
-		return errors.New("velo: nil handler")
+		return fmt.Errorf("%w: nil handler", ErrInvalidHandler)
 	}
 	if system.IsReserved(h.name) {
-		return fmt.Errorf("velo: handler name %q: names starting with '_' are reserved", h.name)
+		return fmt.Errorf("%w: name %q: names starting with '_' are reserved", ErrInvalidHandler, h.name)
 	}
 	return m.register(h)
 }
@@ -136,7 +133,7 @@ func (m *Messenger) register(h *Handler) error {
 		return h.err
 	}
 	if h.name == "" || len(h.name) > wire.MaxHandlerName {
-		return fmt.Errorf("velo: handler name of %d bytes, want 1..%d", len(h.name), wire.MaxHandlerName)
+		return fmt.Errorf("%w: name of %d bytes, want 1..%d", ErrInvalidHandler, len(h.name), wire.MaxHandlerName)
 	}
 	m.hmu.Lock()
 	defer m.hmu.Unlock()
@@ -171,12 +168,16 @@ func (m *Messenger) newActor(h *Handler) (*actor.Actor[peer.ID, *inbound], error
 			fn := h.factory()
 			return func(ctx context.Context, in *inbound) {
 				c := &Context{Msg: m, Sender: in.s.peer.ID, Handler: name, Payload: in.req.Payload, Headers: in.req.Headers}
-				out, err := fn(ctx, c)
-				in.s.finish(in, out, err)
+				in.out, in.err = fn(ctx, c)
 			}
 		},
+		// The answer goes out once the handler's mailbox has room again,
+		// so a caller that sends one call after another is never refused.
+		After: func(in *inbound) {
+			in.s.finish(in, in.out, in.err)
+		},
 		OnPanic: func(in *inbound, p *actor.PanicError) {
-			m.log.Error("velo: handler panicked", "handler", name, "sender", in.s.peerName(), "panic", p.Value, "stack", string(p.Stack))
+			// The actor has logged the panic; its stack is in p for errors.As.
 			in.s.finish(in, nil, &Error{Code: CodeHandlerPanic, Handler: name, Message: fmt.Sprint(p.Value), cause: p})
 		},
 		Drop: func(in *inbound, err error) {

@@ -27,7 +27,7 @@ func (s *spec) encode(v any) {
 		s.err = newError(CodeBadPayload, s.handler, err, "encoding %T: %v", v, err)
 		return
 	}
-	s.payload = b
+	s.payload, s.err = b, nil
 }
 
 // header adds k to a copy of the headers, so that builders copied before
@@ -94,7 +94,7 @@ func (b AMSendBuilder) Payload(v any) AMSendBuilder { b.s.encode(v); return b }
 
 // RawPayload sets the body to p as is. p must not change until Send
 // returns.
-func (b AMSendBuilder) RawPayload(p []byte) AMSendBuilder { b.s.payload = p; return b }
+func (b AMSendBuilder) RawPayload(p []byte) AMSendBuilder { b.s.payload, b.s.err = p, nil; return b }
 
 // Instance sets the target instance.
 func (b AMSendBuilder) Instance(id peer.ID) AMSendBuilder { b.s.target = id; return b }
@@ -116,7 +116,7 @@ type AMSyncBuilder struct{ s spec }
 func (b AMSyncBuilder) Payload(v any) AMSyncBuilder { b.s.encode(v); return b }
 
 // RawPayload sets the body to p as is.
-func (b AMSyncBuilder) RawPayload(p []byte) AMSyncBuilder { b.s.payload = p; return b }
+func (b AMSyncBuilder) RawPayload(p []byte) AMSyncBuilder { b.s.payload, b.s.err = p, nil; return b }
 
 // Instance sets the target instance.
 func (b AMSyncBuilder) Instance(id peer.ID) AMSyncBuilder { b.s.target = id; return b }
@@ -138,7 +138,7 @@ type UnaryBuilder struct{ s spec }
 func (b UnaryBuilder) Payload(v any) UnaryBuilder { b.s.encode(v); return b }
 
 // RawPayload sets the body to p as is.
-func (b UnaryBuilder) RawPayload(p []byte) UnaryBuilder { b.s.payload = p; return b }
+func (b UnaryBuilder) RawPayload(p []byte) UnaryBuilder { b.s.payload, b.s.err = p, nil; return b }
 
 // Instance sets the target instance.
 func (b UnaryBuilder) Instance(id peer.ID) UnaryBuilder { b.s.target = id; return b }
@@ -157,7 +157,10 @@ type TypedUnaryBuilder[R any] struct{ s spec }
 func (b TypedUnaryBuilder[R]) Payload(v any) TypedUnaryBuilder[R] { b.s.encode(v); return b }
 
 // RawPayload sets the body to p as is (already MessagePack).
-func (b TypedUnaryBuilder[R]) RawPayload(p []byte) TypedUnaryBuilder[R] { b.s.payload = p; return b }
+func (b TypedUnaryBuilder[R]) RawPayload(p []byte) TypedUnaryBuilder[R] {
+	b.s.payload, b.s.err = p, nil
+	return b
+}
 
 // Instance sets the target instance.
 func (b TypedUnaryBuilder[R]) Instance(id peer.ID) TypedUnaryBuilder[R] { b.s.target = id; return b }

@@ -193,7 +193,11 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 			return s.collect(c, req.Handler) // the answer won the race
 		}
 		callPool.Put(c)
-		s.sendCancel(id)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			// A deadline needs no message: the handler's ctx carries
+			// the same deadline and ends on its own.
+			s.sendCancel(id)
+		}
 		return nil, ctxError(ctx, req.Handler)
 	}
 }
@@ -442,12 +446,17 @@ func (s *session) Closed(reason error) {
 
 // close ends the session with reason; Closed follows from the transport.
 func (s *session) close(reason error) {
+	s.setReason(reason)
+	s.conn.Close(reason)
+}
+
+// setReason records why the session ends, unless a reason is known.
+func (s *session) setReason(reason error) {
 	s.mu.Lock()
 	if s.err == nil {
 		s.err = reason
 	}
 	s.mu.Unlock()
-	s.conn.Close(reason)
 }
 
 // sendGoAway tells the peer that this instance is shutting down.

@@ -43,6 +43,7 @@ type Actor[K comparable, M any] struct {
 	maxConc int
 	factory func() func(context.Context, M)
 	onPanic func(M, *PanicError)
+	after   func(M)
 	drop    func(M, error)
 	log     *slog.Logger
 	errFull error // returned by Tell when full under Reject
@@ -109,6 +110,7 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 		maxConc:  cfg.MaxConcurrency,
 		factory:  cfg.Factory,
 		onPanic:  cfg.OnPanic,
+		after:    cfg.After,
 		drop:     cfg.Drop,
 		log:      cfg.Logger.With("handler", cfg.Name),
 		errFull:  fmt.Errorf("%w: %q", mailbox.ErrFull, cfg.Name),
@@ -221,25 +223,57 @@ func (a *Actor[K, M]) finish() {
 }
 
 func (a *Actor[K, M]) runInline(ctx context.Context, msg M) error {
-	defer a.finish()
+	settled := false
+	defer func() {
+		if !settled { // the handler called runtime.Goexit
+			a.finish()
+		}
+	}()
 	inc, err := a.live(ctx)
 	if err != nil {
+		settled = true
+		a.finish()
 		return err
 	}
-	a.invoke(inc, ctx, msg)
+	perr := a.invoke(inc, ctx, msg)
+	settled = true
+	a.settle(msg, perr)
 	return nil
 }
 
 // deliver runs a message taken off a queue (or spawned), or drops it if the
 // actor halted first, then releases it.
 func (a *Actor[K, M]) deliver(ctx context.Context, msg M) {
-	defer a.finish()
+	settled := false
+	defer func() {
+		if !settled { // the handler called runtime.Goexit
+			a.finish()
+		}
+	}()
 	inc, err := a.live(nil)
 	if err != nil {
+		settled = true
 		a.callDrop(msg, err)
+		a.finish()
 		return
 	}
-	a.invoke(inc, ctx, msg)
+	perr := a.invoke(inc, ctx, msg)
+	settled = true
+	a.settle(msg, perr)
+}
+
+// settle ends a message that ran: it frees the message's room in the
+// mailbox, then reports the outcome (After, or OnPanic), then releases the
+// unit that Stop waits for. Room is freed first so that a sender that waits
+// for the report before sending again always finds room.
+func (a *Actor[K, M]) settle(msg M, perr *PanicError) {
+	a.slots.TryPop()
+	if perr != nil {
+		a.callOnPanic(msg, perr)
+	} else if a.after != nil {
+		a.after(msg)
+	}
+	a.work.done()
 }
 
 // live returns the incarnation to run the next message on, waiting out a
@@ -268,36 +302,39 @@ func (a *Actor[K, M]) live(ctx context.Context) (*incarnation[M], error) {
 	}
 }
 
-// invoke runs msg on inc, turning a panic (or a runtime.Goexit) into a
-// supervised failure. No lock is held.
-func (a *Actor[K, M]) invoke(inc *incarnation[M], ctx context.Context, msg M) {
+// invoke runs msg on inc and returns the panic it recovered, if any, once
+// the supervisor has decided on it: the caller reports the panic (OnPanic)
+// after that, so the next message a sender sends once answered finds the
+// restarted handler (or the stopped actor), never the failed incarnation.
+// A runtime.Goexit is reported here, as the goroutine does not come back.
+// No lock is held.
+func (a *Actor[K, M]) invoke(inc *incarnation[M], ctx context.Context, msg M) (perr *PanicError) {
 	returned := false
 	defer func() {
 		if returned {
 			return
 		}
 		r := recover()
-		if r == nil {
-			// Nothing to recover, yet fn did not return: it called
-			// runtime.Goexit, which goes on unwinding after this.
+		goexit := r == nil // nothing to recover, yet fn did not return
+		if goexit {
 			r = goexitValue
 		}
-		a.failed(inc, msg, &PanicError{Value: r, Stack: debug.Stack()})
+		perr = &PanicError{Value: r, Stack: debug.Stack()}
+		a.log.Error("velo: handler panicked", "panic", perr.Value)
+		if a.log.Enabled(context.Background(), slog.LevelDebug) {
+			a.log.Debug("velo: handler panic stack", "stack", string(perr.Stack))
+		}
+		a.supervise(inc, perr)
+		if goexit {
+			a.callOnPanic(msg, perr)
+		}
 	}()
 	inc.fn(ctx, msg)
 	returned = true
 	if !inc.proven.Load() {
 		inc.proven.Store(true)
 	}
-}
-
-func (a *Actor[K, M]) failed(inc *incarnation[M], msg M, perr *PanicError) {
-	a.log.Error("velo: handler panicked", "panic", perr.Value)
-	if a.log.Enabled(context.Background(), slog.LevelDebug) {
-		a.log.Debug("velo: handler panic stack", "stack", string(perr.Stack))
-	}
-	a.callOnPanic(msg, perr)
-	a.supervise(inc, perr)
+	return nil
 }
 
 func (a *Actor[K, M]) callOnPanic(msg M, perr *PanicError) {

@@ -43,9 +43,16 @@ type Config[K comparable, M any] struct {
 	Factory func() func(ctx context.Context, msg M)
 	// OnPanic, if set, is called for each message whose handler panicked,
 	// on the goroutine that ran it, after the panic was recovered and
-	// before the supervisor decides on a restart. A panic in OnPanic is
-	// recovered and logged.
+	// after the supervisor decided on a restart or a stop, so that a
+	// message told once OnPanic returned never runs on the failed handler.
+	// A panic in OnPanic is recovered and logged.
 	OnPanic func(msg M, err *PanicError)
+	// After, if set, is called for each message whose handler returned,
+	// on the goroutine that ran it, once the message's room in the mailbox
+	// is free again: the place to answer a sender, who may then send its
+	// next message without finding the mailbox full. OnPanic is called at
+	// the same point for a message that panicked.
+	After func(msg M)
 	// Drop, if set, receives each accepted message that will never run
 	// because the actor stopped first (the supervisor gave up, or Stop's
 	// ctx ended before the queue drained), with the stop reason, which
