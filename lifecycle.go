@@ -15,7 +15,7 @@ import (
 // inbound connection that has not completed its handshake in time.
 func (m *Messenger) keepalive() {
 	defer m.wg.Done()
-	tick := time.NewTicker(m.opts.KeepaliveInterval / 2)
+	tick := time.NewTicker(min(m.opts.KeepaliveInterval, m.opts.HandshakeTimeout) / 2)
 	defer tick.Stop()
 	for {
 		select {

@@ -394,6 +394,10 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 		}
 		return
 	}
+	if herr != nil && s.m.handlerCtx.Err() != nil && errors.Is(herr, context.Canceled) {
+		// Shutdown ran out of time and cancelled the handler.
+		herr = newError(CodeShuttingDown, in.req.Handler, herr, "instance %s is shutting down", s.m.id.Short())
+	}
 	resp := wire.Response{ID: in.req.ID}
 	if herr != nil {
 		resp.Status, resp.Error = toStatus(herr)

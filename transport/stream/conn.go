@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/transport"
@@ -122,6 +123,10 @@ func (c *Conn) WriteFrame(b []byte) error {
 	return nil
 }
 
+// closeFlush bounds how long Close waits for a flusher to write out the
+// frames that WriteFrame already accepted.
+const closeFlush = time.Second
+
 // Close implements transport.Conn.
 func (c *Conn) Close(reason error) error {
 	if reason == nil {
@@ -129,6 +134,16 @@ func (c *Conn) Close(reason error) error {
 	}
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
+		if c.flushing && c.err == nil {
+			// WriteFrame returned nil for the frames in pending (a goaway,
+			// the last answers of a drain): let the flusher write them out
+			// before the socket closes, for closeFlush at most, so that a
+			// peer that does not read cannot hold Close.
+			c.nc.SetWriteDeadline(time.Now().Add(closeFlush))
+			for c.flushing {
+				c.room.Wait()
+			}
+		}
 		if c.err == nil {
 			c.err = reason
 		}
