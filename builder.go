@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/velo-messenger/velo/discovery"
+	"github.com/velo-messenger/velo/events"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/system"
@@ -80,6 +81,7 @@ type Builder struct {
 	disc       discovery.PeerDiscovery
 	log        *slog.Logger
 	opts       Options
+	eventOpts  eventOptions
 	id         peer.ID
 }
 
@@ -105,6 +107,21 @@ func (b *Builder) Logger(l *slog.Logger) *Builder { b.log = l; return b }
 // Options sets tuning options.
 func (b *Builder) Options(o Options) *Builder { b.opts = o; return b }
 
+// EventOptions tunes the event manager (cache size, owner-lost bound).
+func (b *Builder) EventOptions(o events.Options) *Builder {
+	b.eventOpts = eventOptions{o}
+	return b
+}
+
+type eventOptions struct{ events.Options }
+
+func (o eventOptions) withLogger(l *slog.Logger) events.Options {
+	if o.Logger == nil {
+		o.Logger = l
+	}
+	return o.Options
+}
+
 // InstanceID fixes the instance id instead of drawing a random one, for
 // an instance that must keep its identity across restarts.
 func (b *Builder) InstanceID(id peer.ID) *Builder { b.id = id; return b }
@@ -115,6 +132,9 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 	opts, err := b.opts.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if err := b.eventOpts.Validate(); err != nil {
+		return nil, fmt.Errorf("velo: event options: %w", err)
 	}
 	transports := b.transports
 	if len(transports) == 0 {
@@ -162,9 +182,16 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		}
 		m.stopHandlers()
 		m.cancelRun()
+		if m.events != nil {
+			m.events.Close()
+		}
 		return nil, err
 	}
+	m.events = events.NewManager(id, eventNetwork{m}, b.eventOpts.withLogger(log))
 	if err := m.registerSystemHandlers(); err != nil {
+		return fail(err)
+	}
+	if err := m.registerEventHandlers(); err != nil {
 		return fail(err)
 	}
 	for _, t := range transports {

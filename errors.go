@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/velo-messenger/velo/events"
 	"github.com/velo-messenger/velo/internal/wire"
 )
 
@@ -77,8 +78,17 @@ var (
 	ErrShuttingDown     = &Error{Code: CodeShuttingDown}
 	ErrHandlerStopped   = &Error{Code: CodeHandlerStopped}
 	ErrBadRequest       = &Error{Code: CodeBadRequest}
-	ErrOwnerLost        = &Error{Code: CodeOwnerLost}
-	ErrEventPoisoned    = &Error{Code: CodeEventPoisoned}
+)
+
+// Event errors, returned by events.Awaiter.Wait: velo re-exports those of
+// package events so that callers need only one import.
+var (
+	// ErrOwnerLost: the instance that owns the event could not be reached
+	// within the owner-lost bound.
+	ErrOwnerLost = events.ErrOwnerLost
+	// ErrEventPoisoned: the owner poisoned the event; events.PoisonReason
+	// gives the reason.
+	ErrEventPoisoned = events.ErrPoisoned
 )
 
 // Registration errors, returned by RegisterHandler (wrapped with detail).

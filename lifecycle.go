@@ -120,6 +120,12 @@ func (m *Messenger) Shutdown(ctx context.Context) error {
 		errs = append(errs, cut)
 	}
 
+	// Events still pending are poisoned and the poisons sent to remote
+	// awaiters while the connections are still open.
+	if err := m.events.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+
 	m.state.Store(stateClosing)
 	close(m.closing)
 	m.cancelRun()

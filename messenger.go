@@ -13,6 +13,7 @@ import (
 
 	"github.com/velo-messenger/velo/actor"
 	"github.com/velo-messenger/velo/discovery"
+	"github.com/velo-messenger/velo/events"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/mailbox"
 	"github.com/velo-messenger/velo/peer"
@@ -40,6 +41,7 @@ type Messenger struct {
 	transports []transport.Transport
 	disc       discovery.PeerDiscovery
 	reg        discovery.Registration
+	events     *events.Manager
 
 	// handlerCtx is the parent of every handler's ctx; stopHandlers ends it
 	// when Shutdown runs out of time.
@@ -72,6 +74,7 @@ type peerState struct {
 	dialing  *dialAttempt // non-nil while a connection attempt runs
 	failures int          // consecutive failed attempts
 	lastFail time.Time
+	open     int // sessions to the peer whose handshake completed and that are still open
 }
 
 // dialAttempt is one connection attempt, shared by every caller that needs
@@ -489,6 +492,7 @@ func (m *Messenger) sessionClosed(s *session, reason error) {
 	if !s.ready() {
 		return
 	}
+	m.peerDownLocked(s)
 	ps := m.peers[s.peer.ID]
 	if ps == nil || ps.sess != s {
 		return

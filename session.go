@@ -126,6 +126,7 @@ func (s *session) completeHello(h *system.HelloMsg) error {
 		s.peerMax.Store(int64(h.MaxFrame))
 	}
 	close(s.hello)
+	s.m.peerUp(s)
 	return nil
 }
 

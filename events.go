@@ -1,0 +1,66 @@
+package velo
+
+import (
+	"context"
+	"errors"
+
+	"github.com/velo-messenger/velo/events"
+	"github.com/velo-messenger/velo/peer"
+)
+
+// Events returns the instance's event manager: events it owns, and proxies
+// of events owned by other instances, reached over active messages (see
+// package events and docs/events.md).
+func (m *Messenger) Events() *events.Manager { return m.events }
+
+// eventNetwork carries the event manager's messages as fire-and-forget
+// active messages, dialing the peer if needed.
+type eventNetwork struct{ m *Messenger }
+
+func (n eventNetwork) Send(ctx context.Context, to peer.ID, handler string, payload []byte) error {
+	return n.m.AMSend(handler).RawPayload(payload).Instance(to).Send(ctx)
+}
+
+// registerEventHandlers routes the _event_* messages to the manager. They
+// run inline: Deliver takes one lock and never blocks on the network.
+func (m *Messenger) registerEventHandlers() error {
+	for _, name := range []string{events.SubscribeHandler, events.TriggerHandler, events.CompleteHandler} {
+		h := AMHandler(name, func(ctx context.Context, c *Context) error {
+			err := m.events.Deliver(ctx, c.Sender, c.Handler, c.Payload)
+			if errors.Is(err, events.ErrMalformed) {
+				m.log.Warn("velo: malformed event message", "handler", c.Handler, "sender", c.Sender.Short(), "err", err)
+			}
+			return err
+		}).Inline()
+		if err := m.register(h.Build()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// peerUp records a session whose handshake completed; the first open
+// session to a peer tells the event manager the peer is reachable. It runs
+// on the session's receive goroutine, before any later frame of it.
+func (m *Messenger) peerUp(s *session) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ps := m.learn(peer.Info{ID: s.peer.ID})
+	ps.open++
+	if ps.open == 1 {
+		m.events.PeerConnected(s.peer.ID)
+	}
+}
+
+// peerDown is peerUp's counterpart, called with m.mu held when a ready
+// session ends; the last one tells the event manager.
+func (m *Messenger) peerDownLocked(s *session) {
+	ps := m.peers[s.peer.ID]
+	if ps == nil || ps.open == 0 {
+		return
+	}
+	ps.open--
+	if ps.open == 0 {
+		m.events.PeerDisconnected(s.peer.ID)
+	}
+}
