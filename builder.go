@@ -42,6 +42,13 @@ type Options struct {
 	// or received. Zero: 64 headers and 16 KiB.
 	MaxHeaders     int
 	MaxHeaderBytes int
+	// MaxCallsInFlight bounds the AMSync, Unary and TypedUnary calls this
+	// instance has waiting on one peer at once. Zero: 65536.
+	MaxCallsInFlight int
+	// RejectCallsOverLimit makes a call beyond MaxCallsInFlight fail at
+	// once with ErrBusy; by default it waits for a call to end (or for
+	// its ctx).
+	RejectCallsOverLimit bool
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -68,8 +75,11 @@ func (o Options) withDefaults() (Options, error) {
 	if o.KeepaliveTimeout <= o.KeepaliveInterval {
 		return o, fmt.Errorf("velo: KeepaliveTimeout (%v) must exceed KeepaliveInterval (%v)", o.KeepaliveTimeout, o.KeepaliveInterval)
 	}
-	if o.MaxHeaders < 0 || o.MaxHeaderBytes < 0 {
-		return o, errors.New("velo: negative header limit")
+	if o.MaxHeaders < 0 || o.MaxHeaderBytes < 0 || o.MaxCallsInFlight < 0 {
+		return o, errors.New("velo: negative limit in options")
+	}
+	if o.MaxCallsInFlight == 0 {
+		o.MaxCallsInFlight = 65536
 	}
 	return o, nil
 }

@@ -75,6 +75,10 @@ type peerState struct {
 	failures int          // consecutive failed attempts
 	lastFail time.Time
 	open     int // sessions to the peer whose handshake completed and that are still open
+	// discovered: info came from the discovery backend; stale: a
+	// connection to it failed since, so the next send asks again (the peer
+	// may have restarted at another address).
+	discovered, stale bool
 }
 
 // dialAttempt is one connection attempt, shared by every caller that needs
@@ -258,6 +262,14 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 			if err := m.discover(ctx, id, handler); err != nil {
 				return nil, err
 			}
+		} else if ps.stale && m.disc != nil {
+			if err := m.discover(ctx, id, handler); err != nil {
+				if errors.Is(err, discovery.ErrNotFound) {
+					return nil, err
+				}
+				// The backend is unreachable: try the address we had.
+				m.log.Debug("velo: discovery lookup failed; using the last known address", "peer", id.Short(), "err", err)
+			}
 		}
 		att, s := m.startDial(id)
 		if s != nil {
@@ -296,7 +308,8 @@ func (m *Messenger) discover(ctx context.Context, id peer.ID, handler string) er
 		return newError(CodePeerUnknown, handler, nil, "discovery answered %s for %s", info.ID, id)
 	}
 	m.mu.Lock()
-	m.learn(info)
+	ps := m.learn(info)
+	ps.discovered, ps.stale = true, false
 	m.mu.Unlock()
 	return nil
 }
@@ -359,6 +372,7 @@ func (m *Messenger) dial(ps *peerState, att *dialAttempt, info peer.Info, delay 
 	if err != nil {
 		ps.failures++
 		ps.lastFail = time.Now()
+		ps.stale = ps.discovered
 	} else {
 		ps.failures = 0
 		if ps.sess == nil {
@@ -497,6 +511,7 @@ func (m *Messenger) sessionClosed(s *session, reason error) {
 	if ps == nil || ps.sess != s {
 		return
 	}
+	ps.stale = ps.discovered
 	ps.sess = nil
 	for o := range m.sessions {
 		if o.ready() && o.peer.ID == s.peer.ID {

@@ -32,6 +32,8 @@ type session struct {
 	peerMax      atomic.Int64 // largest frame the peer reads
 	created      time.Time
 
+	calls chan struct{} // a token per call of ours in flight: MaxCallsInFlight
+
 	lastRecv atomic.Int64 // UnixNano of the last frame received
 	lastSend atomic.Int64 // UnixNano of the last ping sent
 	nextID   atomic.Uint64
@@ -56,6 +58,7 @@ func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *sess
 		pending:  make(map[uint64]*call),
 		inflight: make(map[uint64]*inbound),
 		done:     make(chan struct{}),
+		calls:    make(chan struct{}, m.opts.MaxCallsInFlight),
 	}
 	s.created = time.Now()
 	s.peerMax.Store(wire.DefaultMaxFrame) // until the peer says otherwise
@@ -163,6 +166,11 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 		return nil, nil
 	}
 
+	if err := s.admit(ctx, req.Handler); err != nil {
+		return nil, err
+	}
+	defer func() { <-s.calls }()
+
 	c := callPool.Get().(*call)
 	id := s.nextID.Add(1)
 	req.ID = id
@@ -201,6 +209,33 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 		}
 		return nil, ctxError(ctx, req.Handler)
 	}
+}
+
+// admit takes a token for one more call in flight on this session, waiting
+// for one if MaxCallsInFlight are out, unless the options say to refuse.
+func (s *session) admit(ctx context.Context, handler string) error {
+	select {
+	case s.calls <- struct{}{}:
+		return nil
+	default:
+	}
+	if s.m.opts.RejectCallsOverLimit {
+		return newError(CodeBusy, handler, nil, "%d calls already in flight to %s", cap(s.calls), s.peerName())
+	}
+	select {
+	case s.calls <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctxError(ctx, handler)
+	case <-s.done:
+		return s.lostError(handler, s.reason())
+	}
+}
+
+func (s *session) reason() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 func (s *session) collect(c *call, handler string) ([]byte, error) {
