@@ -9,11 +9,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/events"
 	"github.com/velo-messenger/velo/peer"
 )
 
@@ -26,7 +28,9 @@ const childEnv = "VELO_TEST_CHILD"
 // closes (so that it never outlives the test that started it).
 //
 // Handlers: "echo" (unary, returns its payload), "block" (unary, waits for
-// its ctx to end: a call to it is in flight until the process dies).
+// its ctx to end: a call to it is in flight until the process dies), and
+// the event handlers of childEvents ("mkevent", "trigger", "poison",
+// "eventstats").
 func runChild() {
 	ctx := context.Background()
 	m, err := velo.NewBuilder().Build(ctx)
@@ -41,6 +45,10 @@ func runChild() {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}).Build())
+	ce := &childEvents{m: m.Events(), live: make(map[events.Handle]*events.Event)}
+	for _, h := range ce.handlers() {
+		m.RegisterHandler(h.Build())
+	}
 	b, _ := json.Marshal(m.PeerInfo())
 	fmt.Println(string(b))
 
@@ -59,6 +67,74 @@ func runChild() {
 	defer cancel()
 	m.Shutdown(sctx)
 	os.Exit(0)
+}
+
+// childEvents lets a test own events in the child process:
+//
+//   - "mkevent" creates an event and returns its handle's binary form;
+//   - "trigger" (payload: a binary handle) triggers it;
+//   - "poison" (payload: a binary handle, then the reason) poisons it;
+//   - "eventstats" returns the child manager's events.Stats as JSON.
+//
+// The child keeps every event it created until it completes it: an Event
+// dropped by the child would be poisoned by its cleanup, and a test that
+// kills the child wants its awaiters to see the owner lost, not a poison.
+type childEvents struct {
+	m    *events.Manager
+	mu   sync.Mutex
+	live map[events.Handle]*events.Event // created, not completed by a handler
+}
+
+func (ce *childEvents) handlers() []*velo.HandlerBuilder {
+	return []*velo.HandlerBuilder{
+		velo.UnaryHandler("mkevent", func(context.Context, *velo.Context) ([]byte, error) {
+			ev, err := ce.m.NewEvent()
+			if err != nil {
+				return nil, err
+			}
+			ce.mu.Lock()
+			ce.live[ev.Handle()] = ev
+			ce.mu.Unlock()
+			return ev.Handle().MarshalBinary()
+		}),
+		velo.UnaryHandler("trigger", func(_ context.Context, c *velo.Context) ([]byte, error) {
+			ev, err := ce.take(c.Payload)
+			if err != nil {
+				return nil, err
+			}
+			return nil, ev.Trigger()
+		}),
+		velo.UnaryHandler("poison", func(_ context.Context, c *velo.Context) ([]byte, error) {
+			const n = 24 // a handle's binary form
+			if len(c.Payload) < n {
+				return nil, fmt.Errorf("poison: payload of %d bytes, want a handle and a reason", len(c.Payload))
+			}
+			ev, err := ce.take(c.Payload[:n])
+			if err != nil {
+				return nil, err
+			}
+			return nil, ev.Poison(string(c.Payload[n:]))
+		}),
+		velo.UnaryHandler("eventstats", func(context.Context, *velo.Context) ([]byte, error) {
+			return json.Marshal(ce.m.Stats())
+		}),
+	}
+}
+
+// take removes the event whose binary handle is b from the live set.
+func (ce *childEvents) take(b []byte) (*events.Event, error) {
+	var h events.Handle
+	if err := h.UnmarshalBinary(b); err != nil {
+		return nil, err
+	}
+	ce.mu.Lock()
+	defer ce.mu.Unlock()
+	ev := ce.live[h]
+	if ev == nil {
+		return nil, fmt.Errorf("no live event %s in the child", h)
+	}
+	delete(ce.live, h)
+	return ev, nil
 }
 
 // child is a peer process started by a test.

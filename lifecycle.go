@@ -126,7 +126,9 @@ func (m *Messenger) Shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 
+	m.mu.Lock()
 	m.state.Store(stateClosing)
+	m.mu.Unlock()
 	close(m.closing)
 	m.cancelRun()
 

@@ -326,6 +326,13 @@ func (m *Messenger) startDial(id peer.ID) (*dialAttempt, *session) {
 	if ps.dialing != nil {
 		return ps.dialing, nil
 	}
+	if m.state.Load() >= stateClosing {
+		// Checked under mu, which Shutdown takes to enter closing: no
+		// dial goroutine starts after Shutdown began waiting for them.
+		att := &dialAttempt{done: make(chan struct{}), err: newError(CodeShuttingDown, "", nil, "instance %s is shutting down", m.id.Short())}
+		close(att.done)
+		return att, nil
+	}
 	att := &dialAttempt{done: make(chan struct{})}
 	ps.dialing = att
 	var delay time.Duration

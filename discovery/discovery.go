@@ -1,8 +1,3 @@
-// Package discovery defines how a messenger finds instances it has not been
-// told about. A send to an unknown instance asks the PeerDiscovery given to
-// the builder; an instance registers itself when it starts and withdraws
-// when it shuts down. Backends live in subpackages; Memory, here, serves
-// instances within one process.
 package discovery
 
 import (
@@ -20,28 +15,92 @@ var ErrNotFound = errors.New("discovery: instance not found")
 // Implementations are safe for concurrent use.
 type PeerDiscovery interface {
 	// Lookup returns the current Info of id, or an error wrapping
-	// ErrNotFound.
+	// ErrNotFound. Any other error means the backend could not be asked
+	// (the messenger then keeps using the address it had).
 	Lookup(ctx context.Context, id peer.ID) (peer.Info, error)
 	// Register publishes info until the returned Registration is closed.
 	// The registration keeps itself alive (leases, TTL refreshes) on its
-	// own.
+	// own, and publishes info again when the backend lost it (a restarted
+	// server, an expired lease). Registering an id that is registered
+	// already replaces its Info: the newest registration wins, and closing
+	// the older one does not withdraw the newer.
 	Register(ctx context.Context, info peer.Info) (Registration, error)
 }
 
 // Registration is a published instance. Close withdraws it at once, so
-// lookups stop finding it; Close is idempotent.
+// lookups stop finding it, and stops its keepalive goroutine; Close is
+// idempotent. An instance that dies without Close disappears when its
+// time to live runs out.
 type Registration interface {
 	Close(ctx context.Context) error
+}
+
+// Watcher is implemented by backends that can report changes to the set of
+// registered instances as they happen. The messenger does not need it
+// (it looks up on demand); programs that want the membership, such as a
+// dashboard or examples/cluster, type-assert a PeerDiscovery for it.
+type Watcher interface {
+	// Watch reports every instance registered now as a Put, then every
+	// change after, until ctx ends; the channel is closed once the
+	// goroutine feeding it has returned, so reading until it is closed
+	// waits for that goroutine.
+	//
+	// Changes are level-based, not a log: applying them in order to a map
+	// gives the current membership, but intermediate states may be
+	// skipped, and a Put may repeat what was reported before (a backend
+	// that lost its connection reports what it finds on reconnecting,
+	// Puts and Deletes, as the difference from what it had reported).
+	// A slow reader delays the changes it is sent; nothing is dropped
+	// that the next change would not correct.
+	Watch(ctx context.Context) (<-chan Change, error)
+}
+
+// ChangeKind says what happened to an instance.
+type ChangeKind uint8
+
+const (
+	// Put: the instance is registered, with the Info given (new, or its
+	// addresses changed).
+	Put ChangeKind = iota + 1
+	// Delete: the instance is gone (withdrawn or expired). Only Info.ID
+	// is meaningful.
+	Delete
+)
+
+func (k ChangeKind) String() string {
+	switch k {
+	case Put:
+		return "put"
+	case Delete:
+		return "delete"
+	}
+	return "unknown"
+}
+
+// Change is one event of a Watch.
+type Change struct {
+	Kind ChangeKind
+	Info peer.Info
 }
 
 // Memory is a PeerDiscovery for instances in one process, for tests and
 // single-binary deployments. The zero value is ready to use.
 type Memory struct {
-	mu    sync.RWMutex
-	peers map[peer.ID]peer.Info // guarded by mu
+	mu      sync.RWMutex
+	peers   map[peer.ID]memEntry // guarded by mu
+	changed chan struct{}        // guarded by mu: closed and replaced on every change
 }
 
-var _ PeerDiscovery = (*Memory)(nil)
+// memEntry is a registered Info and the registration that owns it.
+type memEntry struct {
+	info peer.Info
+	reg  *memRegistration
+}
+
+var (
+	_ PeerDiscovery = (*Memory)(nil)
+	_ Watcher       = (*Memory)(nil)
+)
 
 // NewMemory returns an empty in-memory registry.
 func NewMemory() *Memory { return &Memory{} }
@@ -53,11 +112,11 @@ func (m *Memory) Lookup(ctx context.Context, id peer.ID) (peer.Info, error) {
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	info, ok := m.peers[id]
+	e, ok := m.peers[id]
 	if !ok {
 		return peer.Info{}, ErrNotFound
 	}
-	return info.Clone(), nil
+	return e.info.Clone(), nil
 }
 
 // Register implements PeerDiscovery.
@@ -68,13 +127,63 @@ func (m *Memory) Register(ctx context.Context, info peer.Info) (Registration, er
 	if err := info.Validate(); err != nil {
 		return nil, err
 	}
+	r := &memRegistration{m: m, id: info.ID}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.peers == nil {
-		m.peers = make(map[peer.ID]peer.Info)
+		m.peers = make(map[peer.ID]memEntry)
 	}
-	m.peers[info.ID] = info.Clone()
-	return &memRegistration{m: m, id: info.ID}, nil
+	m.peers[info.ID] = memEntry{info: info.Clone(), reg: r}
+	m.notifyLocked()
+	return r, nil
+}
+
+// Watch implements Watcher.
+func (m *Memory) Watch(ctx context.Context) (<-chan Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make(chan Change)
+	go func() {
+		defer close(out)
+		known := make(Membership)
+		for {
+			// Take the snapshot and the channel that announces the next
+			// change under one lock: a change made after the snapshot
+			// closes this very channel, so none is missed.
+			m.mu.Lock()
+			snap := make([]peer.Info, 0, len(m.peers))
+			for _, e := range m.peers {
+				snap = append(snap, e.info.Clone())
+			}
+			if m.changed == nil {
+				m.changed = make(chan struct{})
+			}
+			next := m.changed
+			m.mu.Unlock()
+			for _, c := range known.Sync(snap) {
+				select {
+				case out <- c:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case <-next:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// notifyLocked wakes every watcher; m.mu is held.
+func (m *Memory) notifyLocked() {
+	if m.changed != nil {
+		close(m.changed)
+		m.changed = nil
+	}
 }
 
 type memRegistration struct {
@@ -86,8 +195,12 @@ type memRegistration struct {
 func (r *memRegistration) Close(context.Context) error {
 	r.once.Do(func() {
 		r.m.mu.Lock()
-		delete(r.m.peers, r.id)
-		r.m.mu.Unlock()
+		defer r.m.mu.Unlock()
+		// A newer registration of the same id is not ours to withdraw.
+		if e, ok := r.m.peers[r.id]; ok && e.reg == r {
+			delete(r.m.peers, r.id)
+			r.m.notifyLocked()
+		}
 	})
 	return nil
 }
