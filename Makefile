@@ -11,6 +11,7 @@ FUZZTIME ?= 30s
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	cd discovery/etcd && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...
 
 ## bench: the side-by-side suite (velo against its peers, servers in child
 ## processes), then the hot-path micro-benchmarks with allocations
@@ -22,6 +23,7 @@ bench:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd discovery/etcd && $(GO) vet ./...
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:

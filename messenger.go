@@ -75,10 +75,13 @@ type peerState struct {
 	failures int          // consecutive failed attempts
 	lastFail time.Time
 	open     int // sessions to the peer whose handshake completed and that are still open
-	// discovered: info came from the discovery backend; stale: a
-	// connection to it failed since, so the next send asks again (the peer
-	// may have restarted at another address).
+	// discovered: info came from the discovery backend, or from the
+	// peer's own hello while a backend is configured; stale: a connection
+	// to it failed since, so the next send asks again (the peer may have
+	// restarted at another address).
 	discovered, stale bool
+	// manual: info came from RegisterPeer; discovery is never asked.
+	manual bool
 }
 
 // dialAttempt is one connection attempt, shared by every caller that needs
@@ -104,7 +107,9 @@ func (m *Messenger) RegisterPeer(info peer.Info) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.learn(info)
+	ps := m.learn(info)
+	ps.manual = true
+	ps.discovered, ps.stale = false, false
 	return nil
 }
 
@@ -248,8 +253,10 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 		m.mu.RLock()
 		ps := m.peers[id]
 		var s *session
+		known, stale := false, false
 		if ps != nil {
 			s = ps.sess
+			known, stale = len(ps.info.Addresses) > 0, ps.stale
 		}
 		m.mu.RUnlock()
 		if s != nil {
@@ -258,11 +265,11 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 		if m.state.Load() >= stateClosing {
 			return nil, newError(CodeShuttingDown, handler, nil, "instance %s is shutting down", m.id.Short())
 		}
-		if ps == nil || len(ps.info.Addresses) == 0 {
+		if !known {
 			if err := m.discover(ctx, id, handler); err != nil {
 				return nil, err
 			}
-		} else if ps.stale && m.disc != nil {
+		} else if stale && m.disc != nil {
 			if err := m.discover(ctx, id, handler); err != nil {
 				if errors.Is(err, discovery.ErrNotFound) {
 					return nil, err
@@ -395,7 +402,7 @@ func (m *Messenger) dial(ps *peerState, att *dialAttempt, info peer.Info, delay 
 // for, and returns the first session whose handshake succeeds.
 func (m *Messenger) connect(ctx context.Context, info peer.Info) (*session, error) {
 	var errs []error
-	for _, t := range m.transports {
+	for _, t := range m.dialOrder(info) {
 		addr, ok := info.Address(t.Name())
 		if !ok {
 			continue
@@ -419,6 +426,24 @@ func (m *Messenger) connect(ctx context.Context, info peer.Info) (*session, erro
 		return nil, err
 	}
 	return nil, newError(CodePeerLost, "", err, "cannot reach %s: %v", info.ID.Short(), err)
+}
+
+// dialOrder is the order connect tries transports for info: the order they
+// were added, except that a transport that reports the peer's address as
+// on this host (transport.Local, such as UDS) comes first. The handshake
+// still checks who answers, so a path is never trusted on its own.
+func (m *Messenger) dialOrder(info peer.Info) []transport.Transport {
+	local := make([]transport.Transport, 0, len(m.transports))
+	var rest []transport.Transport
+	for _, t := range m.transports {
+		addr, ok := info.Address(t.Name())
+		if l, isLocal := t.(transport.Local); ok && isLocal && l.Local(addr) {
+			local = append(local, t)
+		} else {
+			rest = append(rest, t)
+		}
+	}
+	return append(local, rest...)
 }
 
 // dialVia opens a connection over t and runs the handshake on it.
@@ -490,6 +515,12 @@ func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 	s.finish(in, reply, nil)
 	m.mu.Lock()
 	ps := m.learn(h.Info)
+	// A peer that introduced itself is asked about again, like one that
+	// was looked up, when its connection fails: it may come back at
+	// another address.
+	if m.disc != nil && !ps.manual {
+		ps.discovered = true
+	}
 	if ps.sess == nil {
 		ps.sess = s
 	}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestProgram builds the program and runs it end to end: three instance
+// processes that find each other through discovery.
+func TestProgram(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the program")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool in PATH")
+	}
+	bin := filepath.Join(t.TempDir(), "cluster")
+	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	t.Run("file", func(t *testing.T) {
+		stdout, stderr, err := runProgram(t, bin)
+		if err != nil {
+			t.Fatalf("cluster: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+		}
+		checkOutput(t, stdout, 3)
+	})
+
+	t.Run("file given, five instances", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "peers.json")
+		stdout, stderr, err := runProgram(t, bin, "-discovery", "file://"+path, "-n", "5", "-ttl", "2s")
+		if err != nil {
+			t.Fatalf("cluster: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+		}
+		checkOutput(t, stdout, 5)
+	})
+
+	t.Run("nats", func(t *testing.T) {
+		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		defer func() { s.Shutdown(); s.WaitForShutdown() }()
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("nats-server not ready")
+		}
+		url := fmt.Sprintf("nats://127.0.0.1:%d", s.Addr().(*net.TCPAddr).Port)
+		stdout, stderr, err := runProgram(t, bin, "-discovery", url)
+		if err != nil {
+			t.Fatalf("cluster: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+		}
+		checkOutput(t, stdout, 3)
+	})
+
+	t.Run("unknown scheme", func(t *testing.T) {
+		_, stderr, err := runProgram(t, bin, "-discovery", "carrier-pigeon://coop:1")
+		if err == nil {
+			t.Fatal("cluster succeeded with an unknown backend")
+		}
+		if !strings.Contains(stderr, `"carrier-pigeon"`) || !strings.Contains(stderr, "supported: file, nats") {
+			t.Errorf("stderr does not name the scheme and the supported ones:\n%s", stderr)
+		}
+	})
+}
+
+// checkOutput checks that every instance asked every other and was
+// answered by the one it asked, and that the run ended well.
+func checkOutput(t *testing.T, stdout string, n int) {
+	t.Helper()
+	for i := range n {
+		for j := range n {
+			if i == j {
+				continue
+			}
+			re := regexp.MustCompile(fmt.Sprintf(`(?m)^\[%d\] asked instance %d: answered by instance %d \(`, i, j, j))
+			if !re.MatchString(stdout) {
+				t.Errorf("no answer of instance %d to instance %d in:\n%s", j, i, stdout)
+			}
+		}
+	}
+	if want := fmt.Sprintf("all %d instances reached each other", n); !strings.Contains(stdout, want) {
+		t.Errorf("no %q in:\n%s", want, stdout)
+	}
+}
+
+// runProgram runs bin with args, bounded in time so that a hung run fails
+// the test instead of stalling it.
+func runProgram(t *testing.T, bin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	// The instances inherit our stderr pipe; should one outlive the
+	// parent, stop waiting for the pipe to close after a while.
+	cmd.WaitDelay = 10 * time.Second
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
+}
