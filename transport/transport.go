@@ -70,3 +70,11 @@ type Transport interface {
 // ErrClosed is returned by a Transport used after Close and by writes on a
 // closed connection.
 var ErrClosed = errors.New("velo: transport closed")
+
+// Local is implemented by a transport that reaches only instances on the
+// same host (transport/uds). The messenger tries such a transport before
+// the others when Local reports the peer's address as on this host; the
+// handshake still checks that the instance answering is the one dialed.
+type Local interface {
+	Local(addr string) bool
+}

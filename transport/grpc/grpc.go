@@ -1,0 +1,278 @@
+// Package grpc carries velo frames over gRPC (grpc-go), for deployments
+// whose network speaks gRPC: service meshes, gRPC-aware load balancers,
+// mTLS set up through gRPC credentials.
+//
+// A velo connection is one bidirectional stream of the Connect method of
+// service velo.transport.v1.Velo (velo.proto). Each message carries the
+// next bytes of velo's frame stream (whole frames, coalesced frames, or a
+// piece of a large one), so framing, write coalescing and the frame size
+// limit are those of TCP (transport/stream). Messages are at most
+// MaxFrame plus the 4-byte length prefix, which is what the server and the
+// client set as gRPC's receive and send limits.
+//
+// The address is a host:port. Each Dial opens a gRPC client connection of
+// its own, closed with the velo connection.
+package grpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/velo-messenger/velo/internal/wire"
+	"github.com/velo-messenger/velo/transport"
+	"github.com/velo-messenger/velo/transport/grpc/internal/velopb"
+	"github.com/velo-messenger/velo/transport/stream"
+)
+
+// Name is the transport's key in peer.Info.Addresses.
+const Name = "grpc"
+
+// headerKey is the response header by which a velo listener identifies
+// itself, before any frame.
+const headerKey = "velo-transport"
+
+// Options configure the transport. The zero value means defaults.
+type Options struct {
+	// Listen is the TCP address to serve on. Empty: "127.0.0.1:0"
+	// (loopback, a port chosen by the system).
+	Listen string
+	// Advertise is the address given to peers when it differs from the
+	// listener's. Empty: the listener's address.
+	Advertise string
+	// DialTimeout bounds one connection attempt, up to the listener's
+	// response headers. Zero: 5 s.
+	DialTimeout time.Duration
+	// MaxFrame is the largest frame accepted, in bytes. Zero: 16 MiB. It
+	// also sets gRPC's message size limits, in both directions.
+	MaxFrame int
+	// MaxConns bounds the accepted velo connections open at once; further
+	// streams are refused with ResourceExhausted. Zero: 4096.
+	MaxConns int
+	// ReadBuffer is the per-connection receive buffer, in bytes. Zero: 64 KiB.
+	ReadBuffer int
+	// ServerOptions are added to the gRPC server's (credentials, keepalive
+	// policy, interceptors...). Message size options are overridden.
+	ServerOptions []grpc.ServerOption
+	// DialOptions are added to each client connection's. Without
+	// credentials among them, connections are plaintext.
+	DialOptions []grpc.DialOption
+}
+
+// Transport is the gRPC transport.
+type Transport struct {
+	opts     Options
+	group    *stream.Group
+	maxChunk int // largest message: a whole frame with its prefix
+
+	mu      sync.Mutex
+	srv     *grpc.Server // guarded by mu
+	closed  bool         // guarded by mu
+	active  int          // guarded by mu: accepted streams open
+	serving sync.WaitGroup
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// New returns a gRPC transport. Nothing is opened until Listen.
+func New(opts Options) *Transport {
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:0"
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 4096
+	}
+	g := stream.NewGroup(stream.Options{MaxFrame: opts.MaxFrame, ReadBuffer: opts.ReadBuffer})
+	return &Transport{opts: opts, group: g, maxChunk: g.MaxFrame() + wire.PrefixLen}
+}
+
+// Name implements transport.Transport.
+func (t *Transport) Name() string { return Name }
+
+// MaxFrame implements transport.Transport.
+func (t *Transport) MaxFrame() int { return t.group.MaxFrame() }
+
+// maxMsg is gRPC's message limit: a chunk and its protobuf overhead (a
+// tag and a length varint).
+func (t *Transport) maxMsg() int { return t.maxChunk + 16 }
+
+// Listen implements transport.Transport.
+func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", t.opts.Listen)
+	if err != nil {
+		return "", fmt.Errorf("grpc: listen on %s: %w", t.opts.Listen, err)
+	}
+	opts := append([]grpc.ServerOption{}, t.opts.ServerOptions...)
+	opts = append(opts,
+		grpc.MaxRecvMsgSize(t.maxMsg()),
+		grpc.MaxSendMsgSize(t.maxMsg()),
+		grpc.WaitForHandlers(true), // Stop returns once every Connect has
+	)
+	srv := grpc.NewServer(opts...)
+	velopb.RegisterVeloServer(srv, &service{t: t, bind: bind})
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		ln.Close()
+		return "", transport.ErrClosed
+	}
+	t.srv = srv
+	t.serving.Add(1)
+	t.mu.Unlock()
+	go func() {
+		defer t.serving.Done()
+		srv.Serve(ln) // returns when Close stops the server
+	}()
+	if t.opts.Advertise != "" {
+		return t.opts.Advertise, nil
+	}
+	return ln.Addr().String(), nil
+}
+
+// service is the server side of velo.transport.v1.Velo.
+type service struct {
+	velopb.UnimplementedVeloServer
+	t    *Transport
+	bind transport.Binder
+}
+
+// Connect serves one accepted velo connection for as long as it lives.
+func (s *service) Connect(st grpc.BidiStreamingServer[velopb.Chunk, velopb.Chunk]) error {
+	t := s.t
+	t.mu.Lock()
+	switch {
+	case t.closed:
+		t.mu.Unlock()
+		return status.Error(codes.Unavailable, "velo: shutting down")
+	case t.active >= t.opts.MaxConns:
+		t.mu.Unlock()
+		return status.Error(codes.ResourceExhausted, "velo: too many connections")
+	}
+	t.active++
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.active--
+		t.mu.Unlock()
+	}()
+
+	ctx := st.Context()
+	if err := st.SendHeader(metadata.Pairs(headerKey, "1")); err != nil {
+		return err
+	}
+	sc := newStreamConn(st, t.maxChunk, nil, localAddr(ctx), remoteAddr(ctx))
+	c, err := t.group.Serve(sc, s.bind)
+	if err != nil {
+		return status.Error(codes.Unavailable, "velo: shutting down")
+	}
+	// Returning ends the stream: the peer's reads see its end at once.
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		c.Close(fmt.Errorf("grpc: stream ended: %w", context.Cause(ctx)))
+	}
+	return nil
+}
+
+// Dial implements transport.Transport: it opens a client connection and a
+// Connect stream, and returns once the listener's headers arrived.
+func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder) (transport.Conn, error) {
+	t.mu.Lock()
+	closed := t.closed
+	t.mu.Unlock()
+	if closed {
+		return nil, transport.ErrClosed
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	opts = append(opts, t.opts.DialOptions...)
+	opts = append(opts, grpc.WithDefaultCallOptions(
+		grpc.MaxCallRecvMsgSize(t.maxMsg()),
+		grpc.MaxCallSendMsgSize(t.maxMsg()),
+	))
+	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("grpc: %w", err)
+	}
+	// The stream lives as long as the connection: ctx and the dial
+	// timeout only bound the wait for the headers.
+	life, cancel := context.WithCancel(context.Background())
+	dctx, dcancel := context.WithTimeout(ctx, t.opts.DialTimeout)
+	defer dcancel()
+	stop := context.AfterFunc(dctx, cancel)
+	st, err := velopb.NewVeloClient(cc).Connect(life)
+	var md metadata.MD
+	if err == nil {
+		md, err = st.Header()
+	}
+	fail := func(err error) (transport.Conn, error) {
+		cancel()
+		cc.Close()
+		return nil, err
+	}
+	if !stop() {
+		if ctx.Err() != nil {
+			return fail(ctx.Err())
+		}
+		return fail(fmt.Errorf("grpc: dial %s: no answer within %v", addr, t.opts.DialTimeout))
+	}
+	if err != nil {
+		return fail(fmt.Errorf("grpc: dial %s: %w", addr, err))
+	}
+	if v := md.Get(headerKey); len(v) != 1 || v[0] != "1" {
+		// A refusal (or a server without the service) ends the stream
+		// with a status and no headers: report it.
+		why := errors.New("not a velo listener")
+		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
+		stopRecv := context.AfterFunc(rctx, cancel)
+		if err := st.RecvMsg(new(velopb.Chunk)); status.Code(err) != codes.OK && status.Code(err) != codes.Canceled {
+			why = err
+		}
+		stopRecv()
+		rcancel()
+		return fail(fmt.Errorf("grpc: dial %s: %w", addr, why))
+	}
+	sc := newStreamConn(st, t.maxChunk, func() { cancel(); cc.Close() }, nil, strAddr(addr))
+	c, err := t.group.Serve(sc, bind)
+	if err != nil {
+		return nil, err // Serve closed sc
+	}
+	return c, nil
+}
+
+// Close implements transport.Transport: it stops the server, closes every
+// connection, and waits until the handlers and loops have returned.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	t.closed = true
+	srv := t.srv
+	t.mu.Unlock()
+	// Closing the connections first lets each Connect return on its own;
+	// Stop then cuts what remains and waits for the handlers.
+	t.group.Close()
+	if srv != nil {
+		srv.Stop()
+	}
+	t.serving.Wait()
+	return nil
+}
+
+// errClosedStream is what reads and writes return after Close.
+var errClosedStream = errors.New("grpc: stream closed")
+
+// errNoDeadlines is returned by the deadline methods of a stream: gRPC
+// streams have none. Nothing in velo sets them; Close is how a connection
+// is interrupted.
+var errNoDeadlines = errors.New("grpc: streams have no deadlines")
