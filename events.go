@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/velo-messenger/velo/events"
+	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
 )
 
@@ -63,4 +64,28 @@ func (m *Messenger) peerDownLocked(s *session) {
 	if ps.open == 0 {
 		m.events.PeerDisconnected(s.peer.ID)
 	}
+}
+
+// deliverEvent hands an _event_* message (fire-and-forget, as eventNetwork
+// sends them) to the manager on the receive path and reports whether it
+// did. It bypasses the handler table on purpose: while the instance drains,
+// requests to handlers are refused and their actors stop, but the events
+// protocol must keep working until Events().Shutdown, which runs after the
+// handlers finished: a draining handler may be awaiting a remote event
+// whose trigger is on its way, and a subscriber must still be recorded so
+// that the shutdown's poison reaches it.
+func (m *Messenger) deliverEvent(s *session, req *wire.Request) bool {
+	switch req.Handler {
+	case events.SubscribeHandler, events.TriggerHandler, events.CompleteHandler:
+	default:
+		return false
+	}
+	if req.Kind != wire.KindAMSend {
+		return false // answered by the registered handler, like any call
+	}
+	err := m.events.Deliver(m.handlerCtx, s.peer.ID, req.Handler, req.Payload)
+	if errors.Is(err, events.ErrMalformed) {
+		m.log.Warn("velo: malformed event message", "handler", req.Handler, "sender", s.peer.ID.Short(), "err", err)
+	}
+	return true
 }

@@ -202,6 +202,13 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 			return s.collect(c, req.Handler) // the answer won the race
 		}
 		callPool.Put(c)
+		if !s.ready() {
+			// Our _hello, the only request sent before the handshake
+			// completes, got no answer within HandshakeTimeout: the peer is
+			// unreachable. The caller's own deadline has not passed, so
+			// this is no ErrDeadlineExceeded.
+			return nil, newError(CodePeerLost, req.Handler, nil, "no answer to the handshake from %s", s.peerName())
+		}
 		if errors.Is(ctx.Err(), context.Canceled) {
 			// A deadline needs no message: the handler's ctx carries
 			// the same deadline and ends on its own.
@@ -287,10 +294,16 @@ func (s *session) lostError(handler string, cause error) error {
 // HandleFrame implements transport.Handler. It runs on the connection's
 // receive goroutine.
 func (s *session) HandleFrame(frame []byte) error {
-	s.lastRecv.Store(time.Now().UnixNano())
 	t, body, err := wire.ParseHeader(frame)
 	if err != nil {
 		return err
+	}
+	if t != wire.TypePing {
+		// A ping shows that the peer writes to us, not that it reads what
+		// we write: counting it would hide a connection cut in our
+		// direction from our keepalive whenever the peer pings more often
+		// than our KeepaliveTimeout. Our own pings are answered by pongs.
+		s.lastRecv.Store(time.Now().UnixNano())
 	}
 	switch t {
 	case wire.TypeResponse:
@@ -373,6 +386,9 @@ func (s *session) handleRequest(body []byte) error {
 			return fmt.Errorf("velo: handshake: first request is %q, want %s", req.Handler, system.Hello)
 		}
 		return s.m.acceptHello(s, &req)
+	}
+	if s.m.deliverEvent(s, &req) {
+		return nil
 	}
 	in := &inbound{s: s, req: req}
 	if s.m.draining() {
