@@ -5,7 +5,7 @@ GO       ?= go
 PKGS     ?= ./...
 FUZZTIME ?= 30s
 
-.PHONY: test bench lint fuzz
+.PHONY: test bench lint fuzz proto
 
 ## test: vet, then every test with the race detector (what CI runs)
 test:
@@ -14,10 +14,18 @@ test:
 	cd discovery/etcd && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...
 
 ## bench: the side-by-side suite (velo against its peers, servers in child
-## processes), then the hot-path micro-benchmarks with allocations
+## processes; about 8 minutes on 2 CPUs, see docs/performance.md; flags in
+## BENCHFLAGS, e.g. BENCHFLAGS=-quick), then the hot-path micro-benchmarks
+## with allocations
 bench:
-	$(GO) run ./bench
+	$(GO) run ./bench $(BENCHFLAGS)
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./bench/ ./internal/wire/ ./mailbox/ ./actor/
+
+## proto: regenerate transport/grpc/internal/velopb from velo.proto (needs protoc: apt-get install -y protobuf-compiler)
+proto:
+	GOBIN=$(CURDIR)/.bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	GOBIN=$(CURDIR)/.bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+	PATH="$(CURDIR)/.bin:$$PATH" protoc -I . --go_out=. --go_opt=module=github.com/velo-messenger/velo --go-grpc_out=. --go-grpc_opt=module=github.com/velo-messenger/velo transport/grpc/velo.proto
 
 ## lint: formatting and vet
 lint:
@@ -25,7 +33,20 @@ lint:
 	$(GO) vet $(PKGS)
 	cd discovery/etcd && $(GO) vet ./...
 
-## fuzz: each fuzz target for FUZZTIME
+## fuzz: each fuzz target for FUZZTIME (their seed corpora also run under
+## make test); docs/reliability.md says what each one checks
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFrame$$' -fuzztime $(FUZZTIME) ./internal/wire/
 	$(GO) test -run '^$$' -fuzz '^FuzzFrameReader$$' -fuzztime $(FUZZTIME) ./internal/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzDeliver$$' -fuzztime $(FUZZTIME) ./events/
+	$(GO) test -run '^$$' -fuzz '^FuzzHelloDecode$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzHandshake$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzSessionFrames$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzTypedPayload$$' -fuzztime $(FUZZTIME) .
+
+## soak: the multi-process soak test (instances in child processes calling
+## each other through fault proxies) for VELO_SOAK, 5 minutes unless set;
+## make test runs a 30 s version of it
+.PHONY: soak
+soak:
+	VELO_SOAK=$${VELO_SOAK:-5m} $(GO) test -race -count=1 -run '^TestSoak$$' -v -timeout 30m .

@@ -9,6 +9,7 @@ package main
 // their allocs/op count the client's and the server's allocations
 // together. BenchmarkUnaryTCPRemote has its server in a child process:
 // its allocs/op are the client's alone (DESIGN.md "Performance").
+// BenchmarkUnaryNATS starts an embedded nats-server of its own.
 
 import (
 	"context"
@@ -38,6 +39,18 @@ func benchPayload() []byte {
 }
 
 func tcpTransport() transport.Transport { return tcp.New(tcp.Options{}) }
+
+// transportsOf returns a constructor of the named velo transport, as the
+// bench's systems make it.
+func transportsOf(b *testing.B, name string, e env) func() transport.Transport {
+	return func() transport.Transport {
+		t, err := newVeloTransport(name, e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return t
+	}
+}
 
 func memTransports() func() transport.Transport {
 	n := mem.NewNetwork()
@@ -105,6 +118,33 @@ func BenchmarkUnaryTCPInline(b *testing.B) {
 	benchUnary(b, tcpTransport, velo.UnaryHandler(echoHandler, echo).Inline())
 }
 
+func BenchmarkUnaryUDS(b *testing.B) {
+	benchUnary(b, transportsOf(b, "uds", env{}), velo.UnaryHandler(echoHandler, echo))
+}
+
+func BenchmarkUnaryHTTP(b *testing.B) {
+	benchUnary(b, transportsOf(b, "http", env{}), velo.UnaryHandler(echoHandler, echo))
+}
+
+func BenchmarkUnaryH2C(b *testing.B) {
+	benchUnary(b, transportsOf(b, "h2c", env{}), velo.UnaryHandler(echoHandler, echo))
+}
+
+func BenchmarkUnaryGRPC(b *testing.B) {
+	benchUnary(b, transportsOf(b, "grpc", env{}), velo.UnaryHandler(echoHandler, echo))
+}
+
+// BenchmarkUnaryNATS goes through an embedded nats-server in this process,
+// started for the benchmark only.
+func BenchmarkUnaryNATS(b *testing.B) {
+	ns, err := serveNATSServer(context.Background(), env{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ns.Close() })
+	benchUnary(b, transportsOf(b, "nats", env{natsURL: ns.Addr()}), velo.UnaryHandler(echoHandler, echo))
+}
+
 // BenchmarkUnaryTCPParallel has many goroutines share one client
 // messenger, hence one connection: 8 callers per GOMAXPROCS.
 func BenchmarkUnaryTCPParallel(b *testing.B) {
@@ -132,30 +172,45 @@ func BenchmarkUnaryTCPParallel(b *testing.B) {
 // process (this test binary started again as a velo-unary server), so that
 // B/op and allocs/op are the client's alone.
 func BenchmarkUnaryTCPRemote(b *testing.B) {
-	sys := findSystem(allSystems(), "velo-unary")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serveEnv+"="+sys.Name())
-	ch, err := startChild(sys.Name(), cmd, os.Stderr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if err := ch.stop(); err != nil {
-			b.Error(err)
-		}
-	})
+	c := remoteVelo(b, velo.Options{})
 	ctx := context.Background()
-	c, err := sys.Dial(ctx, ch.addr, benchPayload())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
+	p := benchPayload()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := c.RoundTrip(ctx); err != nil {
-			b.Fatal(err)
+		out, err := c.m.Unary(echoHandler).RawPayload(p).Instance(c.server).Send(ctx)
+		if err != nil || len(out) != len(p) {
+			b.Fatalf("echo: %d bytes, %v", len(out), err)
 		}
 	}
+}
+
+// remoteVelo starts a velo server over TCP in a child process (this test
+// binary started again as the velo/tcp server) and connects a client
+// messenger to it; both end with the test.
+func remoteVelo(tb testing.TB, o velo.Options) *veloConn {
+	tb.Helper()
+	name := veloServerFor("tcp")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), serveEnv+"="+name)
+	ch, err := startChild(name, cmd, os.Stderr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := ch.stop(); err != nil {
+			tb.Error(err)
+		}
+	})
+	c, err := dialVeloConn(context.Background(), "tcp", env{}, ch.addr, o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return c
 }
 
 // BenchmarkAMSendTCP measures one sender's fire-and-forget throughput to
@@ -230,19 +285,21 @@ func BenchmarkTypedUnaryTCP(b *testing.B) {
 // client in this process.
 func BenchmarkFloorTCP(b *testing.B) {
 	ctx := context.Background()
-	srv, err := floorSystem{}.Serve(ctx)
+	srv, err := serveFloor(ctx, env{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { srv.Close() })
-	c, err := floorSystem{}.Dial(ctx, srv.Addr(), benchPayload())
+	c, err := dialFloor(ctx, env{}, srv.Addr())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close() })
+	rt := c.(RoundTripper)
+	p := benchPayload()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := c.RoundTrip(ctx); err != nil {
+		if err := rt.RoundTrip(ctx, p); err != nil {
 			b.Fatal(err)
 		}
 	}

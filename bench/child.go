@@ -21,11 +21,11 @@ import (
 // startTimeout bounds how long a child may take to print its address.
 const startTimeout = 30 * time.Second
 
-// runChild is the child's side: it serves sys until stdin closes.
-func runChild(sys System, stdin io.Reader, stdout io.Writer) error {
-	srv, err := sys.Serve(context.Background())
+// runChild is the child's side: it serves kind until stdin closes.
+func runChild(kind serverKind, e env, stdin io.Reader, stdout io.Writer) error {
+	srv, err := kind.serve(context.Background(), e)
 	if err != nil {
-		return fmt.Errorf("%s: serve: %w", sys.Name(), err)
+		return fmt.Errorf("%s: serve: %w", kind.name, err)
 	}
 	if _, err := fmt.Fprintln(stdout, srv.Addr()); err != nil {
 		srv.Close()

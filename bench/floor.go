@@ -9,23 +9,32 @@ import (
 	"io"
 	"net"
 	"sync"
+	"unsafe"
 )
 
-// floorSystem is the best a plain Go program does for a round trip over
-// TCP: one connection with TCP_NODELAY, frames of a 4-byte big-endian
-// length and the payload (the same prefix as velo's frames), read through
-// bufio, written with one Write each, no allocation per frame. Whatever
-// velo adds on top of it is the cost of velo.
-type floorSystem struct{}
-
-func (floorSystem) Name() string { return floorName }
+// The floor is the best a plain Go program does over TCP: one connection
+// with TCP_NODELAY, frames of a 4-byte big-endian length and the payload
+// (the same prefix as velo's frames), read through bufio, written with one
+// Write each, no allocation per frame. Whatever velo adds on top of it is
+// the cost of velo.
+//
+// A request-response round trip is a frame echoed back. With n calls in
+// flight the floor opens n connections, each doing round trips one at a
+// time (it has no multiplexing: that is what RPC systems add). For the
+// stream mode two flags in the length word mark a frame as one-way
+// (counted, not echoed) or as the barrier that asks for the count.
 
 // floorMaxFrame bounds the frames the floor server accepts, so that a stray
 // connection cannot make it allocate gigabytes.
 const floorMaxFrame = 16 << 20
 
-// Serve implements System.
-func (floorSystem) Serve(ctx context.Context) (Server, error) {
+const (
+	floorOneWay  = 1 << 31 // in the length word: count the frame, do not echo it
+	floorBarrier = 1 << 30 // in the length word: answer with the count of one-way frames
+	floorLenMask = floorBarrier - 1
+)
+
+func serveFloor(ctx context.Context, _ env) (Server, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -83,20 +92,38 @@ func serveFloorConn(nc net.Conn) {
 	setNoDelay(nc)
 	br := bufio.NewReaderSize(nc, 64<<10)
 	buf := make([]byte, 4, 4+512)
+	var count uint64 // one-way frames since the last barrier
 	for {
 		if _, err := io.ReadFull(br, buf[:4]); err != nil {
 			return
 		}
-		n := int(binary.BigEndian.Uint32(buf[:4]))
+		word := binary.BigEndian.Uint32(buf[:4])
+		if word&floorBarrier != 0 {
+			var reply [12]byte
+			binary.BigEndian.PutUint32(reply[:4], 8)
+			binary.BigEndian.PutUint64(reply[4:], count)
+			count = 0
+			if _, err := nc.Write(reply[:]); err != nil {
+				return
+			}
+			continue
+		}
+		n := int(word & floorLenMask)
 		if n > floorMaxFrame {
 			return
 		}
 		if cap(buf) < 4+n {
-			buf = append(buf[:0], make([]byte, 4+n)...)
+			grown := make([]byte, 4+n)
+			copy(grown, buf[:4]) // the length word, echoed with the payload
+			buf = grown
 		}
 		buf = buf[:4+n]
 		if _, err := io.ReadFull(br, buf[4:]); err != nil {
 			return
+		}
+		if word&floorOneWay != 0 {
+			count++
+			continue
 		}
 		if _, err := nc.Write(buf); err != nil {
 			return
@@ -116,48 +143,77 @@ func (s *floorServer) Close() error {
 	return err
 }
 
-// Dial implements System.
-func (floorSystem) Dial(ctx context.Context, addr string, payload []byte) (Client, error) {
+func dialFloor(ctx context.Context, _ env, addr string) (Client, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	setNoDelay(nc)
-	frame := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(payload)), uint32(len(payload)))
-	frame = append(frame, payload...)
-	return &floorClient{
-		nc:    nc,
-		br:    bufio.NewReaderSize(nc, 64<<10),
-		frame: frame,
-		reply: make([]byte, len(payload)),
-	}, nil
+	return &floorClient{nc: nc, br: bufio.NewReaderSize(nc, 64<<10)}, nil
 }
 
 // floorClient sends a prebuilt frame and reads the echo into a reused
 // buffer: a round trip is one write and (usually) one read system call.
+// It is not safe for concurrent use (the floor is PerWorker).
 type floorClient struct {
 	nc    net.Conn
 	br    *bufio.Reader
-	frame []byte // length prefix and payload
+	frame []byte // length prefix and payload, for the payload last seen
+	of    *byte  // that payload's first byte
 	reply []byte
-	pre   [4]byte
+	pre   [12]byte
 }
 
 var errShortEcho = errors.New("echo differs in length from the payload")
 
-func (c *floorClient) RoundTrip(context.Context) error {
-	if _, err := c.nc.Write(c.frame); err != nil {
+// frameFor returns the frame carrying payload with the given flags,
+// building it only when the payload changed since the last call.
+func (c *floorClient) frameFor(payload []byte, flags uint32) []byte {
+	if c.of != unsafe.SliceData(payload) || len(c.frame) != 4+len(payload) {
+		c.frame = append(c.frame[:0], 0, 0, 0, 0)
+		c.frame = append(c.frame, payload...)
+		c.of = unsafe.SliceData(payload)
+		c.reply = make([]byte, len(payload))
+	}
+	binary.BigEndian.PutUint32(c.frame, uint32(len(payload))|flags)
+	return c.frame
+}
+
+func (c *floorClient) RoundTrip(_ context.Context, payload []byte) error {
+	if _, err := c.nc.Write(c.frameFor(payload, 0)); err != nil {
 		return err
 	}
-	if _, err := io.ReadFull(c.br, c.pre[:]); err != nil {
+	if _, err := io.ReadFull(c.br, c.pre[:4]); err != nil {
 		return err
 	}
-	if n := binary.BigEndian.Uint32(c.pre[:]); int(n) != len(c.reply) {
+	if n := binary.BigEndian.Uint32(c.pre[:4]); int(n) != len(c.reply) {
 		return fmt.Errorf("%w: %d bytes, want %d", errShortEcho, n, len(c.reply))
 	}
 	_, err := io.ReadFull(c.br, c.reply)
 	return err
+}
+
+// Stream writes n one-way frames, one Write each, then the barrier, and
+// reads the count of frames the server received.
+func (c *floorClient) Stream(_ context.Context, payload []byte, n int) error {
+	frame := c.frameFor(payload, floorOneWay)
+	for range n {
+		if _, err := c.nc.Write(frame); err != nil {
+			return err
+		}
+	}
+	binary.BigEndian.PutUint32(c.pre[:4], floorBarrier)
+	if _, err := c.nc.Write(c.pre[:4]); err != nil {
+		return err
+	}
+	if _, err := io.ReadFull(c.br, c.pre[:12]); err != nil {
+		return err
+	}
+	if got := binary.BigEndian.Uint64(c.pre[4:12]); got != uint64(n) {
+		return fmt.Errorf("server counted %d one-way frames, sent %d", got, n)
+	}
+	return nil
 }
 
 func (c *floorClient) Close() error { return c.nc.Close() }

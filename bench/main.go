@@ -1,16 +1,29 @@
-// Command bench measures velo's unary round trip over TCP against the
-// floor, a plain Go TCP ping-pong with length-prefixed frames, in the same
-// run. Each server runs in a child process of its own (this binary started
-// again with a hidden flag); the clients run here, one call at a time.
+// Command bench measures velo against its peers in the same run: a plain
+// Go TCP ping-pong (the floor), net/rpc, grpc-go unary with raw bytes, and
+// NATS core request/reply and publish/subscribe through a nats-server;
+// velo's Unary, TypedUnary, AMSync and AMSend over each of its transports
+// (tcp, uds, http, h2c, grpc, nats).
+//
+// Each server runs in a child process of its own (this binary started
+// again with a hidden flag), the NATS server too; the clients run here.
+// Three measurements, for each payload size:
+//
+//   - latency: round trips one at a time: p50, p90, p99, max;
+//   - concurrent: 1, 16 and 64 calls in flight: calls/s and p99;
+//   - stream: one-way messages (AMSend, NATS publish, raw TCP frames),
+//     counted as received by the server: messages/s.
+//
 // Repetitions are interleaved between the systems, so that noise from the
-// machine hits them alike. By default (on Linux) the servers and the client
+// machine hits them alike; the report gives medians across repetitions
+// with their min and max. By default (on Linux) the servers and the client
 // are pinned to one CPU: see pin.go for why, and -pin for the other
 // placements.
 //
-//	go run ./bench [-rounds 20000] [-warmup 2000] [-reps 5] [-payload 32] [-out bench/results] [-pin same|split|none]
+//	go run ./bench [-quick] [-systems ...] [-transports ...] [-modes ...] [-payloads ...] [-reps 3] [-out bench/results]
+//	go run ./bench -mode inflight [-calls 100000]
 //
-// It prints the machine and a Markdown table of the medians across
-// repetitions, and writes the same to <out>/latency.csv.
+// It prints the machine and Markdown tables, and writes the same data to
+// <out>/bench.csv and a chart to <out>/bench.png.
 package main
 
 import (
@@ -21,7 +34,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -35,31 +49,69 @@ func main() {
 
 // config is what the flags say.
 type config struct {
-	rounds  int // measured round trips per system per repetition
-	warmup  int // unmeasured round trips before each measured batch
-	reps    int
-	payload int // bytes
-	out     string
-	pin     string // pinNone, pinSame or pinSplit
-	systems []System
-	serve   string // non-empty: be the server process of this system
+	rounds   int // measured calls per system per repetition, for payloads up to 4 KiB
+	warmup   int // unmeasured calls before each measured batch
+	reps     int
+	payloads []int // bytes
+	modes    []string
+	inFlight []int // calls in flight in the concurrent mode
+	out      string
+	pin      string // pinNone, pinSame or pinSplit
+	chart    bool
+	systems  []System
+	program  string // programSuite or programInflight
+	calls    int    // -mode inflight: calls in flight
+	serve    string // non-empty: be the server process of this kind
 }
+
+// The programs -mode selects.
+const (
+	programSuite    = "suite"
+	programInflight = "inflight"
+)
 
 // serveFlag makes the binary a server process; it is not in the usage.
 const serveFlag = "serve"
+
+// streamFactor: a stream measurement sends this many times -rounds
+// messages, one-way messages being cheaper than round trips.
+const streamFactor = 4
+
+// maxPayload bounds -payloads: what every system carries in one message
+// (the NATS server is configured for 8 MiB).
+const maxPayload = 4 << 20
+
+// quickArgs are what -quick sets, unless the same flag is given: enough
+// for every system and mode to run once, in a few seconds.
+var quickArgs = map[string]string{
+	"rounds":      "200",
+	"warmup":      "20",
+	"reps":        "1",
+	"payloads":    "32",
+	"concurrency": "1,16",
+	"chart":       "false",
+}
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.IntVar(&cfg.rounds, "rounds", 20000, "measured round trips per system per repetition")
-	fs.IntVar(&cfg.warmup, "warmup", 2000, "unmeasured round trips before each measured batch")
+	fs.IntVar(&cfg.rounds, "rounds", 2000, "measured calls per system per repetition, for payloads up to 4 KiB; fewer for larger ones (as many bytes as with 4 KiB, at least 100); a stream sends 4 times as many messages")
+	fs.IntVar(&cfg.warmup, "warmup", 200, "unmeasured calls before each measured batch, scaled like -rounds")
 	fs.IntVar(&cfg.reps, "reps", 5, "repetitions, interleaved between the systems")
-	fs.IntVar(&cfg.payload, "payload", 32, "payload size in bytes")
-	fs.StringVar(&cfg.out, "out", "bench/results", "folder for latency.csv (created if missing)")
+	payload := fs.Int("payload", 32, "one payload size in bytes (the same as -payloads with one size)")
+	payloads := fs.String("payloads", "32,1KiB,64KiB,1MiB", "comma-separated payload sizes (bytes, or with a KiB or MiB suffix)")
+	modes := fs.String("modes", strings.Join(allModes, ","), "comma-separated measurements: "+strings.Join(allModes, ", "))
+	inFlight := fs.String("concurrency", "1,16,64", "comma-separated numbers of calls in flight, for the concurrent mode")
+	names := fs.String("systems", "", "comma-separated systems or families (default: all but the *-inline ones): "+familyNames())
+	transports := fs.String("transports", "", "comma-separated velo transports (default: all): "+strings.Join(veloTransports, ", "))
+	quick := fs.Bool("quick", false, "a short run for smoke tests: "+quickUsage())
+	fs.StringVar(&cfg.out, "out", "bench/results", "folder for bench.csv and bench.png (created if missing)")
 	fs.StringVar(&cfg.pin, "pin", defaultPin, "CPU placement: "+pinSame+" (servers and client on one CPU), "+pinSplit+" (servers on one CPU, client on another) or "+pinNone+" (the scheduler's)")
-	names := fs.String("systems", "", "comma-separated systems to run (default: all: "+systemNames(allSystems())+")")
-	fs.StringVar(&cfg.serve, serveFlag, "", "internal: run as the server process of the named system")
+	fs.BoolVar(&cfg.chart, "chart", true, "draw bench.png")
+	fs.StringVar(&cfg.program, "mode", programSuite, "what to run: "+programSuite+" (the comparison) or "+programInflight+" (client heap per call pending on a slow handler)")
+	fs.IntVar(&cfg.calls, "calls", 100000, "-mode inflight: calls in flight at once")
+	fs.StringVar(&cfg.serve, serveFlag, "", "internal: run as the server process of the named kind")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: go run ./bench [flags]")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -75,6 +127,20 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *quick {
+		for name, v := range quickArgs {
+			if !set[name] {
+				if err := fs.Set(name, v); err != nil {
+					return cfg, err
+				}
+			}
+		}
+	}
+	if set["payload"] && set["payloads"] {
+		return cfg, errors.New("-payload and -payloads both given")
+	}
 	switch {
 	case cfg.rounds < 1:
 		return cfg, fmt.Errorf("-rounds %d, want at least 1", cfg.rounds)
@@ -82,14 +148,100 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-warmup %d, want at least 0", cfg.warmup)
 	case cfg.reps < 1:
 		return cfg, fmt.Errorf("-reps %d, want at least 1", cfg.reps)
-	case cfg.payload < 0 || cfg.payload > floorMaxFrame:
-		return cfg, fmt.Errorf("-payload %d, want 0..%d", cfg.payload, floorMaxFrame)
 	case cfg.pin != pinNone && cfg.pin != pinSame && cfg.pin != pinSplit:
 		return cfg, fmt.Errorf("-pin %q, want %s, %s or %s", cfg.pin, pinNone, pinSame, pinSplit)
+	case cfg.program != programSuite && cfg.program != programInflight:
+		return cfg, fmt.Errorf("-mode %q, want %s or %s", cfg.program, programSuite, programInflight)
+	case cfg.calls < 1 || cfg.calls > holdMailbox:
+		return cfg, fmt.Errorf("-calls %d, want 1..%d", cfg.calls, holdMailbox)
 	}
 	var err error
-	cfg.systems, err = lookupSystems(*names)
+	if set["payload"] {
+		cfg.payloads = []int{*payload}
+	} else if cfg.payloads, err = parseSizes(*payloads); err != nil {
+		return cfg, fmt.Errorf("-payloads: %w", err)
+	}
+	for _, p := range cfg.payloads {
+		if p < 0 || p > maxPayload {
+			return cfg, fmt.Errorf("payload %d bytes, want 0..%d", p, maxPayload)
+		}
+	}
+	for _, m := range splitList(*modes) {
+		if !slices.Contains(allModes, m) {
+			return cfg, fmt.Errorf("-modes: unknown mode %q (have %s)", m, strings.Join(allModes, ", "))
+		}
+		if !slices.Contains(cfg.modes, m) {
+			cfg.modes = append(cfg.modes, m)
+		}
+	}
+	if len(cfg.modes) == 0 {
+		return cfg, errors.New("-modes: none given")
+	}
+	for _, f := range splitList(*inFlight) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 4096 {
+			return cfg, fmt.Errorf("-concurrency: %q, want numbers 1..4096", f)
+		}
+		cfg.inFlight = append(cfg.inFlight, n)
+	}
+	if len(cfg.inFlight) == 0 {
+		return cfg, errors.New("-concurrency: none given")
+	}
+	cfg.systems, err = selectSystems(*names, *transports)
 	return cfg, err
+}
+
+func quickUsage() string {
+	keys := make([]string, 0, len(quickArgs))
+	for k := range quickArgs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "-%s %s", k, quickArgs[k])
+	}
+	return b.String()
+}
+
+// parseSizes reads "32,1KiB,64k,1MiB" as bytes.
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range splitList(s) {
+		num, mult := strings.ToLower(f), 1
+		for _, u := range []struct {
+			suffix string
+			mult   int
+		}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"k", 1 << 10}, {"m", 1 << 20}, {"b", 1}} {
+			if strings.HasSuffix(num, u.suffix) {
+				num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+				break
+			}
+		}
+		n, err := strconv.Atoi(num)
+		if err != nil {
+			return nil, fmt.Errorf("size %q: want bytes, or a number with KiB or MiB", f)
+		}
+		out = append(out, n*mult)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no size given")
+	}
+	return out, nil
+}
+
+// sizeString writes a size the way the report shows it: 32 B, 1 KiB, 1 MiB.
+func sizeString(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -98,25 +250,96 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	if cfg.serve != "" {
-		sys := findSystem(allSystems(), cfg.serve)
-		if sys == nil {
-			return fmt.Errorf("-%s: unknown system %q", serveFlag, cfg.serve)
+		kind, ok := findServerKind(cfg.serve)
+		if !ok {
+			return fmt.Errorf("-%s: unknown server %q", serveFlag, cfg.serve)
 		}
-		return runChild(sys, stdin, stdout)
+		return runChild(kind, envFromProcess(), stdin, stdout)
 	}
-	return runBench(cfg, stdout, stderr)
+	if cfg.program == programInflight {
+		return runInflight(cfg, stdout, stderr)
+	}
+	return runSuite(cfg, stdout, stderr)
 }
 
 // contender is one system under measurement: its server process, the
-// client connected to it, and what each repetition measured.
+// clients connected to it (one, or one per worker for a PerWorker system)
+// and what each measurement found.
 type contender struct {
 	sys     System
-	child   *child
-	client  Client
-	samples []sample
+	addr    string
+	clients []Client
+	samples map[cell][]sample
 }
 
-func runBench(cfg config, stdout, stderr io.Writer) (err error) {
+// cell is one measurement condition, which every system that supports it
+// is measured under, interleaved.
+type cell struct {
+	mode     string
+	inFlight int // calls in flight; 1 for latency and stream
+	payload  int
+}
+
+// fleet is the set of server processes of a run.
+type fleet struct {
+	children map[string]*child // by server kind
+	env      env
+}
+
+// startFleet starts the server processes that the systems need, the NATS
+// server first when one of them goes through it.
+func startFleet(exe string, systems []System, stderr io.Writer) (*fleet, error) {
+	f := &fleet{children: make(map[string]*child)}
+	var kinds []serverKind
+	needNATS := false
+	for _, s := range systems {
+		k, ok := findServerKind(s.Server)
+		if !ok {
+			return f, fmt.Errorf("%s: no server %q", s.Name, s.Server)
+		}
+		if !slices.ContainsFunc(kinds, func(o serverKind) bool { return o.name == k.name }) {
+			kinds = append(kinds, k)
+			needNATS = needNATS || k.nats
+		}
+	}
+	if needNATS {
+		k, _ := findServerKind(natsServerName)
+		kinds = append([]serverKind{k}, kinds...)
+	}
+	for _, k := range kinds {
+		cmd := exec.Command(exe, "-"+serveFlag, k.name)
+		cmd.Env = append(os.Environ(), natsURLEnv+"="+f.env.natsURL)
+		ch, err := startChild(k.name, cmd, stderr)
+		if err != nil {
+			return f, err
+		}
+		f.children[k.name] = ch
+		if k.name == natsServerName {
+			f.env.natsURL = ch.addr
+		}
+	}
+	return f, nil
+}
+
+// stop stops the server processes, the NATS server last.
+func (f *fleet) stop() error {
+	var err error
+	for name, ch := range f.children {
+		if name != natsServerName {
+			err = errors.Join(err, ch.stop())
+		}
+	}
+	if ch := f.children[natsServerName]; ch != nil {
+		err = errors.Join(err, ch.stop())
+	}
+	return err
+}
+
+// measureLimit bounds one measurement: a system that hangs fails the run
+// instead of stalling it.
+const measureLimit = 5 * time.Minute
+
+func runSuite(cfg config, stdout, stderr io.Writer) (err error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding this binary to start servers: %w", err)
@@ -126,101 +349,185 @@ func runBench(cfg config, stdout, stderr io.Writer) (err error) {
 		return err
 	}
 	ctx := context.Background()
-	payload := make([]byte, cfg.payload)
-	for i := range payload {
-		payload[i] = byte(i % 251)
+	began := time.Now()
+
+	if err := place.beforeServers(); err != nil {
+		return err
+	}
+	fl, err := startFleet(exe, cfg.systems, stderr)
+	defer func() { err = errors.Join(err, fl.stop()) }()
+	if err != nil {
+		return err
+	}
+	if err := place.afterServers(); err != nil {
+		return err
 	}
 
 	var cs []*contender
 	defer func() {
 		for _, c := range cs {
-			if c.client != nil {
-				err = errors.Join(err, c.client.Close())
+			for _, cl := range c.clients {
+				err = errors.Join(err, cl.Close())
 			}
-			err = errors.Join(err, c.child.stop())
 		}
 	}()
-	if err := place.beforeServers(); err != nil {
-		return err
-	}
 	for _, sys := range cfg.systems {
-		ch, err := startChild(sys.Name(), exec.Command(exe, "-"+serveFlag, sys.Name()), stderr)
+		c := &contender{sys: sys, addr: fl.children[sys.Server].addr, samples: make(map[cell][]sample)}
+		cs = append(cs, c)
+		cl, err := sys.Dial(ctx, fl.env, c.addr)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: connect: %w", sys.Name, err)
 		}
-		cs = append(cs, &contender{sys: sys, child: ch})
-	}
-	if err := place.afterServers(); err != nil {
-		return err
-	}
-	for _, c := range cs {
-		if c.client, err = c.sys.Dial(ctx, c.child.addr, payload); err != nil {
-			return fmt.Errorf("%s: connect: %w", c.sys.Name(), err)
-		}
+		c.clients = append(c.clients, cl)
 	}
 
-	// Repetition r starts with system r mod n, so that no system always
-	// runs first (or right after the same neighbour).
-	lat := make([]time.Duration, cfg.rounds)
-	for rep := range cfg.reps {
-		for k := range cs {
-			c := cs[(rep+k)%len(cs)]
-			s, err := measure(ctx, c.client, cfg.warmup, lat)
-			if err != nil {
-				return fmt.Errorf("%s: repetition %d: %w", c.sys.Name(), rep+1, err)
+	cells := plan(cfg)
+	total := 0
+	for _, ce := range cells {
+		total += len(contendersFor(cs, ce.mode)) * cfg.reps
+	}
+	done := 0
+	for _, ce := range cells {
+		payload := makePayload(ce.payload)
+		group := contendersFor(cs, ce.mode)
+		// Repetition r starts with system r mod n, so that no system
+		// always runs first (or right after the same neighbour).
+		for rep := range cfg.reps {
+			for k := range group {
+				c := group[(rep+k)%len(group)]
+				s, err := measureOne(ctx, fl.env, cfg, c, ce, payload)
+				if err != nil {
+					return fmt.Errorf("%s, %s: repetition %d: %w", c.sys.Name, ce, rep+1, err)
+				}
+				c.samples[ce] = append(c.samples[ce], s)
+				done++
+				fmt.Fprintf(stderr, "[%d/%d %s] %s rep %d/%d  %-26s %s\n",
+					done, total, time.Since(began).Round(time.Second), ce, rep+1, cfg.reps, c.sys.Name, s)
 			}
-			c.samples = append(c.samples, s)
-			fmt.Fprintf(stderr, "rep %d/%d  %-18s p50 %6s µs  p99 %7s µs  %8.0f calls/s\n",
-				rep+1, cfg.reps, c.sys.Name(), us(s.p50), us(s.p99), s.rate)
 		}
 	}
 
-	sums := make([]summary, len(cs))
-	for i, c := range cs {
-		sums[i] = aggregate(c.sys.Name(), c.samples)
-	}
-	setRatios(sums)
+	res := collect(cells, cs)
 	fmt.Fprintf(stdout, "machine: %s\n", machine())
-	fmt.Fprintf(stdout, "unary round trip over TCP loopback, %d B payload: %d measured calls (after %d warm-up) per system per repetition, %d repetitions interleaved; servers in child processes, one sequential client; %s; medians across repetitions.\n\n",
-		cfg.payload, cfg.rounds, cfg.warmup, cfg.reps, place)
-	writeTable(stdout, sums)
-	if noisy := noisySystems(sums); len(noisy) > 0 {
-		fmt.Fprintf(stdout, "\nnote: p50 of %s varied more than %.1f× across repetitions: compare with care.",
-			strings.Join(noisy, ", "), noisySpread)
+	fmt.Fprintf(stdout, "run: %s; %d repetitions interleaved; up to %d measured calls per system and repetition (after %d warm-up), fewer for payloads over 4 KiB; servers in child processes; %s; medians across repetitions, (min–max); took %s.\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), cfg.reps, cfg.rounds, cfg.warmup, place, time.Since(began).Round(time.Second))
+	writeTables(stdout, res)
+	if noisy := res.noisy(); len(noisy) > 0 {
+		const shown = 6
+		list := strings.Join(noisy[:min(shown, len(noisy))], ", ")
+		if len(noisy) > shown {
+			list += fmt.Sprintf(" and %d more", len(noisy)-shown)
+		}
+		fmt.Fprintf(stdout, "\nnote: %d of %d figures varied more than %.1f× between repetitions (column noisy in %s): %s; compare those with care.",
+			len(noisy), len(res.rows), noisySpread, csvFile, list)
 		if cfg.pin == pinNone {
 			fmt.Fprintf(stdout, " On a machine with few CPUs this is usually the scheduler moving the processes between one CPU and two; -pin %s fixes the placement.", pinSame)
 		}
 		fmt.Fprintln(stdout)
 	}
-	path, err := writeCSV(cfg.out, cfg, sums)
+	path, err := writeCSV(cfg.out, cfg, res)
 	if err != nil {
 		return fmt.Errorf("writing results: %w", err)
 	}
-	fmt.Fprintf(stdout, "\nwrote %s\n", path)
+	fmt.Fprintf(stdout, "\nwrote %s", path)
+	if cfg.chart {
+		chart, err := drawChart(cfg.out, res)
+		if err != nil {
+			return fmt.Errorf("drawing the chart: %w", err)
+		}
+		if chart != "" {
+			fmt.Fprintf(stdout, " and %s", chart)
+		}
+	}
+	fmt.Fprintln(stdout)
 	return nil
 }
 
-// measure runs warmup round trips, then len(lat) measured ones, and
-// summarises them. Each latency is the time between the ends of two
-// consecutive calls, so one clock read per call is all the overhead.
-func measure(ctx context.Context, c Client, warmup int, lat []time.Duration) (sample, error) {
-	for range warmup {
-		if err := c.RoundTrip(ctx); err != nil {
-			return sample{}, err
+// plan lists the cells of a run: payload by payload, each mode, each
+// number of calls in flight.
+func plan(cfg config) []cell {
+	var cells []cell
+	for _, p := range cfg.payloads {
+		for _, m := range cfg.modes {
+			if m == modeConcurrent {
+				for _, n := range cfg.inFlight {
+					cells = append(cells, cell{mode: m, inFlight: n, payload: p})
+				}
+				continue
+			}
+			cells = append(cells, cell{mode: m, inFlight: 1, payload: p})
 		}
 	}
-	// Start from a collected heap, so that garbage left by the previous
-	// system is not charged to this one.
-	runtime.GC()
-	start := time.Now()
-	prev := start
-	for i := range lat {
-		if err := c.RoundTrip(ctx); err != nil {
-			return sample{}, err
-		}
-		now := time.Now()
-		lat[i] = now.Sub(prev)
-		prev = now
+	return cells
+}
+
+func (c cell) String() string {
+	if c.mode == modeConcurrent {
+		return fmt.Sprintf("%s %d %s", c.mode, c.inFlight, sizeString(c.payload))
 	}
-	return summarize(lat, prev.Sub(start)), nil
+	return fmt.Sprintf("%s %s", c.mode, sizeString(c.payload))
+}
+
+func contendersFor(cs []*contender, mode string) []*contender {
+	var out []*contender
+	for _, c := range cs {
+		if c.sys.has(mode) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// makePayload returns n bytes of a pattern that no compression would
+// shrink much.
+func makePayload(n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(i % 251)
+	}
+	return p
+}
+
+// measureOne takes one sample of one system in one cell.
+func measureOne(ctx context.Context, e env, cfg config, c *contender, ce cell, payload []byte) (sample, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watchdog := time.AfterFunc(measureLimit, cancel)
+	defer watchdog.Stop()
+
+	rounds := scaled(cfg.rounds, ce.payload, 100)
+	warmup := scaled(cfg.warmup, ce.payload, 10)
+	switch ce.mode {
+	case modeLatency:
+		return measureLatency(ctx, c.clients[0].(RoundTripper), payload, warmup, make([]time.Duration, rounds))
+	case modeConcurrent:
+		workers := make([]RoundTripper, ce.inFlight)
+		for i := range workers {
+			if c.sys.PerWorker {
+				for len(c.clients) <= i {
+					cl, err := c.sys.Dial(ctx, e, c.addr)
+					if err != nil {
+						return sample{}, fmt.Errorf("connect worker %d: %w", len(c.clients), err)
+					}
+					c.clients = append(c.clients, cl)
+				}
+				workers[i] = c.clients[i].(RoundTripper)
+			} else {
+				workers[i] = c.clients[0].(RoundTripper)
+			}
+		}
+		return measureConcurrent(ctx, workers, payload, max(warmup, ce.inFlight), max(rounds, 4*ce.inFlight))
+	case modeStream:
+		n := scaled(streamFactor*cfg.rounds, ce.payload, 100)
+		return measureStream(ctx, c.clients[0].(Streamer), payload, warmup, n)
+	}
+	return sample{}, fmt.Errorf("unknown mode %q", ce.mode)
+}
+
+// String is the progress line's view of a sample.
+func (s sample) String() string {
+	if s.p50 == 0 {
+		return fmt.Sprintf("%10.0f msgs/s", s.rate)
+	}
+	return fmt.Sprintf("p50 %7s µs  p99 %8s µs  %9.0f calls/s", us(s.p50), us(s.p99), s.rate)
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,9 +30,9 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// TestBenchSmoke builds the bench command and runs it briefly, so that
-// `make test` notices when the bench stops working: every system must
-// show in the table and in the CSV.
+// TestBenchSmoke builds the bench command and runs it with -quick, so that
+// `make test` notices when the bench stops working: every system must show
+// in the tables and in the CSV, in every cell of its modes.
 func TestBenchSmoke(t *testing.T) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
@@ -44,7 +45,7 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	outDir := filepath.Join(dir, "results")
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, "-rounds", "200", "-warmup", "20", "-reps", "1", "-out", outDir)
+	cmd := exec.Command(bin, "-quick", "-out", outDir)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("bench: %v\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
@@ -53,13 +54,59 @@ func TestBenchSmoke(t *testing.T) {
 	if !strings.Contains(table, "machine: ") {
 		t.Errorf("no machine line in:\n%s", table)
 	}
-	for _, s := range allSystems() {
-		if !strings.Contains(table, "| "+s.Name()+" |") {
-			t.Errorf("no row for %s in:\n%s", s.Name(), table)
+	systems, err := selectSystems("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range systems {
+		if !strings.Contains(table, "| "+s.Family+" | "+transportCell(s)+" |") {
+			t.Errorf("no row for %s in:\n%s", s.Name, table)
 		}
 	}
 
-	f, err := os.Open(filepath.Join(outDir, "latency.csv"))
+	rows := readCSV(t, filepath.Join(outDir, csvFile))
+	got := make(map[string]bool)
+	for _, r := range rows[1:] {
+		got[r[0]+" "+r[1]+" "+r[2]+" "+r[3]] = true // mode, in flight, payload, system
+	}
+	want := 0
+	for _, s := range systems {
+		for _, m := range s.Modes {
+			levels := []string{"1"}
+			if m == modeConcurrent {
+				levels = strings.Split(quickArgs["concurrency"], ",")
+			}
+			for _, n := range levels {
+				want++
+				if key := m + " " + n + " 32 " + s.Name; !got[key] {
+					t.Errorf("no CSV row %q", key)
+				}
+			}
+		}
+	}
+	if len(rows) != 1+want {
+		t.Errorf("%s has %d rows, want a header and %d", csvFile, len(rows), want)
+	}
+
+	// A subset with the chart; pinned apart where there are 2 CPUs, since
+	// pinning re-places the bench between starting the servers and
+	// connecting to them.
+	args := []string{"-quick", "-chart", "-systems", floorName + "," + grpcName + ",velo-unary,velo-amsend", "-transports", "tcp", "-out", outDir}
+	if runtime.GOOS == "linux" && runtime.NumCPU() >= 2 {
+		args = append(args, "-pin", pinSplit)
+	}
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "| velo-unary | tcp |") {
+		t.Errorf("run %q: %v\n%s", args, err, out)
+	}
+	if fi, err := os.Stat(filepath.Join(outDir, chartFile)); err != nil || fi.Size() == 0 {
+		t.Errorf("no chart: %v", err)
+	}
+}
+
+func readCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,24 +115,10 @@ func TestBenchSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 1+len(allSystems()) {
-		t.Fatalf("latency.csv has %d rows, want a header and %d systems: %q", len(rows), len(allSystems()), rows)
+	if len(rows) == 0 || !slices.Equal(rows[0], csvHeader) {
+		t.Fatalf("%s: header %q, want %q", path, rows[:min(1, len(rows))], csvHeader)
 	}
-	for i, s := range allSystems() {
-		if rows[1+i][0] != s.Name() {
-			t.Errorf("csv row %d is %q, want %s", 1+i, rows[1+i][0], s.Name())
-		}
-	}
-
-	if runtime.GOOS == "linux" && runtime.NumCPU() >= 2 {
-		// Pinning re-places the bench between starting the servers and
-		// connecting to them; check that a pinned run still works.
-		out, err := exec.Command(bin, "-rounds", "50", "-warmup", "5", "-reps", "1", "-pin", pinSplit,
-			"-systems", floorName+",velo-unary", "-out", outDir).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "| velo-unary |") || !strings.Contains(string(out), "client to CPU") {
-			t.Errorf("pinned run: %v\n%s", err, out)
-		}
-	}
+	return rows
 }
 
 func TestFlagsRejectNonsense(t *testing.T) {
@@ -94,12 +127,66 @@ func TestFlagsRejectNonsense(t *testing.T) {
 		{"-reps", "0"},
 		{"-warmup", "-1"},
 		{"-payload", "-1"},
+		{"-payloads", "32,lots"},
+		{"-payloads", "1GiB"},
+		{"-payload", "32", "-payloads", "64"},
+		{"-modes", "telepathy"},
+		{"-modes", ""},
+		{"-concurrency", "0"},
 		{"-systems", "carrier-pigeon"},
+		{"-transports", "smoke-signals"},
+		{"-systems", "nats-pub", "-modes", "latency", "-transports", "tcp", "-mode", "everything"},
 		{"-pin", "elsewhere"},
+		{"-calls", "0"},
 		{"extra"},
 	} {
 		if _, err := parseFlags(args, &bytes.Buffer{}); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	cfg, err := parseFlags([]string{"-payloads", "32, 1KiB,64k,1MiB", "-systems", "velo-unary,grpc-go", "-transports", "tcp,nats"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{32, 1 << 10, 64 << 10, 1 << 20}; !slices.Equal(cfg.payloads, want) {
+		t.Errorf("payloads %v, want %v", cfg.payloads, want)
+	}
+	var names []string
+	for _, s := range cfg.systems {
+		names = append(names, s.Name)
+	}
+	if want := []string{grpcName, "velo-unary/tcp", "velo-unary/nats"}; !slices.Equal(names, want) {
+		t.Errorf("systems %q, want %q", names, want)
+	}
+
+	// -quick sets what is not given; the legacy -payload still works.
+	cfg, err = parseFlags([]string{"-quick", "-reps", "2", "-payload", "64"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.rounds != 200 || cfg.reps != 2 || cfg.chart || !slices.Equal(cfg.payloads, []int{64}) || !slices.Equal(cfg.inFlight, []int{1, 16}) {
+		t.Errorf("-quick -reps 2 -payload 64 gave %+v", cfg)
+	}
+	for _, s := range cfg.systems {
+		if isOptional(s) {
+			t.Errorf("default systems include %s", s.Name)
+		}
+	}
+}
+
+func TestScaled(t *testing.T) {
+	for _, tc := range []struct{ n, payload, least, want int }{
+		{3000, 32, 100, 3000},
+		{3000, 4 << 10, 100, 3000},
+		{3000, 64 << 10, 100, 187},
+		{3000, 1 << 20, 100, 100},
+		{50, 1 << 20, 100, 50},
+	} {
+		if got := scaled(tc.n, tc.payload, tc.least); got != tc.want {
+			t.Errorf("scaled(%d, %d, %d) = %d, want %d", tc.n, tc.payload, tc.least, got, tc.want)
 		}
 	}
 }

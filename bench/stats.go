@@ -6,10 +6,12 @@ import (
 	"time"
 )
 
-// sample is what one repetition of one system measured.
+// sample is what one repetition of one system measured. A stream has no
+// latencies: only its rate.
 type sample struct {
 	p50, p90, p99, max time.Duration
-	rate               float64 // round trips per second
+	rate               float64 // round trips (or messages) per second
+	ops                int     // how many were measured
 }
 
 // summarize computes a sample from the latencies of one repetition, which
@@ -25,6 +27,7 @@ func summarize(lat []time.Duration, elapsed time.Duration) sample {
 	if elapsed > 0 {
 		s.rate = float64(len(lat)) / elapsed.Seconds()
 	}
+	s.ops = len(lat)
 	return s
 }
 
@@ -44,14 +47,17 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 }
 
 // summary is one system's result over every repetition: the median of
-// each statistic, and the spread of p50 so that noise shows.
+// each statistic, and the spread of p50 and of the rate so that noise
+// shows.
 type summary struct {
-	system              string
-	reps                int
-	p50, p50min, p50max time.Duration
-	p90, p99, max       time.Duration
-	rate                float64
-	ratio               float64 // p50 / floor's p50; 0 when there is no floor
+	system                 string
+	reps                   int
+	ops                    int // per repetition (the median)
+	p50, p50min, p50max    time.Duration
+	p90, p99, max          time.Duration
+	rate, rateMin, rateMax float64
+	ratio                  float64 // headline figure ÷ the floor's; 0 when there is no floor
+	ratioPeer              float64 // headline figure ÷ the best peer's; 0 when there is none
 }
 
 // aggregate summarises the samples of one system.
@@ -66,13 +72,17 @@ func aggregate(system string, samples []sample) summary {
 	}
 	p50s := pick(func(s sample) time.Duration { return s.p50 })
 	rates := make([]float64, len(samples))
+	ops := make([]time.Duration, len(samples))
 	for i, s := range samples {
 		rates[i] = s.rate
+		ops[i] = time.Duration(s.ops)
 	}
 	slices.Sort(rates)
+	slices.Sort(ops)
 	sum := summary{
 		system: system,
 		reps:   len(samples),
+		ops:    int(median(ops)),
 		p50:    median(p50s),
 		p90:    median(pick(func(s sample) time.Duration { return s.p90 })),
 		p99:    median(pick(func(s sample) time.Duration { return s.p99 })),
@@ -81,40 +91,22 @@ func aggregate(system string, samples []sample) summary {
 	}
 	if len(p50s) > 0 {
 		sum.p50min, sum.p50max = p50s[0], p50s[len(p50s)-1]
+		sum.rateMin, sum.rateMax = rates[0], rates[len(rates)-1]
 	}
 	return sum
-}
-
-// setRatios fills each summary's ratio to the floor's p50, when the floor
-// was measured.
-func setRatios(sums []summary) {
-	var floor time.Duration
-	for _, s := range sums {
-		if s.system == floorName {
-			floor = s.p50
-		}
-	}
-	if floor <= 0 {
-		return
-	}
-	for i := range sums {
-		sums[i].ratio = float64(sums[i].p50) / float64(floor)
-	}
 }
 
 // noisySpread is the ratio of the largest to the smallest p50 across
 // repetitions beyond which a system's result is flagged as noisy.
 const noisySpread = 1.5
 
-// noisySystems names the systems whose p50 varied beyond noisySpread.
-func noisySystems(sums []summary) []string {
-	var out []string
-	for _, s := range sums {
-		if s.p50min > 0 && float64(s.p50max) > noisySpread*float64(s.p50min) {
-			out = append(out, s.system)
-		}
+// noisy says whether the headline figure of s varied beyond noisySpread
+// across repetitions: p50 when there are latencies, else the rate.
+func (s summary) noisy() bool {
+	if s.p50min > 0 {
+		return float64(s.p50max) > noisySpread*float64(s.p50min)
 	}
-	return out
+	return s.rateMin > 0 && s.rateMax > noisySpread*s.rateMin
 }
 
 // median of sorted values; the mean of the middle two for an even count.

@@ -13,6 +13,16 @@
 // Usage:
 //
 //	go run ./examples/ping_pong [-rounds 5000] [-warmup 500] [-payload 32] [-transport tcp] [-inline]
+//
+// -transport is tcp, uds (a Unix domain socket), http (HTTP/1.1) or h2c
+// (HTTP/2 without TLS). grpc and nats are there when the program is built
+// with their tags, so that a plain build links neither gRPC nor NATS:
+//
+//	go run -tags grpc ./examples/ping_pong -transport grpc
+//	go run -tags nats ./examples/ping_pong -transport nats
+//
+// nats connects to the server at $VELO_NATS_URL; when it is empty, the
+// program starts an embedded nats-server on 127.0.0.1 for the run.
 package main
 
 import (
@@ -32,7 +42,9 @@ import (
 
 	"github.com/velo-messenger/velo"
 	"github.com/velo-messenger/velo/transport"
+	velohttp "github.com/velo-messenger/velo/transport/http"
 	"github.com/velo-messenger/velo/transport/tcp"
+	"github.com/velo-messenger/velo/transport/uds"
 )
 
 const (
@@ -43,10 +55,24 @@ const (
 )
 
 // transports maps each -transport value to a constructor for it. Supporting
-// another transport is one more entry here.
+// another transport is one more entry here; the files behind build tags
+// (transport_grpc.go, transport_nats.go) add theirs in init.
 var transports = map[string]func() transport.Transport{
-	"tcp": func() transport.Transport { return tcp.New(tcp.Options{Listen: "127.0.0.1:0"}) },
+	"tcp":  func() transport.Transport { return tcp.New(tcp.Options{Listen: "127.0.0.1:0"}) },
+	"uds":  func() transport.Transport { return uds.New(uds.Options{}) },
+	"http": func() transport.Transport { return velohttp.New(velohttp.Options{Protocol: velohttp.HTTP1}) },
+	"h2c":  func() transport.Transport { return velohttp.New(velohttp.Options{Protocol: velohttp.H2C}) },
 }
+
+// taggedTransports are the transports compiled in only with a build tag of
+// their name, so that the error for an unknown transport can say how to get
+// them.
+var taggedTransports = []string{"grpc", "nats"}
+
+// prepare holds, for the transports that need one, what the parent sets up
+// before the server starts (a NATS server to talk through). It returns how
+// to tear it down, which runs after the server process has exited.
+var prepare = map[string]func() (stop func(), err error){}
 
 // config holds the command-line flags.
 type config struct {
@@ -85,7 +111,7 @@ func parseFlags() config {
 func (c config) validate() error {
 	switch {
 	case transports[c.transport] == nil:
-		return fmt.Errorf("unknown transport %q (supported: %s)", c.transport, supportedTransports())
+		return fmt.Errorf("unknown transport %q (supported: %s%s)", c.transport, supportedTransports(), missingTags())
 	case c.rounds < 1:
 		return fmt.Errorf("-rounds is %d, want at least 1", c.rounds)
 	case c.warmup < 0 || c.payload < 0:
@@ -98,6 +124,21 @@ func (c config) validate() error {
 
 func supportedTransports() string {
 	return strings.Join(slices.Sorted(maps.Keys(transports)), ", ")
+}
+
+// missingTags tells how to build in the tagged transports this binary
+// lacks: "; grpc needs -tags grpc, nats needs -tags nats".
+func missingTags() string {
+	var hints []string
+	for _, name := range taggedTransports {
+		if transports[name] == nil {
+			hints = append(hints, fmt.Sprintf("%s needs -tags %s", name, name))
+		}
+	}
+	if len(hints) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(hints, ", ")
 }
 
 func newMessenger(ctx context.Context, cfg config) (*velo.Messenger, error) {
@@ -114,6 +155,14 @@ func shutdown(m *velo.Messenger) error {
 func run(cfg config) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if p := prepare[cfg.transport]; p != nil {
+		teardown, err := p()
+		if err != nil {
+			return err
+		}
+		// Deferred first, so it runs last: after the server has exited.
+		defer teardown()
+	}
 	srv, err := startServer(cfg)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -72,28 +73,12 @@ func TestProgram(t *testing.T) {
 	}{
 		{"spawn", nil},
 		{"inline", []string{"-inline"}},
+		{"uds", []string{"-transport", "uds"}},
+		{"http", []string{"-transport", "http"}},
+		{"h2c", []string{"-transport", "h2c"}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
-			stdout, stderr, err := runProgram(t, bin, append([]string{"-rounds", "200", "-warmup", "20"}, mode.args...)...)
-			if err != nil {
-				t.Fatalf("ping_pong: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
-			}
-			if !strings.Contains(stdout, "rounds     200 ") {
-				t.Errorf("no rounds line saying 200 in:\n%s", stdout)
-			}
-			var prev float64
-			for _, name := range []string{"p50", "p90", "p99", "max"} {
-				m := regexp.MustCompile(`(?m)^` + name + `\s+(\d+\.\d) µs$`).FindStringSubmatch(stdout)
-				if m == nil {
-					t.Errorf("no %q line with a latency in µs in:\n%s", name, stdout)
-					continue
-				}
-				v, _ := strconv.ParseFloat(m[1], 64)
-				if v <= 0 || v < prev {
-					t.Errorf("%s = %v µs: want positive and at least the previous line (%v µs)", name, v, prev)
-				}
-				prev = v
-			}
+			checkRun(t, bin, 200, mode.args...)
 		})
 	}
 
@@ -102,10 +87,89 @@ func TestProgram(t *testing.T) {
 		if err == nil {
 			t.Fatal("ping_pong succeeded with an unknown transport")
 		}
-		if !strings.Contains(stderr, `"carrier-pigeon"`) || !strings.Contains(stderr, "supported: tcp") {
+		if !strings.Contains(stderr, `"carrier-pigeon"`) || !strings.Contains(stderr, "supported: h2c, http, tcp, uds") {
 			t.Errorf("stderr does not name the transport and the supported ones:\n%s", stderr)
 		}
 	})
+
+	t.Run("tagged transport not built in", func(t *testing.T) {
+		for _, name := range []string{"grpc", "nats"} {
+			_, stderr, err := runProgram(t, bin, "-transport", name)
+			if err == nil {
+				t.Fatalf("ping_pong built without tags ran -transport %s", name)
+			}
+			if !strings.Contains(stderr, name+" needs -tags "+name) {
+				t.Errorf("stderr does not say how to build in %s:\n%s", name, stderr)
+			}
+		}
+	})
+}
+
+// TestTaggedTransports builds the program with -tags grpc,nats and runs it
+// over gRPC and over NATS; for NATS the program starts an embedded
+// nats-server itself, since VELO_NATS_URL is unset.
+func TestTaggedTransports(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the program")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool in PATH")
+	}
+	bin := filepath.Join(t.TempDir(), "ping_pong")
+	if out, err := exec.Command(goTool, "build", "-tags", "grpc,nats", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags grpc,nats: %v\n%s", err, out)
+	}
+	t.Setenv("VELO_NATS_URL", "")
+	for _, name := range []string{"grpc", "nats"} {
+		t.Run(name, func(t *testing.T) {
+			checkRun(t, bin, 50, "-transport", name, "-warmup", "5")
+		})
+	}
+}
+
+// TestNoGRPCOrNATSByDefault checks what DESIGN.md promises: a program
+// that uses the built-in transports links neither gRPC nor NATS.
+func TestNoGRPCOrNATSByDefault(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool in PATH")
+	}
+	out, err := exec.Command(goTool, "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "google.golang.org/grpc") || strings.HasPrefix(pkg, "github.com/nats-io/") {
+			t.Errorf("the default build depends on %s", pkg)
+		}
+	}
+}
+
+// checkRun runs bin for rounds measured calls (20 warm-up unless args say
+// otherwise) and checks its report.
+func checkRun(t *testing.T, bin string, rounds int, args ...string) {
+	t.Helper()
+	stdout, stderr, err := runProgram(t, bin, append([]string{"-rounds", strconv.Itoa(rounds), "-warmup", "20"}, args...)...)
+	if err != nil {
+		t.Fatalf("ping_pong: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	if want := fmt.Sprintf("rounds     %d ", rounds); !strings.Contains(stdout, want) {
+		t.Errorf("no rounds line saying %d in:\n%s", rounds, stdout)
+	}
+	var prev float64
+	for _, name := range []string{"p50", "p90", "p99", "max"} {
+		m := regexp.MustCompile(`(?m)^` + name + `\s+(\d+\.\d) µs$`).FindStringSubmatch(stdout)
+		if m == nil {
+			t.Errorf("no %q line with a latency in µs in:\n%s", name, stdout)
+			continue
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		if v <= 0 || v < prev {
+			t.Errorf("%s = %v µs: want positive and at least the previous line (%v µs)", name, v, prev)
+		}
+		prev = v
+	}
 }
 
 // runProgram runs bin with args, bounded in time so that a hung run fails

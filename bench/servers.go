@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"os"
+)
+
+// Server is a running server of one kind, in a child process of the bench
+// (or in process, in the tests and micro-benchmarks).
+type Server interface {
+	// Addr is what the clients need to reach the server, as one line of
+	// text (host:port, a JSON peer.Info, a NATS subject...).
+	Addr() string
+	// Close stops the server and waits for its goroutines.
+	Close() error
+}
+
+// serverKind is one kind of server process. Several systems may talk to
+// one: the velo server of a transport answers every velo family.
+type serverKind struct {
+	name  string
+	nats  bool // connects to the NATS server (env.natsURL)
+	serve func(ctx context.Context, e env) (Server, error)
+}
+
+// natsServerName is the NATS server itself, which the NATS peers and velo
+// over NATS go through; it runs in a child process of its own too.
+const natsServerName = "nats-server"
+
+// serverKinds lists every server the bench knows how to run.
+func serverKinds() []serverKind {
+	kinds := []serverKind{
+		{name: floorName, serve: serveFloor},
+		{name: netRPCName, serve: serveNetRPC},
+		{name: grpcName, serve: serveGRPC},
+		{name: natsServerName, serve: serveNATSServer},
+		{name: natsReqName, nats: true, serve: serveNATSReq},
+		{name: natsPubName, nats: true, serve: serveNATSPub},
+	}
+	for _, t := range veloTransports {
+		if name := veloServerFor(t); name == "velo/"+t {
+			kinds = append(kinds, serverKind{name: name, nats: t == "nats", serve: serveVelo(t)})
+		}
+	}
+	return kinds
+}
+
+func findServerKind(name string) (serverKind, bool) {
+	for _, k := range serverKinds() {
+		if k.name == name {
+			return k, true
+		}
+	}
+	return serverKind{}, false
+}
+
+// veloServerFor names the velo server of a transport. h2c shares the http
+// server: an HTTP listener accepts both, the client picks the protocol.
+func veloServerFor(transport string) string {
+	if transport == "h2c" {
+		transport = "http"
+	}
+	return "velo/" + transport
+}
+
+// natsURLEnv passes the NATS server's URL to the server processes that
+// connect to it.
+const natsURLEnv = "VELO_BENCH_NATS_URL"
+
+// envFromProcess is the env of a server process, as its parent set it.
+func envFromProcess() env {
+	return env{natsURL: os.Getenv(natsURLEnv)}
+}

@@ -1,0 +1,13 @@
+//go:build grpc
+
+package main
+
+import (
+	"github.com/velo-messenger/velo/transport"
+	velogrpc "github.com/velo-messenger/velo/transport/grpc"
+)
+
+// Built with -tags grpc only, so that the default build links no gRPC.
+func init() {
+	transports["grpc"] = func() transport.Transport { return velogrpc.New(velogrpc.Options{}) }
+}
