@@ -220,8 +220,9 @@ type handlerEntry struct {
 type inbound struct {
 	s      *session
 	req    wire.Request
-	cancel context.CancelFunc
-	out    []byte // the handler's result, answered by finish
+	cancel context.CancelFunc // nil for an AMSend without deadline
+	c      Context            // what the handler is given, allocated with the request
+	out    []byte             // the handler's result, answered by finish
 	err    error
 	done   atomic.Bool // set by the first finish
 }

@@ -179,8 +179,8 @@ func (m *Messenger) newActor(h *Handler) (*actor.Actor[peer.ID, *inbound], error
 		Factory: func() func(context.Context, *inbound) {
 			fn := h.factory()
 			return func(ctx context.Context, in *inbound) {
-				c := &Context{Msg: m, Sender: in.s.peer.ID, Handler: name, Payload: in.req.Payload, Headers: in.req.Headers}
-				in.out, in.err = fn(ctx, c)
+				in.c = Context{Msg: m, Sender: in.s.peer.ID, Handler: name, Payload: in.req.Payload, Headers: in.req.Headers}
+				in.out, in.err = fn(ctx, &in.c)
 			}
 		},
 		// The answer goes out once the handler's mailbox has room again,

@@ -143,6 +143,21 @@ func (s *session) write(req *wire.Request) error {
 	return err
 }
 
+// send hands a one-way request to the connection: queued for the
+// connection's writer where the transport can (a copy, no system call, and
+// batching with the next messages), written at once otherwise.
+func (s *session) send(req *wire.Request) error {
+	q, ok := s.conn.(transport.Queuer)
+	if !ok {
+		return s.write(req)
+	}
+	bp := bufPool.Get().(*[]byte)
+	b := wire.AppendRequest((*bp)[:0], req)
+	err := q.QueueFrame(b)
+	putBuf(bp, b)
+	return err
+}
+
 // roundTrip sends a request and, for AMSync and Unary, waits for the
 // response, the caller's ctx, or the end of the session.
 func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, error) {
@@ -160,7 +175,7 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 		return nil, newError(CodeBadRequest, req.Handler, err, "%v", err)
 	}
 	if !req.Kind.WantsResponse() {
-		if err := s.write(req); err != nil {
+		if err := s.send(req); err != nil {
 			return nil, s.lostError(req.Handler, err)
 		}
 		return nil, nil
@@ -404,10 +419,13 @@ func (s *session) handleRequest(body []byte) error {
 	// The handler's ctx carries the caller's deadline and ends when the
 	// caller cancels (a cancel frame), when the connection ends, or when the
 	// messenger stops its handlers.
+	// An AMSend without a deadline needs no ctx of its own: nobody waits
+	// for it, so neither a cancel frame nor the connection's end concerns
+	// it, and the messenger's stop still reaches it through handlerCtx.
 	ctx := s.m.handlerCtx
 	if req.Timeout > 0 {
 		ctx, in.cancel = context.WithTimeout(ctx, req.Timeout)
-	} else {
+	} else if req.Kind.WantsResponse() {
 		ctx, in.cancel = context.WithCancel(ctx)
 	}
 	if req.Kind.WantsResponse() {

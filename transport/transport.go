@@ -78,3 +78,13 @@ var ErrClosed = errors.New("velo: transport closed")
 type Local interface {
 	Local(addr string) bool
 }
+
+// Queuer is implemented by a Conn that can take a frame without writing it
+// at once: QueueFrame returns once the frame is copied into the
+// connection's buffer, and the connection writes it soon, batched with
+// the frames queued meanwhile. The messenger uses it for AMSend, whose
+// contract ends when the frame is handed to the transport. Frames queued
+// and frames written with WriteFrame keep their order.
+type Queuer interface {
+	QueueFrame(b []byte) error
+}

@@ -58,17 +58,24 @@ type Conn struct {
 	spare    []byte    // guarded by mu: the other buffer, reused
 	flushing bool      // guarded by mu: a writer owns the socket
 	err      error     // guarded by mu: first reason the conn broke
+	writer   bool      // guarded by mu: writeLoop was started
+
+	kick     chan struct{}  // hands the flusher's turn to writeLoop
+	writerWG sync.WaitGroup // writeLoop, waited for by Serve
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
 }
 
-var _ transport.Conn = (*Conn)(nil)
+var (
+	_ transport.Conn   = (*Conn)(nil)
+	_ transport.Queuer = (*Conn)(nil)
+)
 
 // New wraps nc; bind gives it its Handler. Call Serve to run the receive
 // loop.
 func New(nc net.Conn, bind transport.Binder, opts Options) *Conn {
-	c := &Conn{nc: nc, opts: opts.withDefaults(), done: make(chan struct{})}
+	c := &Conn{nc: nc, opts: opts.withDefaults(), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.room.L = &c.mu
 	c.h = bind(c)
 	return c
@@ -97,6 +104,21 @@ func (c *Conn) WriteFrame(b []byte) error {
 	_, err := c.nc.Write(b)
 
 	c.mu.Lock()
+	err = c.drainLocked(err)
+	c.mu.Unlock()
+	if err != nil {
+		c.Close(err)
+		return c.closeErr()
+	}
+	return nil
+}
+
+// drainLocked is the end of a flusher's turn: it writes out what other
+// writers appended to pending meanwhile, until pending is empty or a write
+// fails (err, the flusher's own write result, stops it at once), then gives
+// up the socket. Called and returns with mu held; mu is released around
+// each write.
+func (c *Conn) drainLocked(err error) error {
 	for err == nil && len(c.pending) > 0 && c.err == nil {
 		out := c.pending
 		c.pending = c.spare[:0]
@@ -115,12 +137,59 @@ func (c *Conn) WriteFrame(b []byte) error {
 		err = c.err // closed while we were writing
 	}
 	c.room.Broadcast()
-	c.mu.Unlock()
-	if err != nil {
-		c.Close(err)
-		return c.closeErr()
+	return err
+}
+
+// QueueFrame implements transport.Queuer: it copies b into the pending
+// buffer and returns; the connection's writer goroutine (started on first
+// use) writes it soon, together with whatever else was queued meanwhile.
+// A sender of one-way messages thus pays a copy, not a system call, per
+// message. When pending holds MaxPending bytes, QueueFrame waits for room.
+func (c *Conn) QueueFrame(b []byte) error {
+	c.mu.Lock()
+	for c.err == nil && len(c.pending) >= c.opts.MaxPending {
+		c.room.Wait()
 	}
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return err
+	}
+	c.pending = append(c.pending, b...)
+	if !c.flushing {
+		// Nobody is on the socket: hand the turn to the writer.
+		c.flushing = true
+		if !c.writer {
+			c.writer = true
+			c.writerWG.Add(1)
+			go c.writeLoop()
+		}
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+	c.mu.Unlock()
 	return nil
+}
+
+// writeLoop takes the flusher's turn that QueueFrame hands it, until the
+// connection closes.
+func (c *Conn) writeLoop() {
+	defer c.writerWG.Done()
+	for {
+		select {
+		case <-c.kick:
+		case <-c.done:
+			return
+		}
+		c.mu.Lock()
+		err := c.drainLocked(nil)
+		c.mu.Unlock()
+		if err != nil {
+			c.Close(err)
+		}
+	}
 }
 
 // closeFlush bounds how long Close waits for a flusher to write out the
@@ -195,6 +264,7 @@ func (c *Conn) Serve() {
 		}
 	}
 	c.Close(reason)
+	c.writerWG.Wait()
 	// Report the first reason: a Close by our side wins over the read error
 	// that it caused.
 	reason = c.closeErr()
