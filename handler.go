@@ -13,6 +13,7 @@ import (
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/mailbox"
 	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/system"
 )
 
 // Context describes the message a handler is running for.
@@ -178,7 +179,7 @@ func TypedUnaryHandlerFactory[I, O any](name string, factory func() func(ctx con
 		fn := factory()
 		return func(ctx context.Context, c *Context) ([]byte, error) {
 			tc := TypedContext[I]{Context: *c}
-			if err := msgpack.Unmarshal(c.Payload, &tc.Input); err != nil {
+			if err := system.Unmarshal(c.Payload, &tc.Input); err != nil {
 				return nil, newError(CodeBadPayload, c.Handler, err, "decoding %s: %v", typeName[I](), err)
 			}
 			out, err := fn(ctx, &tc)

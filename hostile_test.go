@@ -386,18 +386,13 @@ func isConnReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
 
 // TestHostileHelloLengthBomb: a payload whose MessagePack announces a
 // string far longer than the payload itself must be refused without a
-// large allocation, like an oversize frame. KNOWN ISSUE, so skipped unless
-// VELO_KNOWN_ISSUES=1: msgpack/v5 (v5.4.1, decode_string.go, bytes())
-// allocates the announced length in one go when it decodes a str or bin
-// into a []byte or a TextUnmarshaler, so an 11-byte str32 of length
-// 0xffffffff costs 4 GiB and seconds. Both paths below reach it: the _hello
-// of a connection that has not even completed its handshake (the peer id
-// is text), and any TypedUnaryHandler whose input has a []byte field.
-// docs/reliability.md lists it under known gaps.
+// large allocation, like an oversize frame. msgpack/v5 allocates the
+// announced length before reading (an 11-byte str32 of length 0xffffffff
+// would cost 4 GiB); velo vets every MessagePack payload from the network
+// first (internal/mpcheck). Both paths are covered: the _hello payload
+// (the peer id is text) and a TypedUnaryHandler whose input has a []byte
+// field.
 func TestHostileHelloLengthBomb(t *testing.T) {
-	if os.Getenv("VELO_KNOWN_ISSUES") != "1" {
-		t.Skip("known issue: msgpack allocates the length a str announces (set VELO_KNOWN_ISSUES=1 to run)")
-	}
 	const limit = 256 << 20
 	b := newMessenger(t, velo.Options{})
 	type blob struct{ Blob []byte }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/system"
 )
 
 // spec is what every send builder collects.
@@ -179,7 +180,7 @@ func (b TypedUnaryBuilder[R]) Send(ctx context.Context) (R, error) {
 	if err != nil {
 		return r, err
 	}
-	if err := msgpack.Unmarshal(p, &r); err != nil {
+	if err := system.Unmarshal(p, &r); err != nil {
 		return r, newError(CodeBadPayload, b.s.handler, err, "decoding response into %s: %v", typeName[R](), err)
 	}
 	return r, nil

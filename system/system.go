@@ -15,6 +15,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/velo-messenger/velo/internal/mpcheck"
 	"github.com/velo-messenger/velo/peer"
 )
 
@@ -41,7 +42,7 @@ func (h *HelloMsg) Encode() ([]byte, error) { return msgpack.Marshal(h) }
 // DecodeHello reads a HelloMsg.
 func DecodeHello(b []byte) (HelloMsg, error) {
 	var h HelloMsg
-	err := msgpack.Unmarshal(b, &h)
+	err := Unmarshal(b, &h)
 	return h, err
 }
 
@@ -51,6 +52,16 @@ func EncodeNames(names []string) ([]byte, error) { return msgpack.Marshal(names)
 // DecodeNames reads the payload of a _list_handlers answer.
 func DecodeNames(b []byte) ([]string, error) {
 	var names []string
-	err := msgpack.Unmarshal(b, &names)
+	err := Unmarshal(b, &names)
 	return names, err
+}
+
+// Unmarshal decodes MessagePack that came from the network: the encoding
+// is vetted first (internal/mpcheck), so that a few bytes announcing a
+// huge string or array cannot make the decoder allocate it.
+func Unmarshal(b []byte, v any) error {
+	if err := mpcheck.Check(b); err != nil {
+		return err
+	}
+	return msgpack.Unmarshal(b, v)
 }
