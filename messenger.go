@@ -82,6 +82,10 @@ type peerState struct {
 	discovered, stale bool
 	// manual: info came from RegisterPeer; discovery is never asked.
 	manual bool
+	// introduced: the entry was made by the peer's own hello, not by
+	// RegisterPeer or discovery; it is forgotten when its last connection
+	// closes, so peers that come and go under new ids cost nothing.
+	introduced bool
 }
 
 // dialAttempt is one connection attempt, shared by every caller that needs
@@ -514,7 +518,11 @@ func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 	}
 	s.finish(in, reply, nil)
 	m.mu.Lock()
+	_, known := m.peers[h.Info.ID]
 	ps := m.learn(h.Info)
+	if !known {
+		ps.introduced = true
+	}
 	// A peer that introduced itself is asked about again, like one that
 	// was looked up, when its connection fails: it may come back at
 	// another address.
@@ -556,6 +564,9 @@ func (m *Messenger) sessionClosed(s *session, reason error) {
 			ps.sess = o
 			break
 		}
+	}
+	if ps.sess == nil && ps.introduced && !ps.manual && !ps.discovered && ps.dialing == nil && ps.open == 0 {
+		delete(m.peers, s.peer.ID)
 	}
 	if m.state.Load() < stateClosing {
 		m.log.Debug("velo: connection closed", "peer", s.peer.ID.Short(), "transport", s.tname, "reason", reason)

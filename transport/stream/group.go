@@ -12,11 +12,12 @@ import (
 type Group struct {
 	opts Options
 
-	mu     sync.Mutex
-	conns  map[*Conn]struct{} // guarded by mu
-	lns    []net.Listener     // guarded by mu
-	closed bool               // guarded by mu
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[*Conn]struct{} // guarded by mu
+	accepted int                // guarded by mu: conns that Accept took
+	lns      []net.Listener     // guarded by mu
+	closed   bool               // guarded by mu
+	wg       sync.WaitGroup
 }
 
 // NewGroup returns a Group whose connections use opts.
@@ -30,6 +31,10 @@ func (g *Group) MaxFrame() int { return g.opts.MaxFrame }
 // Serve adopts nc: it wraps it, asks bind for its Handler, and runs its receive loop on a goroutine of
 // the group's. It fails with transport.ErrClosed after Close.
 func (g *Group) Serve(nc net.Conn, bind transport.Binder) (*Conn, error) {
+	return g.serve(nc, bind, false)
+}
+
+func (g *Group) serve(nc net.Conn, bind transport.Binder, accepted bool) (*Conn, error) {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -46,6 +51,9 @@ func (g *Group) Serve(nc net.Conn, bind transport.Binder) (*Conn, error) {
 		return nil, transport.ErrClosed
 	}
 	g.conns[c] = struct{}{}
+	if accepted {
+		g.accepted++
+	}
 	g.wg.Add(1)
 	g.mu.Unlock()
 	go func() {
@@ -53,6 +61,9 @@ func (g *Group) Serve(nc net.Conn, bind transport.Binder) (*Conn, error) {
 		c.Serve()
 		g.mu.Lock()
 		delete(g.conns, c)
+		if accepted {
+			g.accepted--
+		}
 		g.mu.Unlock()
 	}()
 	return c, nil
@@ -81,20 +92,22 @@ func (g *Group) Accept(ln net.Listener, bind transport.Binder, maxConns int) err
 				}
 				return // listener closed
 			}
-			if maxConns > 0 && g.count() >= maxConns {
+			if maxConns > 0 && g.acceptedCount() >= maxConns {
 				nc.Close()
 				continue
 			}
-			g.Serve(nc, bind)
+			g.serve(nc, bind, true)
 		}
 	}()
 	return nil
 }
 
-func (g *Group) count() int {
+// acceptedCount is the number of open connections that Accept took (the
+// connections this side dialed do not count against maxConns).
+func (g *Group) acceptedCount() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.conns)
+	return g.accepted
 }
 
 // Close closes the listeners and every connection, then waits for the
