@@ -46,7 +46,7 @@ fuzz:
 
 ## soak: the multi-process soak test (instances in child processes calling
 ## each other through fault proxies) for VELO_SOAK, 5 minutes unless set;
-## make test runs a 30 s version of it
+## make test runs a 60 s version of it
 .PHONY: soak
 soak:
 	VELO_SOAK=$${VELO_SOAK:-5m} $(GO) test -race -count=1 -run '^TestSoak$$' -v -timeout 30m .
