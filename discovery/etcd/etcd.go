@@ -2,9 +2,6 @@ package etcd
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,15 +90,6 @@ func New(c *clientv3.Client, opts Options) (*Registry, error) {
 	return &Registry{c: c, opts: opts}, nil
 }
 
-// record is the value stored under an instance's key.
-type record struct {
-	peer.Info
-	// Token names the registration that wrote the value, so that a
-	// registration re-registering after a lost lease does not overwrite a
-	// newer registration of the same instance.
-	Token string `json:"token"`
-}
-
 func (r *Registry) key(id peer.ID) string { return r.opts.Prefix + id.String() }
 
 // idOf returns the id a key names, if it is one of ours.
@@ -112,14 +100,6 @@ func (r *Registry) idOf(key []byte) (peer.ID, bool) {
 	}
 	id, err := peer.Parse(s)
 	return id, err == nil
-}
-
-func decode(b []byte) (record, error) {
-	var rec record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return rec, fmt.Errorf("discovery/etcd: bad entry: %w", err)
-	}
-	return rec, nil
 }
 
 // Lookup implements discovery.PeerDiscovery.
@@ -133,7 +113,7 @@ func (r *Registry) Lookup(ctx context.Context, id peer.ID) (peer.Info, error) {
 	if len(resp.Kvs) == 0 {
 		return peer.Info{}, fmt.Errorf("%w: %s under %s", discovery.ErrNotFound, id, r.opts.Prefix)
 	}
-	rec, err := decode(resp.Kvs[0].Value)
+	rec, err := discovery.DecodeRecord(resp.Kvs[0].Value)
 	if err != nil {
 		return peer.Info{}, err
 	}
@@ -151,10 +131,7 @@ func (r *Registry) Register(ctx context.Context, info peer.Info) (discovery.Regi
 	if err := info.Validate(); err != nil {
 		return nil, err
 	}
-	var tok [12]byte
-	rand.Read(tok[:])
-	rec := record{Info: info.Clone(), Token: hex.EncodeToString(tok[:])}
-	value, err := json.Marshal(rec)
+	rec, value, err := discovery.NewRecord(info)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +192,7 @@ func (g *registration) publish(ctx context.Context, force bool) error {
 			return fmt.Errorf("discovery/etcd: register %s: %w", g.id.Short(), err)
 		}
 		if len(resp.Kvs) > 0 {
-			if rec, err := decode(resp.Kvs[0].Value); err == nil && rec.Token != g.token {
+			if rec, err := discovery.DecodeRecord(resp.Kvs[0].Value); err == nil && rec.Token != g.token {
 				return errSuperseded
 			}
 			modRev = resp.Kvs[0].ModRevision

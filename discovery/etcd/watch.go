@@ -105,7 +105,7 @@ func (r *Registry) entry(kv *mvccpb.KeyValue) (peer.Info, bool) {
 	if !ok {
 		return peer.Info{}, false
 	}
-	rec, err := decode(kv.Value)
+	rec, err := discovery.DecodeRecord(kv.Value)
 	if err != nil || rec.ID != id || rec.Validate() != nil {
 		return peer.Info{}, false
 	}

@@ -2,9 +2,6 @@ package natskv
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -117,24 +114,7 @@ func New(nc *nats.Conn, opts Options) (*Registry, error) {
 	return &Registry{nc: nc, js: js, opts: opts}, nil
 }
 
-// record is the value stored under an instance's key.
-type record struct {
-	peer.Info
-	// Token names the registration that wrote the value, so that a
-	// registration refreshes and withdraws only its own entry, not that of
-	// a newer registration of the same instance.
-	Token string `json:"token"`
-}
-
 func key(id peer.ID) string { return id.String() }
-
-func decode(b []byte) (record, error) {
-	var r record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("discovery/natskv: bad entry: %w", err)
-	}
-	return r, nil
-}
 
 // bucket returns the bound bucket, binding it first, and creating it when
 // it is missing (a fresh server, or one that lost its store).
@@ -228,13 +208,13 @@ func (r *Registry) do(ctx context.Context, op func(ctx context.Context, kv jetst
 
 // Lookup implements discovery.PeerDiscovery.
 func (r *Registry) Lookup(ctx context.Context, id peer.ID) (peer.Info, error) {
-	var rec record
+	var rec discovery.Record
 	err := r.do(ctx, func(ctx context.Context, kv jetstream.KeyValue) error {
 		e, err := kv.Get(ctx, key(id))
 		if err != nil {
 			return err
 		}
-		rec, err = decode(e.Value())
+		rec, err = discovery.DecodeRecord(e.Value())
 		return err
 	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -256,10 +236,7 @@ func (r *Registry) Register(ctx context.Context, info peer.Info) (discovery.Regi
 	if err := info.Validate(); err != nil {
 		return nil, err
 	}
-	var tok [12]byte
-	rand.Read(tok[:])
-	rec := record{Info: info.Clone(), Token: hex.EncodeToString(tok[:])}
-	value, err := json.Marshal(rec)
+	rec, value, err := discovery.NewRecord(info)
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +287,7 @@ func (g *registration) put() error {
 		case err != nil:
 			return err
 		}
-		if rec, err := decode(e.Value()); err == nil && rec.Token != g.token {
+		if rec, err := discovery.DecodeRecord(e.Value()); err == nil && rec.Token != g.token {
 			g.r.opts.Logger.Debug("discovery/natskv: a newer registration of this instance exists; not refreshing", "instance", g.id.Short())
 			return nil
 		}
@@ -394,7 +371,7 @@ func (g *registration) Close(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if rec, err := decode(e.Value()); err == nil && rec.Token != g.token {
+		if rec, err := discovery.DecodeRecord(e.Value()); err == nil && rec.Token != g.token {
 			return nil // a newer registration's entry
 		}
 		return kv.Delete(ctx, key(g.id), jetstream.LastRevision(e.Revision()))

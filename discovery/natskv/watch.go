@@ -143,7 +143,7 @@ func (w *watch) entry(e jetstream.KeyValueEntry) (peer.Info, bool) {
 	if e.Operation() != jetstream.KeyValuePut {
 		return peer.Info{}, false
 	}
-	rec, err := decode(e.Value())
+	rec, err := discovery.DecodeRecord(e.Value())
 	if err != nil || rec.ID.String() != e.Key() || rec.Validate() != nil {
 		return peer.Info{}, false
 	}
