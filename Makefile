@@ -7,11 +7,14 @@ FUZZTIME ?= 30s
 
 .PHONY: test bench lint fuzz proto
 
-## test: vet, then every test with the race detector (what CI runs)
+## test: vet, every test with the race detector (the fuzz seed corpora and
+## the 60 s soak smoke run included), then a short run of each fuzz target
+## (what CI runs)
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 	cd discovery/etcd && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 ## bench: the side-by-side suite (velo against its peers, servers in child
 ## processes; about 8 minutes on 2 CPUs, see docs/performance.md; flags in
@@ -43,6 +46,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzHandshake$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzSessionFrames$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzTypedPayload$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./internal/mpcheck/
 
 ## soak: the multi-process soak test (instances in child processes calling
 ## each other through fault proxies) for VELO_SOAK, 5 minutes unless set;
