@@ -507,6 +507,9 @@ func (s *session) Closed(reason error) {
 	s.inflight = nil
 	s.mu.Unlock()
 	close(s.done)
+	// Forget the session before failing its calls: a caller that sends
+	// again as soon as its call failed must dial anew, not find this one.
+	s.m.sessionClosed(s, err)
 
 	lost := s.lostError("", err)
 	for _, c := range pending {
@@ -515,7 +518,6 @@ func (s *session) Closed(reason error) {
 	for _, in := range inflight {
 		in.cancel()
 	}
-	s.m.sessionClosed(s, err)
 }
 
 // close ends the session with reason; Closed follows from the transport.
