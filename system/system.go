@@ -11,6 +11,7 @@
 package system
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -59,9 +60,18 @@ func DecodeNames(b []byte) ([]string, error) {
 // Unmarshal decodes MessagePack that came from the network: the encoding
 // is vetted first (internal/mpcheck), so that a few bytes announcing a
 // huge string or array cannot make the decoder allocate it.
-func Unmarshal(b []byte, v any) error {
+//
+// The decoder can also panic on some malformed input (found by
+// FuzzTypedPayload: a nil where a struct is expected, inside a map); such
+// a panic is returned as an error, as any other undecodable input.
+func Unmarshal(b []byte, v any) (err error) {
 	if err := mpcheck.Check(b); err != nil {
 		return err
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("msgpack: malformed input: decoder panicked: %v", r)
+		}
+	}()
 	return msgpack.Unmarshal(b, v)
 }
