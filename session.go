@@ -133,27 +133,20 @@ func (s *session) completeHello(h *system.HelloMsg) error {
 	return nil
 }
 
-// send encodes req and writes it. For requests that expect an answer the
-// caller registers the call first.
-func (s *session) write(req *wire.Request) error {
+// write encodes req into a pooled buffer and hands it to the connection.
+// A one-way request (queue) is queued for the connection's writer where
+// the transport can (a copy, no system call, batched with the next
+// messages); anything else is written at once. For requests that expect an
+// answer the caller registers the call first.
+func (s *session) write(req *wire.Request, queue bool) error {
 	bp := bufPool.Get().(*[]byte)
 	b := wire.AppendRequest((*bp)[:0], req)
-	err := s.conn.WriteFrame(b)
-	putBuf(bp, b)
-	return err
-}
-
-// send hands a one-way request to the connection: queued for the
-// connection's writer where the transport can (a copy, no system call, and
-// batching with the next messages), written at once otherwise.
-func (s *session) send(req *wire.Request) error {
-	q, ok := s.conn.(transport.Queuer)
-	if !ok {
-		return s.write(req)
+	var err error
+	if q, ok := s.conn.(transport.Queuer); ok && queue {
+		err = q.QueueFrame(b)
+	} else {
+		err = s.conn.WriteFrame(b)
 	}
-	bp := bufPool.Get().(*[]byte)
-	b := wire.AppendRequest((*bp)[:0], req)
-	err := q.QueueFrame(b)
 	putBuf(bp, b)
 	return err
 }
@@ -175,7 +168,7 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 		return nil, newError(CodeBadRequest, req.Handler, err, "%v", err)
 	}
 	if !req.Kind.WantsResponse() {
-		if err := s.send(req); err != nil {
+		if err := s.write(req, true); err != nil {
 			return nil, s.lostError(req.Handler, err)
 		}
 		return nil, nil
@@ -199,7 +192,7 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 	s.pending[id] = c
 	s.mu.Unlock()
 
-	if err := s.write(req); err != nil {
+	if err := s.write(req, false); err != nil {
 		if s.forget(id) {
 			callPool.Put(c)
 			return nil, s.lostError(req.Handler, err)
