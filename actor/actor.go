@@ -66,9 +66,6 @@ type Actor[K comparable, M any] struct {
 	abort chan struct{}
 	// stopping is closed when Stop is first called.
 	stopping chan struct{}
-	// handoff passes messages of an uncapped Spawn actor to idle workers;
-	// unbuffered, so a send succeeds only when a worker waits.
-	handoff  chan entry[M]
 	restarts atomic.Int64
 
 	mu        sync.Mutex // guards the fields below, and cur's transitions
@@ -79,8 +76,10 @@ type Actor[K comparable, M any] struct {
 	stopAsked bool
 
 	qmu      sync.Mutex // guards the queues below
-	fifo     queue[M]   // Spawn with MaxConcurrency: messages waiting for a worker
+	fifo     queue[M]   // Spawn: messages waiting for a worker
 	workers  int        // Spawn with MaxConcurrency: running workers
+	starting int        // uncapped Spawn: workers on their way to fifo
+	idle     worker     // uncapped Spawn: sentinel of the idle workers' list
 	keys     map[K]*queue[M]
 	keysPeak int         // most keys pending at once since keys was made
 	spare    []*queue[M] // emptied key queues kept for reuse
@@ -118,7 +117,6 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 		stopped:  &incarnation[M]{},
 		abort:    make(chan struct{}),
 		stopping: make(chan struct{}),
-		handoff:  make(chan entry[M]),
 		sup:      supervisor{policy: cfg.Restart},
 	}
 	if cfg.Mode == Ordered {
@@ -127,6 +125,7 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 		// ring never grows past the next power of two.
 		a.spareRoom = max(4, 1<<bits.Len(uint(cfg.Mailbox-1)))
 	}
+	a.idle.prev, a.idle.next = &a.idle, &a.idle
 	fn, err := a.build()
 	if err != nil {
 		return nil, fmt.Errorf("velo: actor %q: %w", cfg.Name, err)
@@ -161,7 +160,7 @@ func (a *Actor[K, M]) Tell(ctx context.Context, key K, msg M) error {
 	case a.maxConc > 0:
 		a.enqueueFIFO(ctx, msg)
 	default:
-		a.spawn(ctx, msg)
+		a.enqueueSpawn(ctx, msg)
 	}
 	return nil
 }
@@ -170,37 +169,114 @@ func (a *Actor[K, M]) Tell(ctx context.Context, key K, msg M) error {
 // before it exits.
 const idleWorker = time.Second
 
-// spawn runs a message of an uncapped Spawn actor on a goroutine of its
-// own: an idle worker if one is waiting, else a new one. Reusing workers
-// keeps their grown stacks: a fresh goroutine per message pays for stack
-// growth on every message whose handler goes deeper than the initial stack.
-func (a *Actor[K, M]) spawn(ctx context.Context, msg M) {
-	e := entry[M]{ctx, msg}
-	select {
-	case a.handoff <- e:
-	default:
-		a.work.add() // the worker's own unit
-		go a.worker(e)
-	}
+// An uncapped Spawn actor queues its messages in fifo and runs them on a
+// pool of workers that grows as handlers block. The rule that keeps a
+// message from ever waiting for a running handler: while fifo is not
+// empty, at least one worker that is not running a handler is on its way
+// to take from it (a "starting" worker: one just started, or woken from
+// idle). So a Tell starts or wakes a worker only when none is starting,
+// and a starting worker that takes a message and leaves others queued
+// starts or wakes the next one before it runs its own.
+//
+// Handlers that return quickly thus run one after another on the worker
+// that is already running, a burst of messages costs one goroutine hand-off
+// rather than one per message, and a handler that blocks gets the others
+// taken by the next worker.
+
+// worker is an uncapped Spawn worker's link to the actor. Its fields are
+// guarded by the actor's qmu.
+type worker struct {
+	wake       chan struct{} // capacity 1: the actor's signal to go and take
+	prev, next *worker       // neighbours in the idle list
+	idle       bool          // in the idle list
+	starting   bool          // woken or started, and not yet at the queue
 }
 
-// worker runs e, then whatever spawn hands it, until it has been idle for
-// idleWorker or the actor is stopping.
-func (a *Actor[K, M]) worker(e entry[M]) {
+// enqueueSpawn queues a message of an uncapped Spawn actor and makes sure a
+// worker is coming to take it.
+func (a *Actor[K, M]) enqueueSpawn(ctx context.Context, msg M) {
+	a.qmu.Lock()
+	a.fifo.push(entry[M]{ctx, msg})
+	if a.starting == 0 {
+		a.kickLocked()
+	}
+	a.qmu.Unlock()
+}
+
+// kickLocked wakes the idle worker that ran last (its stack is the warmest),
+// or starts a new one if none is idle. qmu must be held.
+func (a *Actor[K, M]) kickLocked() {
+	a.starting++
+	if w := a.idle.next; w != &a.idle {
+		a.unlinkLocked(w)
+		w.starting = true
+		w.wake <- struct{}{} // never blocks: the worker was idle, so wake is empty
+		return
+	}
+	a.work.add() // the worker's own unit
+	go a.runWorker(&worker{wake: make(chan struct{}, 1), starting: true})
+}
+
+func (a *Actor[K, M]) unlinkLocked(w *worker) {
+	w.prev.next = w.next
+	w.next.prev = w.prev
+	w.prev, w.next = nil, nil
+	w.idle = false
+}
+
+// runWorker takes messages from fifo and runs them until the queue is
+// empty, then waits idle to be woken, for idleWorker at most, or until the
+// actor is stopping.
+func (a *Actor[K, M]) runWorker(w *worker) {
 	defer a.work.done()
-	t := time.NewTimer(idleWorker)
-	defer t.Stop()
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	for {
-		a.deliver(e.ctx, e.msg)
-		e = entry[M]{} // let the message go while idle
-		t.Reset(idleWorker)
+		a.qmu.Lock()
+		e, ok := a.fifo.pop()
+		if w.starting {
+			w.starting = false
+			a.starting--
+		}
+		if ok {
+			if a.starting == 0 && a.fifo.len() > 0 {
+				a.kickLocked() // someone must come for the rest
+			}
+			a.qmu.Unlock()
+			a.deliver(e.ctx, e.msg)
+			continue
+		}
+		// Nothing queued: wait in the idle list, most recent first.
+		w.idle = true
+		w.prev, w.next = &a.idle, a.idle.next
+		a.idle.next.prev = w
+		a.idle.next = w
+		a.qmu.Unlock()
+
+		if t == nil {
+			t = time.NewTimer(idleWorker)
+		} else {
+			t.Reset(idleWorker)
+		}
 		select {
-		case e = <-a.handoff:
+		case <-w.wake:
+			continue
 		case <-t.C:
-			return
 		case <-a.stopping:
+		}
+		a.qmu.Lock()
+		if w.idle {
+			a.unlinkLocked(w)
+			a.qmu.Unlock()
 			return
 		}
+		// Woken meanwhile: the wake is ours to answer.
+		a.qmu.Unlock()
+		<-w.wake
 	}
 }
 

@@ -246,6 +246,40 @@ func TestSpawnRunsConcurrently(t *testing.T) {
 	}
 }
 
+// TestSpawnBlockedHandlerHoldsNoOtherMessage checks that a message whose
+// handler blocks never keeps queued messages waiting, including those told
+// right behind it while one worker was running quick ones back to back.
+func TestSpawnBlockedHandlerHoldsNoOtherMessage(t *testing.T) {
+	const quick = 2000
+	gate := make(chan struct{})
+	var done atomic.Int32
+	all := make(chan struct{})
+	a := mustNew(t, actor.Config[int, int]{
+		Mode:    actor.Spawn,
+		Mailbox: 2 * quick,
+		Factory: stateless(func(_ context.Context, i int) {
+			if i%500 == 0 {
+				<-gate // a few messages block until the end
+				return
+			}
+			if done.Add(1) == quick-quick/500 {
+				close(all)
+			}
+		}),
+	})
+	defer close(gate)
+	for i := range quick {
+		if err := a.Tell(context.Background(), 0, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-all:
+	case <-time.After(long):
+		t.Fatalf("%d of %d quick messages ran while %d others blocked", done.Load(), quick-quick/500, quick/500)
+	}
+}
+
 func TestSpawnRespectsMaxConcurrency(t *testing.T) {
 	const limit, n = 3, 30
 	var running, peak atomic.Int32

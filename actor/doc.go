@@ -19,10 +19,15 @@
 //     of their Tell calls (calls ordered by happens-before, from any
 //     goroutines); different keys run in parallel.
 //
-// A new actor owns no goroutine. Spawn runs each message on a worker
-// goroutine: an idle one if one waits, else a new one; an uncapped worker
-// waits up to a second for its next message before it exits, so bursts
-// reuse warm stacks and an idle actor soon owns nothing again. A capped
+// A new actor owns no goroutine. Spawn runs messages on worker goroutines,
+// never on the caller's, and never makes a message wait for a running
+// handler: while messages are queued, a worker that is not running a
+// handler is always on its way to take the next one (an idle one woken, or
+// a new one). Quick handlers thus run back to back on the worker already
+// running, at no goroutine hand-off per message, and a handler that blocks
+// gets the messages behind it taken by another worker. An uncapped worker
+// waits up to a second for more work before it exits, so bursts reuse warm
+// stacks and an idle actor soon owns nothing again. A capped
 // Spawn actor runs up to MaxConcurrency workers; Ordered starts one drainer
 // per key that has pending messages. Capped workers and drainers exit as
 // soon as their queue is empty, and an idle key leaves nothing behind, so

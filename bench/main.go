@@ -62,6 +62,7 @@ type config struct {
 	program  string // programSuite or programInflight
 	calls    int    // -mode inflight: calls in flight
 	serve    string // non-empty: be the server process of this kind
+	profile  string // non-empty: write CPU profiles of every process here
 }
 
 // The programs -mode selects.
@@ -111,6 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.chart, "chart", true, "draw bench.png")
 	fs.StringVar(&cfg.program, "mode", programSuite, "what to run: "+programSuite+" (the comparison) or "+programInflight+" (client heap per call pending on a slow handler)")
 	fs.IntVar(&cfg.calls, "calls", 100000, "-mode inflight: calls in flight at once")
+	fs.StringVar(&cfg.profile, "cpuprofile", "", "folder for CPU profiles: client.pprof, and one per server process named after it")
 	fs.StringVar(&cfg.serve, serveFlag, "", "internal: run as the server process of the named kind")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: go run ./bench [flags]")
@@ -248,6 +250,24 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.profile == "" {
+		cfg.profile = os.Getenv(profileEnv)
+	}
+	if cfg.profile != "" {
+		// The children inherit the folder through the environment.
+		if err := os.Setenv(profileEnv, cfg.profile); err != nil {
+			return err
+		}
+		name := "client"
+		if cfg.serve != "" {
+			name = cfg.serve
+		}
+		stop, err := startProfile(cfg.profile, name)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if cfg.serve != "" {
 		kind, ok := findServerKind(cfg.serve)
