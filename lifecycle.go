@@ -15,7 +15,10 @@ import (
 // inbound connection that has not completed its handshake in time.
 func (m *Messenger) keepalive() {
 	defer m.wg.Done()
-	tick := time.NewTicker(min(m.opts.KeepaliveInterval, m.opts.HandshakeTimeout) / 2)
+	// A check notices a frame up to one tick after it came (see heard), and
+	// a silence up to one tick after it ran out: ticks of a quarter of the
+	// interval keep detection within KeepaliveTimeout plus half of it.
+	tick := time.NewTicker(min(m.opts.KeepaliveInterval, m.opts.HandshakeTimeout) / 4)
 	defer tick.Stop()
 	for {
 		select {
@@ -42,6 +45,9 @@ func (m *Messenger) check(s *session, now time.Time) {
 			s.close(newError(CodePeerLost, "", nil, "no handshake from %s within %v", s.conn.RemoteAddr(), m.opts.HandshakeTimeout))
 		}
 		return
+	}
+	if s.heard.Swap(false) {
+		s.lastRecv.Store(now.UnixNano())
 	}
 	idle := now.Sub(time.Unix(0, s.lastRecv.Load()))
 	if idle > m.opts.KeepaliveTimeout {

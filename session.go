@@ -34,7 +34,11 @@ type session struct {
 
 	calls chan struct{} // a token per call of ours in flight: MaxCallsInFlight
 
-	lastRecv atomic.Int64 // UnixNano of the last frame received
+	// heard is set by each frame received but pings, and cleared by the
+	// keepalive check, which then moves lastRecv to its own clock reading:
+	// the receive path pays an atomic load per frame, not a clock read.
+	heard    atomic.Bool
+	lastRecv atomic.Int64 // UnixNano of the keepalive check that last found heard set
 	lastSend atomic.Int64 // UnixNano of the last ping sent
 	nextID   atomic.Uint64
 
@@ -311,7 +315,9 @@ func (s *session) HandleFrame(frame []byte) error {
 		// we write: counting it would hide a connection cut in our
 		// direction from our keepalive whenever the peer pings more often
 		// than our KeepaliveTimeout. Our own pings are answered by pongs.
-		s.lastRecv.Store(time.Now().UnixNano())
+		if !s.heard.Load() {
+			s.heard.Store(true)
+		}
 	}
 	switch t {
 	case wire.TypeResponse:
