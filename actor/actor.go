@@ -75,14 +75,19 @@ type Actor[K comparable, M any] struct {
 	halted    bool
 	stopAsked bool
 
-	qmu      sync.Mutex // guards the queues below
-	fifo     queue[M]   // Spawn: messages waiting for a worker
-	workers  int        // Spawn with MaxConcurrency: running workers
-	starting int        // uncapped Spawn: workers on their way to fifo
-	idle     worker     // uncapped Spawn: sentinel of the idle workers' list
-	keys     map[K]*queue[M]
-	keysPeak int         // most keys pending at once since keys was made
-	spare    []*queue[M] // emptied key queues kept for reuse
+	qmu     sync.Mutex // guards the queues below
+	fifo    queue[M]   // Spawn: messages waiting for a worker
+	workers int        // Spawn with MaxConcurrency: running workers
+	// The uncapped Spawn pool (see enqueueSpawn).
+	starting   int         // workers on their way to fifo
+	idle       worker      // sentinel of the idle workers' list
+	idleClosed bool        // Stop was called: workers exit instead of idling
+	reaper     *time.Timer // runs reap while workers are idle
+	reaping    bool        // reaper is armed
+	epoch      uint64      // reap's runs
+	keys       map[K]*queue[M]
+	keysPeak   int         // most keys pending at once since keys was made
+	spare      []*queue[M] // emptied key queues kept for reuse
 	// spareRoom is how many more entries the spare queues may hold between
 	// them: they start with one mailbox's worth, which is as much as all
 	// the queues can ever need at once.
@@ -186,10 +191,11 @@ const idleWorker = time.Second
 // worker is an uncapped Spawn worker's link to the actor. Its fields are
 // guarded by the actor's qmu.
 type worker struct {
-	wake       chan struct{} // capacity 1: the actor's signal to go and take
+	wake       chan struct{} // capacity 1: go and take; closed: exit
 	prev, next *worker       // neighbours in the idle list
 	idle       bool          // in the idle list
 	starting   bool          // woken or started, and not yet at the queue
+	since      uint64        // the reaper's epoch when it went idle
 }
 
 // enqueueSpawn queues a message of an uncapped Spawn actor and makes sure a
@@ -210,7 +216,7 @@ func (a *Actor[K, M]) kickLocked() {
 	if w := a.idle.next; w != &a.idle {
 		a.unlinkLocked(w)
 		w.starting = true
-		w.wake <- struct{}{} // never blocks: the worker was idle, so wake is empty
+		w.wake <- struct{}{} // never blocks: an idle worker's wake is empty
 		return
 	}
 	a.work.add() // the worker's own unit
@@ -225,16 +231,10 @@ func (a *Actor[K, M]) unlinkLocked(w *worker) {
 }
 
 // runWorker takes messages from fifo and runs them until the queue is
-// empty, then waits idle to be woken, for idleWorker at most, or until the
-// actor is stopping.
+// empty, then waits in the idle list until it is woken, or told to exit by
+// the reaper or by Stop.
 func (a *Actor[K, M]) runWorker(w *worker) {
 	defer a.work.done()
-	var t *time.Timer
-	defer func() {
-		if t != nil {
-			t.Stop()
-		}
-	}()
 	for {
 		a.qmu.Lock()
 		e, ok := a.fifo.pop()
@@ -250,34 +250,66 @@ func (a *Actor[K, M]) runWorker(w *worker) {
 			a.deliver(e.ctx, e.msg)
 			continue
 		}
-		// Nothing queued: wait in the idle list, most recent first.
-		w.idle = true
-		w.prev, w.next = &a.idle, a.idle.next
-		a.idle.next.prev = w
-		a.idle.next = w
-		a.qmu.Unlock()
-
-		if t == nil {
-			t = time.NewTimer(idleWorker)
-		} else {
-			t.Reset(idleWorker)
-		}
-		select {
-		case <-w.wake:
-			continue
-		case <-t.C:
-		case <-a.stopping:
-		}
-		a.qmu.Lock()
-		if w.idle {
-			a.unlinkLocked(w)
+		if a.idleClosed {
 			a.qmu.Unlock()
 			return
 		}
-		// Woken meanwhile: the wake is ours to answer.
+		// Nothing queued: wait in the idle list, most recent first. No
+		// timer per worker: the reaper ends those idle for too long.
+		w.idle = true
+		w.since = a.epoch
+		w.prev, w.next = &a.idle, a.idle.next
+		a.idle.next.prev = w
+		a.idle.next = w
+		if !a.reaping {
+			a.reaping = true
+			if a.reaper == nil {
+				a.reaper = time.AfterFunc(idleWorker, a.reap)
+			} else {
+				a.reaper.Reset(idleWorker)
+			}
+		}
 		a.qmu.Unlock()
-		<-w.wake
+		if _, ok := <-w.wake; !ok {
+			return
+		}
 	}
+}
+
+// reap runs every idleWorker while workers are idle: it ends those that
+// have been idle since before its previous run, so an idle worker lives
+// between one and two idleWorker periods.
+func (a *Actor[K, M]) reap() {
+	a.qmu.Lock()
+	defer a.qmu.Unlock()
+	a.epoch++
+	// The list is most recently idle first: the stale workers are at its
+	// back.
+	for w := a.idle.prev; w != &a.idle && w.since+1 < a.epoch; w = a.idle.prev {
+		a.unlinkLocked(w)
+		close(w.wake)
+	}
+	if a.idle.next != &a.idle && !a.idleClosed {
+		a.reaper.Reset(idleWorker)
+		return
+	}
+	a.reaping = false
+}
+
+// closeIdle ends the idle workers, and those that go idle from now on:
+// Stop's part in the uncapped Spawn pool.
+func (a *Actor[K, M]) closeIdle() {
+	a.qmu.Lock()
+	defer a.qmu.Unlock()
+	a.idleClosed = true
+	for w := a.idle.next; w != &a.idle; w = a.idle.next {
+		a.unlinkLocked(w)
+		close(w.wake)
+	}
+	if a.reaper != nil {
+		a.reaper.Stop()
+	}
+	a.reaping = false
 }
 
 func (a *Actor[K, M]) refused(ctx context.Context, err error) error {
@@ -590,6 +622,7 @@ func (a *Actor[K, M]) Stop(ctx context.Context) error {
 	a.slots.Close()
 	if first {
 		close(a.stopping)
+		a.closeIdle()
 	}
 	if err := a.work.wait(ctx); err != nil {
 		a.halt(reason)
