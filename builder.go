@@ -214,11 +214,16 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		if err != nil {
 			return fail(fmt.Errorf("velo: transport %s: %w", name, err))
 		}
+		// The listener is live: peers may be saying hello already.
+		m.mu.Lock()
 		m.info.Addresses[name] = addr
+		m.mu.Unlock()
 	}
+	m.mu.Lock()
 	m.learn(m.info) // an instance may call its own handlers
+	m.mu.Unlock()
 	if m.disc != nil {
-		reg, err := m.disc.Register(ctx, m.info.Clone())
+		reg, err := m.disc.Register(ctx, m.PeerInfo())
 		if err != nil {
 			return fail(fmt.Errorf("velo: discovery: %w", err))
 		}
@@ -226,7 +231,7 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 	}
 	m.wg.Add(1)
 	go m.keepalive()
-	m.log.Debug("velo: instance started", "addresses", m.info.String())
+	m.log.Debug("velo: instance started", "addresses", m.PeerInfo().String())
 	return m, nil
 }
 

@@ -100,7 +100,11 @@ func (m *Messenger) InstanceID() peer.ID { return m.id }
 
 // PeerInfo is this instance's id and the addresses of its transports, as
 // other instances need it to reach this one.
-func (m *Messenger) PeerInfo() peer.Info { return m.info.Clone() }
+func (m *Messenger) PeerInfo() peer.Info {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.info.Clone()
+}
 
 // RegisterPeer tells the messenger how to reach another instance. The
 // connection opens on the first send. Registering an instance again
@@ -482,7 +486,9 @@ func (m *Messenger) dialVia(ctx context.Context, t transport.Transport, addr str
 }
 
 func (m *Messenger) helloPayload() ([]byte, error) {
-	h := system.HelloMsg{Info: m.info, Handlers: m.handlerNames(), MaxFrame: m.maxFrame(), Protocol: wire.Version}
+	// PeerInfo: Build may still be adding addresses while the first
+	// peers connect.
+	h := system.HelloMsg{Info: m.PeerInfo(), Handlers: m.handlerNames(), MaxFrame: m.maxFrame(), Protocol: wire.Version}
 	return h.Encode()
 }
 
