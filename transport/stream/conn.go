@@ -76,7 +76,7 @@ var (
 // New wraps nc; bind gives it its Handler. Call Serve to run the receive
 // loop.
 func New(nc net.Conn, bind transport.Binder, opts Options) *Conn {
-	c := &Conn{nc: nc, opts: opts.withDefaults(), done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	c := &Conn{nc: withRawIO(nc), opts: opts.withDefaults(), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.room.L = &c.mu
 	c.h = bind(c)
 	return c
@@ -116,14 +116,21 @@ func (c *Conn) WriteFrame(b []byte) error {
 		// Write the caller's frame without copying it.
 		_, err = c.nc.Write(b)
 	} else {
-		out := net.Buffers{b, c.pending}
+		// Others wrote meanwhile: their frames and ours go out in one
+		// write. Ours goes last, which no writer can tell from going
+		// first: each of them saw its own frames accepted in order.
+		out := c.pending
 		c.pending = c.spare[:0]
 		c.room.Broadcast()
 		c.mu.Unlock()
-		rest := out[1]
-		_, err = out.WriteTo(c.nc) // one writev
+		if len(b) <= copyMax {
+			out = append(out, b...)
+			_, err = c.nc.Write(out)
+		} else if _, err = c.nc.Write(out); err == nil {
+			_, err = c.nc.Write(b)
+		}
 		c.mu.Lock()
-		c.keepSpare(rest)
+		c.keepSpare(out)
 		c.mu.Unlock()
 	}
 
@@ -159,6 +166,10 @@ func (c *Conn) drainLocked(err error) error {
 	c.room.Broadcast()
 	return err
 }
+
+// copyMax is the largest frame a flusher copies to join others in one
+// write; a larger one gets a write of its own.
+const copyMax = 64 << 10
 
 // keepSpare keeps a written pending buffer for reuse, unless it grew huge.
 // mu must be held.
