@@ -193,7 +193,7 @@ func TestLargeFramesAndEOF(t *testing.T) {
 			for i, n := range sizes {
 				body := bytes.Repeat([]byte{byte(i*7 + 1)}, n)
 				f := wire.AppendPing(nil, false, uint64(i)) // a valid header...
-				f = append(f, body...)                       // ...and a big tail
+				f = append(f, body...)                      // ...and a big tail
 				binary.BigEndian.PutUint32(f, uint32(len(f)-wire.PrefixLen))
 				want = append(want, f[wire.PrefixLen:])
 				frames = append(frames, f)
