@@ -10,6 +10,8 @@ import (
 	"net"
 	"sync"
 	"unsafe"
+
+	"github.com/velo-messenger/velo/internal/rawio"
 )
 
 // The floor is the best a plain Go program does over TCP: one connection
@@ -35,12 +37,22 @@ const (
 )
 
 func serveFloor(ctx context.Context, _ env) (Server, error) {
+	return newFloorServer(ctx, false)
+}
+
+// serveFloorRaw is the floor with raw socket calls (rawio.Wrap), the I/O
+// path of velo's TCP transport.
+func serveFloorRaw(ctx context.Context, _ env) (Server, error) {
+	return newFloorServer(ctx, true)
+}
+
+func newFloorServer(ctx context.Context, raw bool) (Server, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	s := &floorServer{ln: ln, conns: make(map[net.Conn]struct{})}
+	s := &floorServer{ln: ln, raw: raw, conns: make(map[net.Conn]struct{})}
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -48,7 +60,8 @@ func serveFloor(ctx context.Context, _ env) (Server, error) {
 
 // floorServer echoes every frame it reads back on the same connection.
 type floorServer struct {
-	ln net.Listener
+	ln  net.Listener
+	raw bool // read and write with rawio
 	wg sync.WaitGroup // the accept loop and one goroutine per connection
 
 	mu     sync.Mutex
@@ -76,7 +89,7 @@ func (s *floorServer) accept() {
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
-			serveFloorConn(nc)
+			serveFloorConn(nc, s.raw)
 			s.mu.Lock()
 			delete(s.conns, nc)
 			s.mu.Unlock()
@@ -87,9 +100,12 @@ func (s *floorServer) accept() {
 // serveFloorConn echoes frames until the connection ends. The frame is
 // read into a buffer that keeps room for its prefix, so the echo is one
 // Write of prefix and payload together.
-func serveFloorConn(nc net.Conn) {
+func serveFloorConn(nc net.Conn, raw bool) {
 	defer nc.Close()
 	setNoDelay(nc)
+	if raw {
+		nc = rawio.Wrap(nc)
+	}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	buf := make([]byte, 4, 4+512)
 	var count uint64 // one-way frames since the last barrier
@@ -144,12 +160,23 @@ func (s *floorServer) Close() error {
 }
 
 func dialFloor(ctx context.Context, _ env, addr string) (Client, error) {
+	return dialFloorConn(ctx, addr, false)
+}
+
+func dialFloorRaw(ctx context.Context, _ env, addr string) (Client, error) {
+	return dialFloorConn(ctx, addr, true)
+}
+
+func dialFloorConn(ctx context.Context, addr string, raw bool) (Client, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	setNoDelay(nc)
+	if raw {
+		nc = rawio.Wrap(nc)
+	}
 	return &floorClient{nc: nc, br: bufio.NewReaderSize(nc, 64<<10)}, nil
 }
 

@@ -31,6 +31,7 @@ const natsServerName = "nats-server"
 func serverKinds() []serverKind {
 	kinds := []serverKind{
 		{name: floorName, serve: serveFloor},
+		{name: floorRawName, serve: serveFloorRaw},
 		{name: netRPCName, serve: serveNetRPC},
 		{name: grpcName, serve: serveGRPC},
 		{name: natsServerName, serve: serveNATSServer},

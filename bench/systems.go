@@ -76,6 +76,11 @@ type env struct {
 // floorName is the system every other one is compared with.
 const floorName = "tcp-floor"
 
+// floorRawName is the floor with the raw socket calls that velo's stream
+// transports use (internal/rawio): neither the floor nor a peer, shown so
+// that what velo gains from its I/O path is visible beside the floor.
+const floorRawName = "tcp-floor-raw"
+
 // The peer families, which are also their system names.
 const (
 	netRPCName  = "net-rpc"
@@ -110,6 +115,7 @@ func allSystems() []System {
 	rr := []string{modeLatency, modeConcurrent}
 	out := []System{
 		{Name: floorName, Family: floorName, Server: floorName, Modes: allModes, PerWorker: true, Dial: dialFloor},
+		{Name: floorRawName, Family: floorRawName, Server: floorRawName, Modes: allModes, PerWorker: true, Dial: dialFloorRaw},
 		{Name: netRPCName, Family: netRPCName, Peer: true, Server: netRPCName, Modes: rr, Dial: dialNetRPC},
 		{Name: grpcName, Family: grpcName, Peer: true, Server: grpcName, Modes: rr, Dial: dialGRPC},
 		{Name: natsReqName, Family: natsReqName, Peer: true, Server: natsReqName, Modes: rr, Dial: dialNATSReq},

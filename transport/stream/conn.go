@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/velo-messenger/velo/internal/rawio"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/transport"
 )
@@ -24,7 +25,9 @@ type Options struct {
 	// ReadBuffer is the size of the receive buffer in bytes. Zero: 64 KiB.
 	ReadBuffer int
 	// MaxPending bounds the bytes queued for writing while another writer is
-	// on the socket; further writers wait. Zero: 4 MiB.
+	// on the socket; further writers wait. Zero: 512 KiB (a connection
+	// keeps up to two such buffers while it is busy; larger ones measured
+	// no faster).
 	MaxPending int
 }
 
@@ -36,7 +39,7 @@ func (o Options) withDefaults() Options {
 		o.ReadBuffer = 64 << 10
 	}
 	if o.MaxPending <= 0 {
-		o.MaxPending = 4 << 20
+		o.MaxPending = 512 << 10
 	}
 	return o
 }
@@ -76,7 +79,7 @@ var (
 // New wraps nc; bind gives it its Handler. Call Serve to run the receive
 // loop.
 func New(nc net.Conn, bind transport.Binder, opts Options) *Conn {
-	c := &Conn{nc: withRawIO(nc), opts: opts.withDefaults(), done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	c := &Conn{nc: rawio.Wrap(nc), opts: opts.withDefaults(), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.room.L = &c.mu
 	c.h = bind(c)
 	return c
@@ -174,7 +177,10 @@ const copyMax = 64 << 10
 // keepSpare keeps a written pending buffer for reuse, unless it grew huge.
 // mu must be held.
 func (c *Conn) keepSpare(out []byte) {
-	if cap(out) <= c.opts.MaxPending {
+	// pending may pass MaxPending by one frame, and append doubles its
+	// capacity: keep a buffer up to twice the bound, or every burst that
+	// reaches it would regrow one from scratch.
+	if cap(out) <= 2*c.opts.MaxPending {
 		c.spare = out[:0]
 	} else {
 		c.spare = nil

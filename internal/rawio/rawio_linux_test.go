@@ -1,4 +1,4 @@
-package stream
+package rawio
 
 import (
 	"net"
@@ -28,11 +28,11 @@ func TestRawIOWrapsSockets(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer nc.Close()
-		if _, ok := withRawIO(nc).(*rawIO); !ok {
+		if _, ok := Wrap(nc).(*rawIO); !ok {
 			t.Errorf("%s: conn not wrapped for raw I/O", c.network)
 		}
 		t.Setenv("VELO_RAW_IO", "0")
-		if got := withRawIO(nc); got != nc {
+		if got := Wrap(nc); got != nc {
 			t.Errorf("%s: wrapped despite VELO_RAW_IO=0", c.network)
 		}
 		os.Unsetenv("VELO_RAW_IO")
@@ -40,7 +40,7 @@ func TestRawIOWrapsSockets(t *testing.T) {
 	p1, p2 := net.Pipe()
 	defer p1.Close()
 	defer p2.Close()
-	if got := withRawIO(p1); got != p1 {
+	if got := Wrap(p1); got != p1 {
 		t.Error("net.Pipe conn wrapped")
 	}
 }

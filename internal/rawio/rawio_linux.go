@@ -1,4 +1,7 @@
-package stream
+// Package rawio reads and writes sockets with raw non-blocking system
+// calls, so that request-response traffic does not wake the Go runtime's
+// sysmon thread on every round trip (see docs/decisions.md).
+package rawio
 
 import (
 	"io"
@@ -47,9 +50,11 @@ type rawIO struct {
 	writeFn func(fd uintptr) bool
 }
 
-// withRawIO returns nc wrapped in a rawIO if it is a socket that allows
-// it, else nc. VELO_RAW_IO=0 in the environment turns it off.
-func withRawIO(nc net.Conn) net.Conn {
+// Wrap returns nc with raw Read and Write if it is a TCP or Unix socket,
+// else nc itself. VELO_RAW_IO=0 in the environment turns it off. The
+// returned conn allows one Read and one Write at a time (concurrent with
+// each other), which is how velo's connections use it.
+func Wrap(nc net.Conn) net.Conn {
 	if os.Getenv("VELO_RAW_IO") == "0" {
 		return nc
 	}
