@@ -30,6 +30,10 @@ type Request struct {
 type Limits struct {
 	MaxHeaders     int // zero: DefaultMaxHeaders
 	MaxHeaderBytes int // zero: DefaultMaxHeaderBytes
+	// Intern, if set, returns the string for a handler name the decoder's
+	// owner knows, so that ParseRequest need not allocate one per request;
+	// ok false means unknown, and the name is copied.
+	Intern func(name []byte) (s string, ok bool)
 }
 
 func (l Limits) maxHeaders() int {
@@ -49,6 +53,9 @@ func (l Limits) maxHeaderBytes() int {
 // RequestLen is the size of r's frame, length prefix included.
 func RequestLen(r *Request) int {
 	n := HeaderLen + requestFixed + len(r.Handler) + len(r.Payload)
+	if len(r.Headers) == 0 {
+		return n
+	}
 	for k, v := range r.Headers {
 		n += hdrKeySize + len(k) + hdrValSize + len(v)
 	}
@@ -69,11 +76,13 @@ func AppendRequest(b []byte, r *Request) []byte {
 	b = append(b, byte(len(r.Handler)))
 	b = append(b, r.Handler...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(r.Headers)))
-	for k, v := range r.Headers {
-		b = binary.BigEndian.AppendUint16(b, uint16(len(k)))
-		b = append(b, k...)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
-		b = append(b, v...)
+	if len(r.Headers) > 0 { // ranging over even an empty map costs a call
+		for k, v := range r.Headers {
+			b = binary.BigEndian.AppendUint16(b, uint16(len(k)))
+			b = append(b, k...)
+			b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+			b = append(b, v...)
+		}
 	}
 	b = append(b, r.Payload...)
 	return finish(b, at)
@@ -90,6 +99,9 @@ func CheckRequest(r *Request, l Limits) error {
 	}
 	if len(r.Headers) > l.maxHeaders() {
 		return malformed("%d headers, limit %d", len(r.Headers), l.maxHeaders())
+	}
+	if len(r.Headers) == 0 {
+		return nil
 	}
 	size := 0
 	for k, v := range r.Headers {
@@ -128,7 +140,15 @@ func ParseRequest(body []byte, l Limits) (Request, error) {
 	if n == 0 {
 		return Request{}, malformed("empty handler name")
 	}
-	r.Handler = string(name)
+	if l.Intern != nil {
+		if known, ok := l.Intern(name); ok {
+			r.Handler = known
+		} else {
+			r.Handler = string(name)
+		}
+	} else {
+		r.Handler = string(name)
+	}
 	if nh > l.maxHeaders() {
 		return Request{}, malformed("%d headers, limit %d", nh, l.maxHeaders())
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/velo-messenger/velo/internal/wire"
 )
@@ -319,5 +320,40 @@ func TestStrings(t *testing.T) {
 		if got := kind.WantsResponse(); got != want {
 			t.Errorf("Kind(%d).WantsResponse() = %v, want %v", kind, got, want)
 		}
+	}
+}
+
+// TestParseInternsKnownNames checks Limits.Intern: a known handler name
+// comes back as the interner's string, with no allocation for it; an
+// unknown one is copied and survives the reuse of the buffer.
+func TestParseInternsKnownNames(t *testing.T) {
+	const known = "known-handler"
+	l := wire.Limits{Intern: func(b []byte) (string, bool) {
+		if string(b) == known {
+			return known, true
+		}
+		return "", false
+	}}
+	frame := wire.AppendRequest(nil, &wire.Request{Kind: wire.KindAMSend, Handler: known, Payload: []byte("x")})
+	b := body(t, frame, wire.TypeRequest)
+	r, err := wire.ParseRequest(b, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unsafe.StringData(r.Handler) != unsafe.StringData(known) {
+		t.Error("a known name was not interned")
+	}
+	if n := testing.AllocsPerRun(100, func() { wire.ParseRequest(b, l) }); n != 0 {
+		t.Errorf("ParseRequest of a known handler allocates %v times, want 0", n)
+	}
+
+	frame = wire.AppendRequest(nil, &wire.Request{Kind: wire.KindAMSend, Handler: "other", Payload: []byte("x")})
+	r, err = wire.ParseRequest(body(t, frame, wire.TypeRequest), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(frame)
+	if r.Handler != "other" {
+		t.Errorf("unknown name %q changed with the buffer", r.Handler)
 	}
 }
