@@ -61,8 +61,8 @@ func newFloorServer(ctx context.Context, raw bool) (Server, error) {
 // floorServer echoes every frame it reads back on the same connection.
 type floorServer struct {
 	ln  net.Listener
-	raw bool // read and write with rawio
-	wg sync.WaitGroup // the accept loop and one goroutine per connection
+	raw bool           // read and write with rawio
+	wg  sync.WaitGroup // the accept loop and one goroutine per connection
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{} // guarded by mu
