@@ -180,7 +180,6 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		sessions:     make(map[*session]struct{}),
 		shutdownDone: make(chan struct{}),
 	}
-	m.limits.Intern = m.internName
 	m.handlerCtx, m.stopHandlers = context.WithCancel(context.Background())
 	m.runCtx, m.cancelRun = context.WithCancel(context.Background())
 	empty := map[string]*handlerEntry{}

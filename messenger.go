@@ -224,16 +224,6 @@ func (m *Messenger) tellError(handler string, ctx context.Context, err error) er
 
 func (m *Messenger) handler(name string) *handlerEntry { return (*m.handlers.Load())[name] }
 
-// internName returns the registered handler's own copy of name, so that
-// decoding a request for a known handler allocates no string (a map lookup
-// by string(name) does not copy).
-func (m *Messenger) internName(name []byte) (string, bool) {
-	if e := (*m.handlers.Load())[string(name)]; e != nil {
-		return e.name, true
-	}
-	return "", false
-}
-
 // handlerNames lists the user handlers, sorted.
 func (m *Messenger) handlerNames() []string {
 	var names []string

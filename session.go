@@ -42,6 +42,13 @@ type session struct {
 	lastSend atomic.Int64 // UnixNano of the last ping sent
 	nextID   atomic.Uint64
 
+	// Used by the receive goroutine only: the decoding limits, whose
+	// Intern resolves handler names through the last handler found (a
+	// connection mostly calls one handler, or a few).
+	limits    wire.Limits
+	lastTable *map[string]*handlerEntry
+	lastEntry *handlerEntry
+
 	mu       sync.Mutex
 	pending  map[uint64]*call    // guarded by mu: our calls awaiting a response
 	inflight map[uint64]*inbound // guarded by mu: the peer's requests we are handling
@@ -64,12 +71,28 @@ func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *sess
 		done:     make(chan struct{}),
 		calls:    make(chan struct{}, m.opts.MaxCallsInFlight),
 	}
+	s.limits = m.limits
+	s.limits.Intern = s.intern
 	s.created = time.Now()
 	s.peerMax.Store(wire.DefaultMaxFrame) // until the peer says otherwise
 	now := s.created.UnixNano()
 	s.lastRecv.Store(now)
 	s.lastSend.Store(now)
 	return s
+}
+
+// intern implements wire.Limits.Intern for requests read by this session.
+func (s *session) intern(name []byte) (string, bool) {
+	t := s.m.handlers.Load()
+	if e := s.lastEntry; e != nil && s.lastTable == t && e.name == string(name) {
+		return e.name, true
+	}
+	e := (*t)[string(name)]
+	if e == nil {
+		return "", false
+	}
+	s.lastTable, s.lastEntry = t, e
+	return e.name, true
 }
 
 func (s *session) ready() bool {
@@ -397,7 +420,7 @@ func (s *session) handleResponse(body []byte) error {
 }
 
 func (s *session) handleRequest(body []byte) error {
-	req, err := wire.ParseRequest(body, s.m.limits)
+	req, err := wire.ParseRequest(body, s.limits)
 	if err != nil {
 		return err
 	}
@@ -415,7 +438,10 @@ func (s *session) handleRequest(body []byte) error {
 		s.finish(in, nil, newError(CodeShuttingDown, req.Handler, nil, "instance %s is shutting down", s.m.id.Short()))
 		return nil
 	}
-	e := s.m.handler(req.Handler)
+	e := s.lastEntry
+	if e == nil || e.name != req.Handler || s.lastTable != s.m.handlers.Load() {
+		e = s.m.handler(req.Handler)
+	}
 	if e == nil {
 		s.finish(in, nil, newError(CodeHandlerNotFound, req.Handler, nil, "no handler %q on instance %s", req.Handler, s.m.id.Short()))
 		return nil

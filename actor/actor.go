@@ -52,7 +52,7 @@ type Actor[K comparable, M any] struct {
 	// capacity is Config.Mailbox and its policy Config.Overflow. Closing
 	// it is how the actor stops admitting messages: a Tell that got a token
 	// did so before the close, and is counted by work.
-	slots *mailbox.Mailbox[struct{}]
+	slots *slots
 	// work counts accepted messages not finished plus the actor's own
 	// goroutines (drainers, restart timer); Stop waits for it to reach zero.
 	// An uncapped Spawn goroutine runs on its message's unit.
@@ -118,7 +118,7 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 		drop:     cfg.Drop,
 		log:      cfg.Logger.With("handler", cfg.Name),
 		errFull:  fmt.Errorf("%w: %q", mailbox.ErrFull, cfg.Name),
-		slots:    mailbox.New[struct{}](cfg.Mailbox, cfg.Overflow),
+		slots:    newSlots(cfg.Mailbox, cfg.Overflow),
 		stopped:  &incarnation[M]{},
 		abort:    make(chan struct{}),
 		stopping: make(chan struct{}),
@@ -153,7 +153,7 @@ func (a *Actor[K, M]) Tell(ctx context.Context, key K, msg M) error {
 	// The unit is taken before the token so that Stop, which closes slots
 	// and then waits for work, cannot miss a message that got a token.
 	a.work.add()
-	if err := a.slots.Push(ctx, struct{}{}); err != nil {
+	if err := a.slots.acquire(ctx); err != nil {
 		a.work.done()
 		return a.refused(ctx, err)
 	}
@@ -326,7 +326,7 @@ func (a *Actor[K, M]) refused(ctx context.Context, err error) error {
 
 // finish releases the token and unit of a message that ran or was dropped.
 func (a *Actor[K, M]) finish() {
-	a.slots.TryPop()
+	a.slots.release()
 	a.work.done()
 }
 
@@ -375,7 +375,7 @@ func (a *Actor[K, M]) deliver(ctx context.Context, msg M) {
 // unit that Stop waits for. Room is freed first so that a sender that waits
 // for the report before sending again always finds room.
 func (a *Actor[K, M]) settle(msg M, perr *PanicError) {
-	a.slots.TryPop()
+	a.slots.release()
 	if perr != nil {
 		a.callOnPanic(msg, perr)
 	} else if a.after != nil {
@@ -518,7 +518,7 @@ func (a *Actor[K, M]) restartAfter(next *incarnation[M], delay time.Duration) {
 	case <-a.stopping:
 		// Stop closed slots before closing stopping, so every message
 		// that will ever need a handler holds a token by now.
-		if a.slots.Len() == 0 {
+		if a.slots.len() == 0 {
 			return
 		}
 		select {
@@ -580,7 +580,7 @@ func (a *Actor[K, M]) halt(reason error) {
 	a.cur.Store(a.stopped)
 	a.mu.Unlock()
 
-	a.slots.Close()
+	a.slots.close()
 	close(a.abort)
 
 	// Messages still queued are dropped here. A message that got its token
@@ -619,7 +619,7 @@ func (a *Actor[K, M]) Stop(ctx context.Context) error {
 	a.stopAsked = true
 	reason := a.err
 	a.mu.Unlock()
-	a.slots.Close()
+	a.slots.close()
 	if first {
 		close(a.stopping)
 		a.closeIdle()
@@ -644,7 +644,7 @@ func (a *Actor[K, M]) Restarts() int { return int(a.restarts.Load()) }
 
 // Refused returns how many Tells were refused because the actor was full
 // (Reject overflow only).
-func (a *Actor[K, M]) Refused() uint64 { return a.slots.Refused() }
+func (a *Actor[K, M]) Refused() uint64 { return a.slots.refused.Load() }
 
 // enqueueFIFO queues a message of a capped Spawn actor and starts a worker
 // if fewer than MaxConcurrency run.
