@@ -46,7 +46,21 @@ func (m *Messenger) check(s *session, now time.Time) {
 		}
 		return
 	}
-	if s.heard.Swap(false) {
+	heard := s.heard.Swap(false)
+	stalled := s.stalled.Load() > 0
+	if stalled {
+		// Our receive path waits for room in a handler's mailbox: the
+		// peer's frames are waiting to be read, not missing. That counts
+		// as hearing from the peer as long as handlers finish requests of
+		// this connection; a stall in which none finishes for
+		// KeepaliveTimeout (handlers stuck, or answers that the peer
+		// does not read) is silence like any other.
+		if f := s.finished.Load(); f != s.lastFinished {
+			s.lastFinished = f
+			heard = true
+		}
+	}
+	if heard {
 		s.lastRecv.Store(now.UnixNano())
 	}
 	idle := now.Sub(time.Unix(0, s.lastRecv.Load()))
@@ -55,6 +69,22 @@ func (m *Messenger) check(s *session, now time.Time) {
 		return
 	}
 	sinceSent := now.Sub(time.Unix(0, s.lastSend.Load()))
+	if stalled {
+		// A ping now would be answered by a pong that waits unread
+		// behind the stall, and the peer's own pings get no answer: an
+		// unasked pong tells it that this instance is alive and working
+		// through its requests.
+		if sinceSent >= m.opts.KeepaliveInterval {
+			s.lastSend.Store(now.UnixNano())
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				var a [32]byte
+				s.conn.WriteFrame(wire.AppendPing(a[:0], true, 0))
+			}()
+		}
+		return
+	}
 	if idle >= m.opts.KeepaliveInterval && sinceSent >= m.opts.KeepaliveInterval {
 		s.lastSend.Store(now.UnixNano())
 		// The write happens on a goroutine of its own: a peer that stopped

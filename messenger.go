@@ -193,6 +193,13 @@ func (m *Messenger) newActor(h *Handler) (*actor.Actor[peer.ID, *inbound], error
 		},
 		// The answer goes out once the handler's mailbox has room again,
 		// so a caller that sends one call after another is never refused.
+		Wait: func(in *inbound, waiting bool) {
+			if waiting {
+				in.s.stalled.Add(1)
+			} else {
+				in.s.stalled.Add(-1)
+			}
+		},
 		After: func(in *inbound) {
 			in.s.finish(in, in.out, in.err)
 		},

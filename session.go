@@ -39,6 +39,14 @@ type session struct {
 	// the receive path pays an atomic load per frame, not a clock read.
 	heard    atomic.Bool
 	lastRecv atomic.Int64 // UnixNano of the keepalive check that last found heard set
+
+	// stalled counts the receive path's waits for room in a handler's
+	// mailbox (actor.Config.Wait), and finished the requests answered:
+	// while the receive path waits and handlers finish requests, the
+	// peer's frames are unread rather than missing (see Messenger.check).
+	stalled      atomic.Int32
+	finished     atomic.Uint64
+	lastFinished uint64 // the keepalive goroutine's copy of finished
 	lastSend atomic.Int64 // UnixNano of the last ping sent
 	nextID   atomic.Uint64
 
@@ -481,6 +489,7 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 	if in.done.Swap(true) {
 		return
 	}
+	s.finished.Add(1)
 	if in.cancel != nil {
 		if in.req.Kind.WantsResponse() {
 			s.mu.Lock()

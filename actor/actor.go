@@ -44,6 +44,7 @@ type Actor[K comparable, M any] struct {
 	factory func() func(context.Context, M)
 	onPanic func(M, *PanicError)
 	after   func(M)
+	wait    func(M, bool)
 	drop    func(M, error)
 	log     *slog.Logger
 	errFull error // returned by Tell when full under Reject
@@ -115,6 +116,7 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 		factory:  cfg.Factory,
 		onPanic:  cfg.OnPanic,
 		after:    cfg.After,
+		wait:     cfg.Wait,
 		drop:     cfg.Drop,
 		log:      cfg.Logger.With("handler", cfg.Name),
 		errFull:  fmt.Errorf("%w: %q", mailbox.ErrFull, cfg.Name),
@@ -153,7 +155,17 @@ func (a *Actor[K, M]) Tell(ctx context.Context, key K, msg M) error {
 	// The unit is taken before the token so that Stop, which closes slots
 	// and then waits for work, cannot miss a message that got a token.
 	a.work.add()
-	if err := a.slots.acquire(ctx); err != nil {
+	var err error
+	if a.slots.tryTake() {
+		err = a.slots.taken()
+	} else if a.wait != nil && a.slots.policy == mailbox.Block {
+		a.wait(msg, true)
+		err = a.slots.acquire(ctx)
+		a.wait(msg, false)
+	} else {
+		err = a.slots.acquire(ctx)
+	}
+	if err != nil {
 		a.work.done()
 		return a.refused(ctx, err)
 	}

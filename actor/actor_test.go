@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -1149,5 +1150,51 @@ func TestConcurrentPanicsInSpawnCountOnce(t *testing.T) {
 	}
 	if a.Restarts() != 1 {
 		t.Fatalf("Restarts() = %d, want 1", a.Restarts())
+	}
+}
+
+// TestWaitReportsABlockedTell checks Config.Wait: a Tell that finds room
+// does not call it; one that waits for room calls it with true before the
+// wait and false after.
+func TestWaitReportsABlockedTell(t *testing.T) {
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	var calls []string
+	a := mustNew(t, actor.Config[int, int]{
+		Mode:    actor.Spawn,
+		Mailbox: 1,
+		Factory: stateless(func(context.Context, int) { <-gate }),
+		Wait: func(msg int, waiting bool) {
+			mu.Lock()
+			calls = append(calls, fmt.Sprint(msg, waiting))
+			mu.Unlock()
+		},
+	})
+	if err := a.Tell(context.Background(), 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	told := make(chan error, 1)
+	go func() { told <- a.Tell(context.Background(), 0, 2) }()
+	deadline := time.Now().Add(long)
+	for {
+		mu.Lock()
+		n := len(calls)
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Wait not called for a Tell that waits for room")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	if err := recv(t, told, "Tell"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"2 true", "2 false"}; !slices.Equal(calls, want) {
+		t.Fatalf("Wait calls %q, want %q", calls, want)
 	}
 }

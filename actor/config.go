@@ -53,6 +53,12 @@ type Config[K comparable, M any] struct {
 	// next message without finding the mailbox full. OnPanic is called at
 	// the same point for a message that panicked.
 	After func(msg M)
+	// Wait, if set, is called by Tell on its goroutine when it begins to
+	// wait for room in a full Block mailbox (waiting true) and when that
+	// wait ends (false), with the message being told. It costs nothing
+	// while there is room. velo uses it to tell a connection whose receive
+	// path waits on a handler from one that went silent.
+	Wait func(msg M, waiting bool)
 	// Drop, if set, receives each accepted message that will never run
 	// because the actor stopped first (the supervisor gave up, or Stop's
 	// ctx ended before the queue drained), with the stop reason, which
