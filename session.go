@@ -46,9 +46,9 @@ type session struct {
 	// peer's frames are unread rather than missing (see Messenger.check).
 	stalled      atomic.Int32
 	finished     atomic.Uint64
-	lastFinished uint64 // the keepalive goroutine's copy of finished
-	lastSend atomic.Int64 // UnixNano of the last ping sent
-	nextID   atomic.Uint64
+	lastFinished uint64       // the keepalive goroutine's copy of finished
+	lastSend     atomic.Int64 // UnixNano of the last ping sent
+	nextID       atomic.Uint64
 
 	// Used by the receive goroutine only: the decoding limits, whose
 	// Intern resolves handler names through the last handler found (a
