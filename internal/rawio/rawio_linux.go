@@ -111,6 +111,7 @@ func (r *rawIO) Read(b []byte) (int, error) {
 	case r.rn == 0:
 		return 0, io.EOF
 	}
+	raceWrite(b[:r.rn])
 	return r.rn, nil
 }
 
@@ -138,6 +139,7 @@ func (r *rawIO) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	raceRead(b)
 	r.wbuf, r.wn, r.werrno = b, 0, 0
 	err := r.rc.Write(r.writeFn)
 	r.wbuf = nil
