@@ -156,7 +156,7 @@ func (a *Actor[K, M]) Tell(ctx context.Context, key K, msg M) error {
 	// and then waits for work, cannot miss a message that got a token.
 	a.work.add()
 	var err error
-	if a.slots.tryTake() {
+	if a.slots.fastTake() {
 		err = a.slots.taken()
 	} else if a.wait != nil && a.slots.policy == mailbox.Block {
 		a.wait(msg, true)

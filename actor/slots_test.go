@@ -3,6 +3,7 @@ package actor
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -153,5 +154,65 @@ func TestSlotsReleasesInARowWakeAsManyWaiters(t *testing.T) {
 				t.Fatalf("%d releases in a row left a sender waiting", capacity)
 			}
 		}
+	}
+}
+
+// TestSlotsWaitersAreNotOvertaken checks that a sender that keeps taking
+// and releasing a slot (one connection's receive path, looping) cannot
+// overtake a sender that waits: once the waiter is queued, the next
+// release is its.
+func TestSlotsWaitersAreNotOvertaken(t *testing.T) {
+	s := newSlots(1, mailbox.Block)
+	var loops atomic.Int64
+	stop := make(chan struct{})
+	looped := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				looped <- nil
+				return
+			default:
+			}
+			if err := s.acquire(context.Background()); err != nil {
+				looped <- err
+				return
+			}
+			loops.Add(1)
+			s.release()
+		}
+	}()
+	for loops.Load() < 1000 {
+		time.Sleep(time.Millisecond)
+	}
+	for range 20 {
+		got := make(chan int64, 1)
+		go func() {
+			if err := s.acquire(context.Background()); err != nil {
+				t.Error(err)
+			}
+			got <- loops.Load()
+			s.release()
+		}()
+		// Until it queued, or took a slot at once (a round that proves
+		// nothing, and passes).
+		for s.waiting.Load() == 0 && len(got) == 0 {
+			runtime.Gosched()
+		}
+		queued := loops.Load()
+		select {
+		case at := <-got:
+			// The looping sender may finish the take it held when the
+			// waiter queued, and no more.
+			if at-queued > 1 {
+				t.Fatalf("a waiting sender was overtaken %d times", at-queued)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a waiting sender never got a slot from a looping one")
+		}
+	}
+	close(stop)
+	if err := <-looped; err != nil {
+		t.Fatal(err)
 	}
 }
