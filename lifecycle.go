@@ -47,18 +47,20 @@ func (m *Messenger) check(s *session, now time.Time) {
 		return
 	}
 	heard := s.heard.Swap(false)
+	f := s.finished.Load()
+	progressed := f != s.lastFinished
+	s.lastFinished = f
 	stalled := s.stalled.Load() > 0
-	if stalled {
+	if stalled && progressed {
 		// Our receive path waits for room in a handler's mailbox: the
 		// peer's frames are waiting to be read, not missing. That counts
 		// as hearing from the peer as long as handlers finish requests of
 		// this connection; a stall in which none finishes for
 		// KeepaliveTimeout (handlers stuck, or answers that the peer
-		// does not read) is silence like any other.
-		if f := s.finished.Load(); f != s.lastFinished {
-			s.lastFinished = f
-			heard = true
-		}
+		// does not read) is silence like any other. A peer that vanished
+		// during a stall is noticed once the backlog it left is worked
+		// off.
+		heard = true
 	}
 	if heard {
 		s.lastRecv.Store(now.UnixNano())

@@ -41,7 +41,8 @@ type session struct {
 	lastRecv atomic.Int64 // UnixNano of the keepalive check that last found heard set
 
 	// stalled counts the receive path's waits for room in a handler's
-	// mailbox (actor.Config.Wait), and finished the requests answered:
+	// mailbox (actor.Config.Wait), and finished the requests done (an
+	// answer written, or a one-way message handled):
 	// while the receive path waits and handlers finish requests, the
 	// peer's frames are unread rather than missing (see Messenger.check).
 	stalled      atomic.Int32
@@ -489,7 +490,6 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 	if in.done.Swap(true) {
 		return
 	}
-	s.finished.Add(1)
 	if in.cancel != nil {
 		if in.req.Kind.WantsResponse() {
 			s.mu.Lock()
@@ -499,6 +499,7 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 		in.cancel()
 	}
 	if !in.req.Kind.WantsResponse() {
+		s.finished.Add(1)
 		if herr != nil {
 			s.m.log.Debug("velo: am-send handler failed", "handler", in.req.Handler, "sender", s.peerName(), "err", herr)
 		}
@@ -523,6 +524,8 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 	b := wire.AppendResponse((*bp)[:0], &resp)
 	if err := s.conn.WriteFrame(b); err != nil {
 		s.m.log.Debug("velo: response not sent", "handler", in.req.Handler, "err", err)
+	} else {
+		s.finished.Add(1)
 	}
 	putBuf(bp, b)
 }

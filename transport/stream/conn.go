@@ -61,6 +61,7 @@ type Conn struct {
 	pending  []byte    // guarded by mu: frames waiting for the flusher
 	spare    []byte    // guarded by mu: the other buffer, reused
 	flushing bool      // guarded by mu: a writer owns the socket
+	noYield  int       // guarded by mu: flusher's turns left without a yield
 	err      error     // guarded by mu: first reason the conn broke
 	writer   bool      // guarded by mu: writeLoop was started
 
@@ -102,15 +103,29 @@ func (c *Conn) WriteFrame(b []byte) error {
 		return nil
 	}
 	c.flushing = true
-	c.mu.Unlock()
-
 	// The socket is ours. Before the system call, let the goroutines that
 	// are ready to run go first: those that write meanwhile append their
 	// frames to pending, and all go out in this one write. With one P (or
 	// a burst of answers on one worker) this is what turns a write per
-	// frame into a write per batch; a lone caller pays a trip through the
-	// scheduler, a fraction of a microsecond.
-	runtime.Gosched()
+	// frame into a write per batch, and it costs a lone caller a fraction
+	// of a microsecond. But a yield puts the flusher at the back of the
+	// scheduler's global queue: in a process whose CPU-bound goroutines
+	// keep every P busy it waits there for their time slices, so a yield
+	// that took long turns yielding off for the next turns.
+	yield := c.noYield == 0
+	if !yield {
+		c.noYield--
+	}
+	c.mu.Unlock()
+	if yield {
+		start := time.Now()
+		runtime.Gosched()
+		if time.Since(start) > slowYield {
+			c.mu.Lock()
+			c.noYield = noYieldTurns
+			c.mu.Unlock()
+		}
+	}
 
 	c.mu.Lock()
 	var err error
@@ -169,6 +184,14 @@ func (c *Conn) drainLocked(err error) error {
 	c.room.Broadcast()
 	return err
 }
+
+// A flusher's yield that takes longer than slowYield means the scheduler
+// is busy with goroutines that do not block soon; the connection's next
+// noYieldTurns flushers write without yielding.
+const (
+	slowYield    = time.Millisecond
+	noYieldTurns = 64
+)
 
 // copyMax is the largest frame a flusher copies to join others in one
 // write; a larger one gets a write of its own.
