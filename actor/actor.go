@@ -95,9 +95,11 @@ type Actor[K comparable, M any] struct {
 	spareRoom int
 }
 
-// Limits on what an Ordered actor keeps once keys go idle (see also
-// spareRoom).
+// Limits on what an actor keeps once it goes idle: an uncapped Spawn
+// actor's queue ring of up to keptQueue entries, and for an Ordered actor
+// (see also spareRoom):
 const (
+	keptQueue      = 256  // entries
 	maxSpareQueues = 64   // empty key queues kept
 	shrinkKeys     = 1024 // a keys map that reached this size is remade once empty
 )
@@ -261,6 +263,9 @@ func (a *Actor[K, M]) runWorker(w *worker) {
 			a.qmu.Unlock()
 			a.deliver(e.ctx, e.msg)
 			continue
+		}
+		if len(a.fifo.buf) > keptQueue {
+			a.fifo = queue[M]{} // a burst's ring goes once the burst is over
 		}
 		if a.idleClosed {
 			a.qmu.Unlock()
