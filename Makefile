@@ -18,10 +18,11 @@ test:
 
 ## bench: the side-by-side suite (velo against its peers, servers in child
 ## processes; about 8 minutes on 2 CPUs, see docs/performance.md; flags in
-## BENCHFLAGS, e.g. BENCHFLAGS=-quick), then the hot-path micro-benchmarks
-## with allocations
+## BENCHFLAGS, e.g. BENCHFLAGS=-quick), the client heap per call with 100 000
+## calls in flight, then the hot-path micro-benchmarks with allocations
 bench:
 	$(GO) run ./bench $(BENCHFLAGS)
+	$(GO) run ./bench -mode inflight
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./bench/ ./internal/wire/ ./mailbox/ ./actor/
 
 ## proto: regenerate transport/grpc/internal/velopb from velo.proto (needs protoc: apt-get install -y protobuf-compiler)
