@@ -54,20 +54,7 @@ func TestRawIOWrapsSockets(t *testing.T) {
 // TestWriteReportsReset checks that a raw write to a peer that reset the
 // connection fails with the reset (or a broken pipe), not success.
 func TestWriteReportsReset(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, peer := tcpPair(t)
 	peer.(*net.TCPConn).SetLinger(0) // close with a reset
 	peer.Close()
 	c := Wrap(nc)
