@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/velo-messenger/velo/internal/testnet"
 )
 
 // TestRawIOWrapsSockets checks that TCP and Unix sockets get raw system
@@ -54,7 +56,7 @@ func TestRawIOWrapsSockets(t *testing.T) {
 // TestWriteReportsReset checks that a raw write to a peer that reset the
 // connection fails with the reset (or a broken pipe), not success.
 func TestWriteReportsReset(t *testing.T) {
-	nc, peer := tcpPair(t)
+	nc, peer := testnet.TCPPair(t)
 	peer.(*net.TCPConn).SetLinger(0) // close with a reset
 	peer.Close()
 	c := Wrap(nc)
@@ -86,7 +88,7 @@ func TestRaceDetectorSeesRawWrites(t *testing.T) {
 		t.Skip("needs -race")
 	}
 	if os.Getenv("RAWIO_RACE_CHILD") == "1" {
-		nc, peer := tcpPair(t)
+		nc, peer := testnet.TCPPair(t)
 		go io.Copy(io.Discard, peer)
 		c := Wrap(nc)
 		buf := make([]byte, 64)
@@ -102,23 +104,4 @@ func TestRaceDetectorSeesRawWrites(t *testing.T) {
 	if !strings.Contains(string(out), "DATA RACE") {
 		t.Fatalf("the race detector missed a buffer changed during a raw write:\n%s", out)
 	}
-}
-
-func tcpPair(t *testing.T) (dialed, accepted net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	dialed, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dialed.Close(); accepted.Close() })
-	return dialed, accepted
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/velo-messenger/velo/internal/testnet"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/stream"
@@ -240,35 +241,13 @@ func TestLargeFramesAndEOF(t *testing.T) {
 	}
 }
 
-// tcpConns returns both ends of a TCP connection on loopback, closed at
-// cleanup.
-func tcpConns(t *testing.T) (dialed, accepted net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	dialed, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted, err = ln.Accept()
-	if err != nil {
-		dialed.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dialed.Close(); accepted.Close() })
-	return dialed, accepted
-}
-
 // TestWriteToClosedPeerFails checks that writing to a peer that closed its
 // socket fails with an error instead of hanging or succeeding forever.
 func TestWriteToClosedPeerFails(t *testing.T) {
 	for _, raw := range []string{"", "0"} {
 		t.Run("VELO_RAW_IO="+raw, func(t *testing.T) {
 			t.Setenv("VELO_RAW_IO", raw)
-			nc, peer := tcpConns(t)
+			nc, peer := testnet.TCPPair(t)
 			a := stream.New(nc, func(transport.Conn) transport.Handler { return newCollector() }, stream.Options{})
 			done := make(chan struct{})
 			go func() { defer close(done); a.Serve() }()
@@ -295,7 +274,7 @@ func TestResetIsReported(t *testing.T) {
 	for _, raw := range []string{"", "0"} {
 		t.Run("VELO_RAW_IO="+raw, func(t *testing.T) {
 			t.Setenv("VELO_RAW_IO", raw)
-			nc, peer := tcpConns(t)
+			nc, peer := testnet.TCPPair(t)
 			h := newCollector()
 			a := stream.New(nc, func(transport.Conn) transport.Handler { return h }, stream.Options{})
 			done := make(chan struct{})
