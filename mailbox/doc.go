@@ -1,5 +1,8 @@
 // Package mailbox provides a bounded multi-producer queue with an explicit
-// overflow policy, the buffer in front of every velo actor.
+// overflow policy, and the policies and errors of velo's handler mailboxes:
+// an actor's capacity (actor.Config.Mailbox, Overflow) follows the same
+// Block and Reject rules and fails with the same ErrFull and ErrClosed,
+// though it counts its messages without a Mailbox in front of it.
 //
 // A Mailbox wraps a buffered channel, so a push or pop that does not have
 // to wait costs about as much as a channel operation. What the bare channel
