@@ -27,6 +27,7 @@ type session struct {
 	// peer and peerHandlers are written once by the handshake, on the
 	// receive goroutine, before hello is closed; they are read only after.
 	hello        chan struct{}
+	helloDone    atomic.Bool // set just before hello is closed
 	peer         peer.Info
 	peerHandlers []string
 	peerMax      atomic.Int64 // largest frame the peer reads
@@ -104,14 +105,9 @@ func (s *session) intern(name []byte) (string, bool) {
 	return e.name, true
 }
 
-func (s *session) ready() bool {
-	select {
-	case <-s.hello:
-		return true
-	default:
-		return false
-	}
-}
+// ready reports whether the handshake completed (an atomic load: the
+// receive path asks for every frame).
+func (s *session) ready() bool { return s.helloDone.Load() }
 
 // call is one request of ours awaiting its response.
 type call struct {
@@ -164,6 +160,7 @@ func (s *session) completeHello(h *system.HelloMsg) error {
 	if h.MaxFrame > 0 {
 		s.peerMax.Store(int64(h.MaxFrame))
 	}
+	s.helloDone.Store(true)
 	close(s.hello)
 	s.m.peerUp(s)
 	return nil
