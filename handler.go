@@ -220,10 +220,20 @@ type handlerEntry struct {
 // inbound is one request being handled.
 type inbound struct {
 	s      *session
-	req    wire.Request
+	kind   wire.Kind
+	id     uint64
 	cancel context.CancelFunc // nil for an AMSend without deadline
-	c      Context            // what the handler is given, allocated with the request
-	out    []byte             // the handler's result, answered by finish
-	err    error
-	done   atomic.Bool // set by the first finish
+	// c is what the handler is given, allocated with the request; it holds
+	// the request's handler name, headers and payload.
+	c    Context
+	out  []byte // the handler's result, answered by finish
+	err  error
+	done atomic.Bool // set by the first finish
+}
+
+// newInbound records req, received on s, for its handler.
+func newInbound(s *session, req *wire.Request) *inbound {
+	return &inbound{s: s, kind: req.Kind, id: req.ID, c: Context{
+		Msg: s.m, Sender: s.peer.ID, Handler: req.Handler, Payload: req.Payload, Headers: req.Headers,
+	}}
 }

@@ -187,7 +187,6 @@ func (m *Messenger) newActor(h *Handler) (*actor.Actor[peer.ID, *inbound], error
 		Factory: func() func(context.Context, *inbound) {
 			fn := h.factory()
 			return func(ctx context.Context, in *inbound) {
-				in.c = Context{Msg: m, Sender: in.s.peer.ID, Handler: name, Payload: in.req.Payload, Headers: in.req.Headers}
 				in.out, in.err = fn(ctx, &in.c)
 			}
 		},
@@ -513,7 +512,7 @@ func (m *Messenger) maxFrame() int {
 // the session available for calls, so that the peer sees the answer before
 // any request of ours.
 func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
-	in := &inbound{s: s, req: *req}
+	in := newInbound(s, req)
 	if m.state.Load() >= stateClosing {
 		s.finish(in, nil, newError(CodeShuttingDown, system.Hello, nil, "instance %s is shutting down", m.id.Short()))
 		return errors.New("velo: handshake refused: shutting down")

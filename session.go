@@ -439,7 +439,7 @@ func (s *session) handleRequest(body []byte) error {
 	if s.m.deliverEvent(s, &req) {
 		return nil
 	}
-	in := &inbound{s: s, req: req}
+	in := newInbound(s, &req)
 	if s.m.draining() {
 		s.finish(in, nil, newError(CodeShuttingDown, req.Handler, nil, "instance %s is shutting down", s.m.id.Short()))
 		return nil
@@ -488,28 +488,28 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 		return
 	}
 	if in.cancel != nil {
-		if in.req.Kind.WantsResponse() {
+		if in.kind.WantsResponse() {
 			s.mu.Lock()
-			delete(s.inflight, in.req.ID)
+			delete(s.inflight, in.id)
 			s.mu.Unlock()
 		}
 		in.cancel()
 	}
-	if !in.req.Kind.WantsResponse() {
+	if !in.kind.WantsResponse() {
 		s.finished.Add(1)
 		if herr != nil {
-			s.m.log.Debug("velo: am-send handler failed", "handler", in.req.Handler, "sender", s.peerName(), "err", herr)
+			s.m.log.Debug("velo: am-send handler failed", "handler", in.c.Handler, "sender", s.peerName(), "err", herr)
 		}
 		return
 	}
 	if herr != nil && s.m.handlerCtx.Err() != nil && errors.Is(herr, context.Canceled) {
 		// Shutdown ran out of time and cancelled the handler.
-		herr = newError(CodeShuttingDown, in.req.Handler, herr, "instance %s is shutting down", s.m.id.Short())
+		herr = newError(CodeShuttingDown, in.c.Handler, herr, "instance %s is shutting down", s.m.id.Short())
 	}
-	resp := wire.Response{ID: in.req.ID}
+	resp := wire.Response{ID: in.id}
 	if herr != nil {
 		resp.Status, resp.Error = toStatus(herr)
-	} else if in.req.Kind == wire.KindUnary {
+	} else if in.kind == wire.KindUnary {
 		resp.Payload = payload
 		if n := wire.ResponseLen(&resp) - wire.PrefixLen; n > s.maxFrame() {
 			resp.Payload = nil
@@ -520,7 +520,7 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 	bp := bufPool.Get().(*[]byte)
 	b := wire.AppendResponse((*bp)[:0], &resp)
 	if err := s.conn.WriteFrame(b); err != nil {
-		s.m.log.Debug("velo: response not sent", "handler", in.req.Handler, "err", err)
+		s.m.log.Debug("velo: response not sent", "handler", in.c.Handler, "err", err)
 	} else {
 		s.finished.Add(1)
 	}
