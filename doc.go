@@ -10,7 +10,7 @@
 //	velo.TypedUnary[R](m, "h")...Send(ctx)    // returns the result decoded into R (MessagePack)
 //
 // Handlers run as supervised actors with bounded mailboxes, in one of three
-// dispatch modes: Spawn (a goroutine per message, the default), Inline (on
+// dispatch modes: Spawn (on worker goroutines, the default), Inline (on
 // the connection's receive goroutine) and Ordered (one at a time per
 // sender). A panic fails only the call that caused it; the restart policy
 // decides whether the handler goes on.

@@ -75,8 +75,9 @@ func newHandlerBuilder(name string, factory func() invokeFunc, err error) *Handl
 	}}
 }
 
-// Spawn runs each message on a goroutine of its own (the default), so a
-// slow message never delays the next one.
+// Spawn runs messages on worker goroutines (the default): quick handlers run
+// back to back on one worker, and a slow message never delays the next one,
+// which another worker takes.
 func (b *HandlerBuilder) Spawn() *HandlerBuilder { b.h.mode = actor.Spawn; return b }
 
 // Inline runs each message on the connection's receive goroutine, with no

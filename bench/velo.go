@@ -19,7 +19,7 @@ import (
 )
 
 // The handlers of a velo server. Each call pattern has one, with the
-// default options (Spawn: a goroutine per message) unless its name says
+// default options (Spawn: on a worker goroutine) unless its name says
 // inline.
 const (
 	echoHandler       = "echo"        // Unary: returns its payload
