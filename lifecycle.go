@@ -77,27 +77,27 @@ func (m *Messenger) check(s *session, now time.Time) {
 		// unasked pong tells it that this instance is alive and working
 		// through its requests.
 		if sinceSent >= m.opts.KeepaliveInterval {
-			s.lastSend.Store(now.UnixNano())
-			m.wg.Add(1)
-			go func() {
-				defer m.wg.Done()
-				var a [32]byte
-				s.conn.WriteFrame(wire.AppendPing(a[:0], true, 0))
-			}()
+			m.sendPing(s, now, true)
 		}
 		return
 	}
 	if idle >= m.opts.KeepaliveInterval && sinceSent >= m.opts.KeepaliveInterval {
-		s.lastSend.Store(now.UnixNano())
-		// The write happens on a goroutine of its own: a peer that stopped
-		// reading must not stall the checks of every other connection.
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			var a [32]byte
-			s.conn.WriteFrame(wire.AppendPing(a[:0], false, uint64(now.UnixNano())))
-		}()
+		m.sendPing(s, now, false)
 	}
+}
+
+// sendPing sends s's peer a ping (or, with pong, an unasked pong) and
+// records the time. The write happens on a goroutine of its own: a peer
+// that stopped reading must not stall the checks of every other
+// connection.
+func (m *Messenger) sendPing(s *session, now time.Time, pong bool) {
+	s.lastSend.Store(now.UnixNano())
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		var a [32]byte
+		s.conn.WriteFrame(wire.AppendPing(a[:0], pong, uint64(now.UnixNano())))
+	}()
 }
 
 // Shutdown stops the messenger gracefully:

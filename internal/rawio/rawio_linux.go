@@ -58,21 +58,13 @@ func Wrap(nc net.Conn) net.Conn {
 	if os.Getenv("VELO_RAW_IO") == "0" {
 		return nc
 	}
-	var rc syscall.RawConn
-	switch c := nc.(type) {
-	case *net.TCPConn:
-		r, err := c.SyscallConn()
-		if err != nil {
-			return nc
-		}
-		rc = r
-	case *net.UnixConn:
-		r, err := c.SyscallConn()
-		if err != nil {
-			return nc
-		}
-		rc = r
+	switch nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
 	default:
+		return nc
+	}
+	rc, err := nc.(syscall.Conn).SyscallConn()
+	if err != nil {
 		return nc
 	}
 	r := &rawIO{Conn: nc, rc: rc}
@@ -103,11 +95,12 @@ func (r *rawIO) Read(b []byte) (int, error) {
 	r.rbuf, r.rn, r.rerrno = b, 0, 0
 	err := r.rc.Read(r.readFn)
 	r.rbuf = nil
+	if err == nil && r.rerrno != 0 {
+		err = os.NewSyscallError("read", r.rerrno)
+	}
 	switch {
 	case err != nil:
-		return 0, &net.OpError{Op: "read", Net: r.LocalAddr().Network(), Source: r.LocalAddr(), Addr: r.RemoteAddr(), Err: err}
-	case r.rerrno != 0:
-		return 0, &net.OpError{Op: "read", Net: r.LocalAddr().Network(), Source: r.LocalAddr(), Addr: r.RemoteAddr(), Err: os.NewSyscallError("read", r.rerrno)}
+		return 0, r.opError("read", err)
 	case r.rn == 0:
 		return 0, io.EOF
 	}
@@ -147,7 +140,12 @@ func (r *rawIO) Write(b []byte) (int, error) {
 		err = os.NewSyscallError("write", r.werrno)
 	}
 	if err != nil {
-		return r.wn, &net.OpError{Op: "write", Net: r.LocalAddr().Network(), Source: r.LocalAddr(), Addr: r.RemoteAddr(), Err: err}
+		return r.wn, r.opError("write", err)
 	}
 	return r.wn, nil
+}
+
+// opError wraps err the way net.Conn's own methods do.
+func (r *rawIO) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: r.LocalAddr().Network(), Source: r.LocalAddr(), Addr: r.RemoteAddr(), Err: err}
 }
