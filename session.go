@@ -54,10 +54,12 @@ type session struct {
 
 	// Used by the receive goroutine only: the decoding limits, whose
 	// Intern resolves handler names through the last handler found (a
-	// connection mostly calls one handler, or a few).
+	// connection mostly calls one handler, or a few), and found, the
+	// handler that Intern resolved for the request being decoded.
 	limits    wire.Limits
 	lastTable *map[string]*handlerEntry
 	lastEntry *handlerEntry
+	found     *handlerEntry
 
 	mu       sync.Mutex
 	pending  map[uint64]*call    // guarded by mu: our calls awaiting a response
@@ -95,9 +97,11 @@ func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *sess
 func (s *session) intern(name []byte) (string, bool) {
 	t := s.m.handlers.Load()
 	if e := s.lastEntry; e != nil && s.lastTable == t && e.name == string(name) {
+		s.found = e
 		return e.name, true
 	}
 	e := (*t)[string(name)]
+	s.found = e
 	if e == nil {
 		return "", false
 	}
@@ -426,6 +430,7 @@ func (s *session) handleResponse(body []byte) error {
 }
 
 func (s *session) handleRequest(body []byte) error {
+	s.found = nil
 	req, err := wire.ParseRequest(body, s.limits)
 	if err != nil {
 		return err
@@ -444,10 +449,7 @@ func (s *session) handleRequest(body []byte) error {
 		s.finish(in, nil, newError(CodeShuttingDown, req.Handler, nil, "instance %s is shutting down", s.m.id.Short()))
 		return nil
 	}
-	e := s.lastEntry
-	if e == nil || e.name != req.Handler || s.lastTable != s.m.handlers.Load() {
-		e = s.m.handler(req.Handler)
-	}
+	e := s.found // looked up while decoding the name
 	if e == nil {
 		s.finish(in, nil, newError(CodeHandlerNotFound, req.Handler, nil, "no handler %q on instance %s", req.Handler, s.m.id.Short()))
 		return nil
