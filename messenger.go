@@ -228,8 +228,6 @@ func (m *Messenger) tellError(handler string, ctx context.Context, err error) er
 	return newError(CodeInternal, handler, err, "%v", err)
 }
 
-func (m *Messenger) handler(name string) *handlerEntry { return (*m.handlers.Load())[name] }
-
 // handlerNames lists the user handlers, sorted.
 func (m *Messenger) handlerNames() []string {
 	var names []string

@@ -206,8 +206,7 @@ const idleWorker = time.Second
 // guarded by the actor's qmu.
 type worker struct {
 	wake       chan struct{} // capacity 1: go and take; closed: exit
-	prev, next *worker       // neighbours in the idle list
-	idle       bool          // in the idle list
+	prev, next *worker       // neighbours in the idle list; nil when not in it
 	starting   bool          // woken or started, and not yet at the queue
 	since      uint64        // the reaper's epoch when it went idle
 }
@@ -241,7 +240,6 @@ func (a *Actor[K, M]) unlinkLocked(w *worker) {
 	w.prev.next = w.next
 	w.next.prev = w.prev
 	w.prev, w.next = nil, nil
-	w.idle = false
 }
 
 // runWorker takes messages from fifo and runs them until the queue is
@@ -273,7 +271,6 @@ func (a *Actor[K, M]) runWorker(w *worker) {
 		}
 		// Nothing queued: wait in the idle list, most recent first. No
 		// timer per worker: the reaper ends those idle for too long.
-		w.idle = true
 		w.since = a.epoch
 		w.prev, w.next = &a.idle, a.idle.next
 		a.idle.next.prev = w
