@@ -129,30 +129,19 @@ func (c *Conn) WriteFrame(b []byte) error {
 
 	c.mu.Lock()
 	var err error
-	if len(c.pending) == 0 || c.err != nil {
-		c.mu.Unlock()
-		// Write the caller's frame without copying it.
-		_, err = c.nc.Write(b)
+	if len(c.pending) > 0 && len(b) <= copyMax && c.err == nil {
+		// Others wrote meanwhile: ours joins their frames, and the drain
+		// below writes all in one system call. Ours goes last, which no
+		// writer can tell from going first: each of them saw its own
+		// frames accepted in order.
+		c.pending = append(c.pending, b...)
 	} else {
-		// Others wrote meanwhile: their frames and ours go out in one
-		// write. Ours goes last, which no writer can tell from going
-		// first: each of them saw its own frames accepted in order.
-		out := c.pending
-		c.pending = c.spare[:0]
-		c.room.Broadcast()
+		// Write the caller's frame without copying it; the drain below
+		// writes what others appended.
 		c.mu.Unlock()
-		if len(b) <= copyMax {
-			out = append(out, b...)
-			_, err = c.nc.Write(out)
-		} else if _, err = c.nc.Write(out); err == nil {
-			_, err = c.nc.Write(b)
-		}
+		_, err = c.nc.Write(b)
 		c.mu.Lock()
-		c.keepSpare(out)
-		c.mu.Unlock()
 	}
-
-	c.mu.Lock()
 	err = c.drainLocked(err)
 	c.mu.Unlock()
 	if err != nil {
