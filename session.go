@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
@@ -513,12 +514,8 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 		resp.Status, resp.Error = toStatus(herr)
 	} else if in.kind == wire.KindUnary {
 		resp.Payload = payload
-		if n := wire.ResponseLen(&resp) - wire.PrefixLen; n > s.maxFrame() {
-			resp.Payload = nil
-			resp.Status = wire.StatusPayloadTooLarge
-			resp.Error = fmt.Sprintf("response frame of %d bytes; %s accepts at most %d", n, s.peerName(), s.maxFrame())
-		}
 	}
+	s.fit(&resp)
 	bp := bufPool.Get().(*[]byte)
 	b := wire.AppendResponse((*bp)[:0], &resp)
 	if err := s.conn.WriteFrame(b); err != nil {
@@ -527,6 +524,48 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 		s.finished.Add(1)
 	}
 	putBuf(bp, b)
+}
+
+// MaxErrorText is the longest error text velo sends in a response, in
+// bytes: a longer one (a handler's error or panic message) is cut to this
+// size, ending with a marker that gives the original length, so that one
+// long message can never make a response that the peer refuses.
+const MaxErrorText = 4096
+
+// fit makes resp fit the peer's frame limit: an error text is cut to
+// MaxErrorText (and further if the peer reads smaller frames), and a
+// result too large for the peer is replaced by ErrPayloadTooLarge. Only
+// this call fails; a frame over the limit would make the peer close the
+// connection and fail every other call on it.
+func (s *session) fit(resp *wire.Response) {
+	limit := s.maxFrame()
+	if n := wire.ResponseLen(resp) - wire.PrefixLen; n > limit && len(resp.Payload) > 0 {
+		resp.Payload = nil
+		resp.Status = wire.StatusPayloadTooLarge
+		resp.Error = fmt.Sprintf("response frame of %d bytes; %s accepts at most %d", n, s.peerName(), limit)
+	}
+	room := MaxErrorText
+	if fixed := wire.ResponseLen(&wire.Response{}) - wire.PrefixLen; limit-fixed < room {
+		room = max(limit-fixed, 0)
+	}
+	resp.Error = cutText(resp.Error, room)
+}
+
+// cutText returns msg if it has at most n bytes, else its beginning and a
+// marker, n bytes in all (the cut falls on a UTF-8 boundary).
+func cutText(msg string, n int) string {
+	if len(msg) <= n {
+		return msg
+	}
+	marker := fmt.Sprintf("… [cut: %d bytes]", len(msg))
+	if len(marker) >= n {
+		return marker[:0]
+	}
+	keep := n - len(marker)
+	for keep > 0 && !utf8.RuneStart(msg[keep]) {
+		keep--
+	}
+	return msg[:keep] + marker
 }
 
 // Closed implements transport.Handler: the connection ended. Every call in
