@@ -153,9 +153,9 @@ type countingConn struct {
 	f *frameCounter
 }
 
-func (c *countingConn) WriteFrame(b []byte) error {
+func (c *countingConn) WriteFrame(ctx context.Context, b []byte) error {
 	c.f.record(b)
-	return c.Conn.WriteFrame(b)
+	return c.Conn.WriteFrame(ctx, b)
 }
 
 // eventually polls cond until it holds, failing the test if ctx ends first.

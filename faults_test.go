@@ -87,8 +87,8 @@ type tapConn struct {
 	tap *tappedTransport
 }
 
-func (c *tapConn) WriteFrame(b []byte) error {
-	err := c.Conn.WriteFrame(b)
+func (c *tapConn) WriteFrame(ctx context.Context, b []byte) error {
+	err := c.Conn.WriteFrame(ctx, b)
 	if err == nil && c.tap.onWrite != nil && len(b) > wire.PrefixLen {
 		c.tap.onWrite(inspectFrame(b[wire.PrefixLen:]))
 	}

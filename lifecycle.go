@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/velo-messenger/velo/internal/wire"
+	"github.com/velo-messenger/velo/transport"
 )
 
 // keepalive watches every connection: it pings one that has been silent
@@ -40,9 +41,12 @@ func (m *Messenger) keepalive() {
 }
 
 func (m *Messenger) check(s *session, now time.Time) {
+	if s.closing.Load() {
+		return
+	}
 	if !s.ready() {
 		if now.Sub(s.created) > m.opts.HandshakeTimeout {
-			s.close(newError(CodePeerLost, "", nil, "no handshake from %s within %v", s.conn.RemoteAddr(), m.opts.HandshakeTimeout))
+			m.closeAside(s, newError(CodePeerLost, "", nil, "no handshake from %s within %v", s.conn.RemoteAddr(), m.opts.HandshakeTimeout))
 		}
 		return
 	}
@@ -65,9 +69,17 @@ func (m *Messenger) check(s *session, now time.Time) {
 	if heard {
 		s.lastRecv.Store(now.UnixNano())
 	}
+	if st, ok := s.conn.(transport.Staller); ok {
+		// Frames from the peer do not make up for writes that it does
+		// not take: every call of ours on the connection waits on them.
+		if d := st.WriteStalled(now); d > m.opts.KeepaliveTimeout {
+			m.closeAside(s, newError(CodePeerLost, "", nil, "%s took none of our writes for %v", s.peerName(), d.Round(time.Millisecond)))
+			return
+		}
+	}
 	idle := now.Sub(time.Unix(0, s.lastRecv.Load()))
 	if idle > m.opts.KeepaliveTimeout {
-		s.close(newError(CodePeerLost, "", nil, "%s silent for %v", s.peerName(), idle.Round(time.Millisecond)))
+		m.closeAside(s, newError(CodePeerLost, "", nil, "%s silent for %v", s.peerName(), idle.Round(time.Millisecond)))
 		return
 	}
 	sinceSent := now.Sub(time.Unix(0, s.lastSend.Load()))
@@ -86,6 +98,17 @@ func (m *Messenger) check(s *session, now time.Time) {
 	}
 }
 
+// closeAside closes s on a goroutine of its own: a connection's close may
+// wait for a write stuck on a peer that does not read (up to the
+// transport's flush bound), and the keepalive goroutine must go on
+// checking every other connection meanwhile.
+func (m *Messenger) closeAside(s *session, reason error) {
+	if s.closing.Swap(true) {
+		return
+	}
+	m.wg.Go(func() { s.close(reason) })
+}
+
 // sendPing sends s's peer a ping (or, with pong, an unasked pong) and
 // records the time. The write happens on a goroutine of its own: a peer
 // that stopped reading must not stall the checks of every other
@@ -96,7 +119,7 @@ func (m *Messenger) sendPing(s *session, now time.Time, pong bool) {
 	go func() {
 		defer m.wg.Done()
 		var a [32]byte
-		s.conn.WriteFrame(wire.AppendPing(a[:0], pong, uint64(now.UnixNano())))
+		s.conn.WriteFrame(m.runCtx, wire.AppendPing(a[:0], pong, uint64(now.UnixNano())))
 	}()
 }
 
@@ -183,14 +206,21 @@ func (m *Messenger) Shutdown(ctx context.Context) error {
 	// not as a lost peer.
 	reason := newError(CodeShuttingDown, "", nil, "instance %s is shutting down", m.id.Short())
 	var bye sync.WaitGroup
+	byeCtx, byeDone := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	defer byeDone()
 	for _, s := range sessions {
 		s.setReason(reason)
-		bye.Go(s.sendGoAway)
+		bye.Go(func() { s.sendGoAway(byeCtx) })
 	}
 	waitFor(&bye, 250*time.Millisecond)
+	// Each close may wait up to the transport's flush bound for a peer
+	// that does not read: close them all at once, so that stuck peers cost
+	// Shutdown one such bound, not one each.
+	var closes sync.WaitGroup
 	for _, s := range sessions {
-		s.close(reason)
+		closes.Go(func() { s.close(reason) })
 	}
+	closes.Wait()
 	for _, t := range m.transports {
 		if err := t.Close(); err != nil {
 			errs = append(errs, err)

@@ -47,6 +47,11 @@ type session struct {
 	// answer written, or a one-way message handled):
 	// while the receive path waits and handlers finish requests, the
 	// peer's frames are unread rather than missing (see Messenger.check).
+	// closing is set once keepalive decided to close the session; the
+	// close runs on a goroutine of its own (it may wait for a stuck write)
+	// and later checks skip the session.
+	closing atomic.Bool
+
 	stalled      atomic.Int32
 	finished     atomic.Uint64
 	lastFinished uint64       // the keepalive goroutine's copy of finished
@@ -176,17 +181,35 @@ func (s *session) completeHello(h *system.HelloMsg) error {
 // the transport can (a copy, no system call, batched with the next
 // messages); anything else is written at once. For requests that expect an
 // answer the caller registers the call first.
-func (s *session) write(req *wire.Request, queue bool) error {
+//
+// A write that waits for room ends with ctx: the frame is then withdrawn
+// and the error is ctx's (see isCtxErr).
+func (s *session) write(ctx context.Context, req *wire.Request, queue bool) error {
 	bp := bufPool.Get().(*[]byte)
 	b := wire.AppendRequest((*bp)[:0], req)
 	var err error
 	if q, ok := s.conn.(transport.Queuer); ok && queue {
-		err = q.QueueFrame(b)
+		err = q.QueueFrame(ctx, b)
 	} else {
-		err = s.conn.WriteFrame(b)
+		err = s.conn.WriteFrame(ctx, b)
 	}
 	putBuf(bp, b)
 	return err
+}
+
+// isCtxErr reports whether a write failed because its ctx ended (or its
+// deadline passed before the frame left), not because the connection
+// broke.
+func isCtxErr(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// writeError is the caller's error for a failed write of a request.
+func (s *session) writeError(ctx context.Context, handler string, err error) error {
+	if isCtxErr(err) {
+		return ctxErrorOr(ctx, handler)
+	}
+	return s.lostError(handler, err)
 }
 
 // roundTrip sends a request and, for AMSync and Unary, waits for the
@@ -206,8 +229,8 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 		return nil, newError(CodeBadRequest, req.Handler, err, "%v", err)
 	}
 	if !req.Kind.WantsResponse() {
-		if err := s.write(req, true); err != nil {
-			return nil, s.lostError(req.Handler, err)
+		if err := s.write(ctx, req, true); err != nil {
+			return nil, s.writeError(ctx, req.Handler, err)
 		}
 		return nil, nil
 	}
@@ -230,10 +253,10 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 	s.pending[id] = c
 	s.mu.Unlock()
 
-	if err := s.write(req, false); err != nil {
+	if err := s.write(ctx, req, false); err != nil {
 		if s.forget(id) {
 			callPool.Put(c)
-			return nil, s.lostError(req.Handler, err)
+			return nil, s.writeError(ctx, req.Handler, err)
 		}
 		// The session's end already answered the call: take that answer.
 		return s.collect(c, req.Handler)
@@ -264,7 +287,7 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 		if errors.Is(ctx.Err(), context.Canceled) {
 			// A deadline needs no message: the handler's ctx carries
 			// the same deadline and ends on its own.
-			s.sendCancel(id)
+			s.sendCancel(ctx, id)
 		}
 		return nil, ctxError(ctx, req.Handler)
 	}
@@ -327,11 +350,13 @@ func (s *session) forget(id uint64) bool {
 }
 
 // sendCancel tells the peer that we stopped waiting for request id, so its
-// handler's ctx is cancelled. Best effort: a failure means the connection is
-// gone, which cancels the handler anyway.
-func (s *session) sendCancel(id uint64) {
+// handler's ctx is cancelled. Best effort: done is the caller's ctx, which
+// has ended, so the cancel is dropped rather than waited for when the
+// connection has no room; a failure means the connection is gone, which
+// cancels the handler anyway.
+func (s *session) sendCancel(done context.Context, id uint64) {
 	var a [32]byte
-	s.conn.WriteFrame(wire.AppendCancel(a[:0], id))
+	s.conn.WriteFrame(done, wire.AppendCancel(a[:0], id))
 }
 
 // lostError describes a failure to use the session.
@@ -381,7 +406,10 @@ func (s *session) HandleFrame(frame []byte) error {
 			return err
 		}
 		var a [32]byte
-		return s.conn.WriteFrame(wire.AppendPing(a[:0], true, data))
+		// A peer that pings but does not read holds this receive path
+		// here once the send buffer is full, which stops its flood;
+		// keepalive closes the connection when our writes stall.
+		return s.conn.WriteFrame(context.Background(), wire.AppendPing(a[:0], true, data))
 	case wire.TypePong:
 		if _, err := wire.ParsePing(body); err != nil {
 			return err
@@ -518,7 +546,10 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 	s.fit(&resp)
 	bp := bufPool.Get().(*[]byte)
 	b := wire.AppendResponse((*bp)[:0], &resp)
-	if err := s.conn.WriteFrame(b); err != nil {
+	// A response waits for room as long as the connection lives (keepalive
+	// closes one whose writes stall), or until Shutdown stops the
+	// handlers.
+	if err := s.conn.WriteFrame(s.m.handlerCtx, b); err != nil {
 		s.m.log.Debug("velo: response not sent", "handler", in.c.Handler, "err", err)
 	} else {
 		s.finished.Add(1)
@@ -617,7 +648,8 @@ func (s *session) setReason(reason error) {
 }
 
 // sendGoAway tells the peer that this instance is shutting down.
-func (s *session) sendGoAway() {
+// It waits for room in the connection for ctx at most.
+func (s *session) sendGoAway(ctx context.Context) {
 	var a [64]byte
-	s.conn.WriteFrame(wire.AppendGoAway(a[:0], wire.GoAway{Status: wire.StatusShuttingDown, Message: "instance shutting down"}))
+	s.conn.WriteFrame(ctx, wire.AppendGoAway(a[:0], wire.GoAway{Status: wire.StatusShuttingDown, Message: "instance shutting down"}))
 }

@@ -8,6 +8,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Conn is one connection to a peer.
@@ -17,12 +18,26 @@ import (
 // written by one goroutine arrive in the order written.
 type Conn interface {
 	// WriteFrame sends one complete frame, length prefix included. It may
-	// return before the bytes are on the network (writes are coalesced);
-	// an error means the connection is broken and every later write fails.
-	// The connection does not keep b after WriteFrame returns. When the
-	// peer does not read, WriteFrame blocks (backpressure) until it reads
-	// or the connection is closed.
-	WriteFrame(b []byte) error
+	// return before the bytes are on the network (writes are coalesced,
+	// and a frame may wait behind others). The connection does not keep b
+	// after WriteFrame returns.
+	//
+	// When the peer does not read, WriteFrame waits for room
+	// (backpressure) until the peer reads, the connection is closed, or
+	// ctx ends: then it returns ctx's error and the frame is withdrawn,
+	// never sent. A frame whose first bytes are already on the network is
+	// always completed. A ctx that cannot end (context.Background) waits
+	// as long as the connection lives.
+	//
+	// A request frame that carries a timeout (wire.IsTimedRequest) has it
+	// rewritten, when it is handed to the network, to the time left until
+	// ctx's deadline (wire.StampTimeout), so that the handler is not given
+	// the time the frame waited here; one whose deadline passed before
+	// that is withdrawn.
+	//
+	// Any other error means the connection is broken and every later
+	// write fails.
+	WriteFrame(ctx context.Context, b []byte) error
 	// Close closes the connection with a reason; the Handler's Closed is
 	// called once, with the first reason. Close is idempotent.
 	Close(reason error) error
@@ -86,5 +101,15 @@ type Local interface {
 // contract ends when the frame is handed to the transport. Frames queued
 // and frames written with WriteFrame keep their order.
 type Queuer interface {
-	QueueFrame(b []byte) error
+	QueueFrame(ctx context.Context, b []byte) error
+}
+
+// Staller is implemented by a Conn that can tell how long its writes have
+// made no progress: it has bytes to send and the network has taken none
+// of them for the duration returned (zero when nothing waits). The
+// messenger closes a connection whose writes stall for KeepaliveTimeout,
+// even if frames still arrive on it: a peer that sends but does not read
+// would otherwise hold every call of ours on it.
+type Staller interface {
+	WriteStalled(now time.Time) time.Duration
 }

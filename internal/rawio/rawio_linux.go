@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -47,7 +48,11 @@ type rawIO struct {
 	wbuf    []byte
 	wn      int
 	werrno  syscall.Errno
+	wtry    bool // TryWrite: give up at EAGAIN instead of waiting
 	writeFn func(fd uintptr) bool
+	// written counts the bytes written, updated by every system call, so
+	// that another goroutine can tell a slow write from a stuck one.
+	written atomic.Uint64
 }
 
 // Wrap returns nc with raw Read and Write if it is a TCP or Unix socket,
@@ -114,8 +119,11 @@ func (r *rawIO) write(fd uintptr) bool {
 		switch errno {
 		case 0:
 			r.wn += int(n)
+			r.written.Add(uint64(n))
 		case syscall.EAGAIN:
-			return false // the send buffer is full: wait until it drains
+			// The send buffer is full: wait until it drains, unless the
+			// caller only tries.
+			return r.wtry
 		case syscall.EINTR:
 		default:
 			r.werrno = errno
@@ -144,6 +152,34 @@ func (r *rawIO) Write(b []byte) (int, error) {
 	}
 	return r.wn, nil
 }
+
+// TryWrite writes what of b fits into the socket's send buffer now (at
+// most rawMax bytes) and returns at once: n < len(b) with a nil error
+// means the buffer is full. It never waits, so a caller can hand the rest
+// to a goroutine that may.
+func (r *rawIO) TryWrite(b []byte) (int, error) {
+	if len(b) > rawMax {
+		b = b[:rawMax]
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	raceRead(b)
+	r.wbuf, r.wn, r.werrno, r.wtry = b, 0, 0, true
+	err := r.rc.Write(r.writeFn)
+	r.wbuf, r.wtry = nil, false
+	if err == nil && r.werrno != 0 {
+		err = os.NewSyscallError("write", r.werrno)
+	}
+	if err != nil {
+		return r.wn, r.opError("write", err)
+	}
+	return r.wn, nil
+}
+
+// Written is the number of bytes written so far; it may be read while a
+// write is in progress.
+func (r *rawIO) Written() uint64 { return r.written.Load() }
 
 // opError wraps err the way net.Conn's own methods do.
 func (r *rawIO) opError(op string, err error) error {

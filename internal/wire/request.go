@@ -179,3 +179,27 @@ func ParseRequest(body []byte, l Limits) (Request, error) {
 	r.Payload = rd.b
 	return r, nil
 }
+
+// timeoutAt is where a request frame (length prefix included) holds its
+// timeout.
+const timeoutAt = HeaderLen + kindSize + idSize
+
+// IsTimedRequest reports whether frame, a whole frame with its length
+// prefix as AppendRequest makes it, is a request that carries a deadline,
+// which StampTimeout may rewrite.
+func IsTimedRequest(frame []byte) bool {
+	return len(frame) >= timeoutAt+timeoutSize && Type(frame[lenSize+versionSize]) == TypeRequest &&
+		binary.BigEndian.Uint64(frame[timeoutAt:]) != 0
+}
+
+// StampTimeout rewrites the timeout of a request frame (length prefix
+// included; IsTimedRequest must hold) to left, the time its caller still
+// waits, clamped as AppendRequest clamps it. Transports call it when the
+// frame is handed to the network, so that the time it spent queued behind
+// other frames is not given to the handler.
+func StampTimeout(frame []byte, left time.Duration) {
+	if left <= 0 {
+		left = 1
+	}
+	binary.BigEndian.PutUint64(frame[timeoutAt:], uint64(min(left, MaxTimeout)))
+}

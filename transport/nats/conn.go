@@ -1,9 +1,11 @@
 package nats
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/transport"
@@ -40,6 +42,7 @@ type conn struct {
 	arrived  sync.Cond // a frame was queued, the peer closed, or the connection closed
 	ready    bool      // guarded by mu: remoteID is known
 	credit   int       // guarded by mu: bytes we may still send
+	starved  time.Time // guarded by mu: when a sender began to wait for credit; zero once credit came
 	queue    [][]byte  // guarded by mu: frames received, not handled yet
 	queued   int       // guarded by mu: bytes in queue
 	nextSeq  uint64    // guarded by mu: sequence number of the next data message due
@@ -49,7 +52,10 @@ type conn struct {
 	consumed int       // used by run only: bytes handled since the last window message
 }
 
-var _ transport.Conn = (*conn)(nil)
+var (
+	_ transport.Conn    = (*conn)(nil)
+	_ transport.Staller = (*conn)(nil)
+)
 
 func newConn(t *Transport, localID uint64, remote string, window, maxFrame int) *conn {
 	c := &conn{t: t, localID: localID, remote: remote, window: window, maxFrame: maxFrame}
@@ -60,7 +66,7 @@ func newConn(t *Transport, localID uint64, remote string, window, maxFrame int) 
 
 // WriteFrame implements transport.Conn. It waits while the peer has no
 // room for more, and publishes the frame without its length prefix.
-func (c *conn) WriteFrame(b []byte) error {
+func (c *conn) WriteFrame(ctx context.Context, b []byte) error {
 	if len(b) < wire.PrefixLen {
 		return fmt.Errorf("nats: frame of %d bytes has no length prefix", len(b))
 	}
@@ -74,11 +80,7 @@ func (c *conn) WriteFrame(b []byte) error {
 	// A sender may overdraw its credit by one frame, so that a frame
 	// larger than what is left never waits forever; the receiver allows
 	// for it.
-	for !c.closed && c.credit <= 0 {
-		c.room.Wait()
-	}
-	if c.closed {
-		err := c.err
+	if err := c.waitCreditLocked(ctx); err != nil {
 		c.mu.Unlock()
 		return err
 	}
@@ -86,6 +88,17 @@ func (c *conn) WriteFrame(b []byte) error {
 	c.mu.Unlock()
 
 	c.wmu.Lock()
+	if dl, ok := ctx.Deadline(); ok && wire.IsTimedRequest(b) {
+		// The timeout is what the caller has left now, as the frame
+		// leaves: not what it had when it began to wait for credit.
+		left := time.Until(dl)
+		if left <= 0 {
+			c.wmu.Unlock()
+			c.grant(uint32(len(frame))) // withdrawn: its credit goes back
+			return context.DeadlineExceeded
+		}
+		wire.StampTimeout(b, left)
+	}
 	msg := append(appendDataHeader(c.wbuf[:0], c.remoteID, c.seq), frame...)
 	c.seq++
 	err := c.t.publish(c.remote, msg)
@@ -99,6 +112,45 @@ func (c *conn) WriteFrame(b []byte) error {
 		return err
 	}
 	return nil
+}
+
+// waitCreditLocked waits until the peer has room (credit), the connection
+// closes, or ctx ends. Called with mu held.
+func (c *conn) waitCreditLocked(ctx context.Context) error {
+	if !c.closed && c.credit <= 0 {
+		if ctx.Done() != nil {
+			stop := context.AfterFunc(ctx, func() {
+				c.mu.Lock()
+				c.room.Broadcast()
+				c.mu.Unlock()
+			})
+			defer stop()
+		}
+		if c.starved.IsZero() {
+			c.starved = time.Now()
+		}
+		for !c.closed && c.credit <= 0 {
+			if err := ctx.Err(); err != nil {
+				return err // not sent: withdrawn
+			}
+			c.room.Wait()
+		}
+	}
+	if c.closed {
+		return c.err
+	}
+	return nil
+}
+
+// WriteStalled implements transport.Staller: how long a sender has waited
+// for credit that the peer does not grant.
+func (c *conn) WriteStalled(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.starved.IsZero() || c.credit > 0 {
+		return 0
+	}
+	return max(now.Sub(c.starved), 0)
 }
 
 // Close implements transport.Conn. The peer is told, unless it closed
@@ -211,6 +263,9 @@ func (c *conn) deliver(seq uint64, frame []byte) {
 func (c *conn) grant(n uint32) {
 	c.mu.Lock()
 	c.credit += int(n)
+	if c.credit > 0 {
+		c.starved = time.Time{}
+	}
 	c.room.Broadcast()
 	c.mu.Unlock()
 }

@@ -152,7 +152,7 @@ func TestGarbageIsDropped(t *testing.T) {
 	}
 	raw.Flush()
 
-	if err := c.WriteFrame(ping(7)); err != nil {
+	if err := c.WriteFrame(context.Background(), ping(7)); err != nil {
 		t.Fatal(err)
 	}
 	if f := recvWithin(t, sh.frames, "the frame after the garbage"); len(f) != len(ping(7))-wire.PrefixLen {
@@ -284,7 +284,7 @@ func TestBackpressure(t *testing.T) {
 	wg.Go(func() {
 		count := 0
 		for range 2 * window / n {
-			if err := c.WriteFrame(frame); err != nil {
+			if err := c.WriteFrame(context.Background(), frame); err != nil {
 				break
 			}
 			count++

@@ -5,7 +5,9 @@ package stream
 
 import (
 	"bufio"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -49,21 +51,41 @@ func (o Options) withDefaults() Options {
 // Writes are coalesced without a writer goroutine: the first writer to find
 // the socket idle becomes the flusher and writes its frame directly; frames
 // written meanwhile by others are appended to a pending buffer, which the
-// flusher writes out in one system call before it returns. So a lone caller
-// pays one write and no goroutine hop, and a burst of callers shares writes.
+// flusher writes out before it returns. So a lone caller pays one write and
+// no goroutine hop, and a burst of callers shares writes.
+//
+// No caller ever waits on the socket. On TCP and Unix sockets the flusher
+// writes without blocking (internal/rawio); what does not fit into the
+// socket's send buffer is handed to the connection's writer goroutine,
+// which waits for room. Conns whose writes cannot be tried without
+// blocking (the HTTP and gRPC streams, in-memory pipes) hand a frame whose
+// ctx can end to the writer at once. A caller waits only for room in the
+// pending buffer (MaxPending), and that wait ends with its ctx.
 type Conn struct {
 	nc   net.Conn
+	try  tryWriter // nc's non-blocking write; nil if it has none
 	h    transport.Handler
 	opts Options
+	fr   *wire.FrameReader // used by the receive goroutine only
 
-	mu       sync.Mutex
-	room     sync.Cond // signalled when pending shrinks or the conn breaks
-	pending  []byte    // guarded by mu: frames waiting for the flusher
-	spare    []byte    // guarded by mu: the other buffer, reused
-	flushing bool      // guarded by mu: a writer owns the socket
+	mu      sync.Mutex
+	room    sync.Cond // signalled when pending shrinks, the socket is given up, or the conn breaks
+	head    []byte    // guarded by mu: the rest of a write whose first bytes are on the socket; goes out first, as it is
+	pending []byte    // guarded by mu: frames waiting for the flusher
+	stamps  []stamp   // guarded by mu: the requests in pending whose timeout is set when they are written
+	spare   []byte    // guarded by mu: the other buffer, reused
+	// flushing is set while a writer owns the socket: a caller's
+	// WriteFrame, or the writer goroutine, which keeps it until head and
+	// pending are written out.
+	flushing bool      // guarded by mu
 	noYield  int       // guarded by mu: flusher's turns left without a yield
 	err      error     // guarded by mu: first reason the conn broke
 	writer   bool      // guarded by mu: writeLoop was started
+	// writerTurn is set while the flusher's turn is writeLoop's.
+	writerTurn bool // guarded by mu
+	since    time.Time // guarded by mu: when the blocking write in progress began, or last made progress; zero when none
+	seen     uint64    // guarded by mu: nc's byte count when since was last moved (raw sockets)
+	flushEnd bool      // guarded by mu: Close stopped waiting for the flusher
 
 	kick     chan struct{}  // hands the flusher's turn to writeLoop
 	writerWG sync.WaitGroup // writeLoop, waited for by Serve
@@ -72,37 +94,62 @@ type Conn struct {
 	done      chan struct{} // closed by Close
 }
 
+// tryWriter is a net.Conn's write that never blocks (internal/rawio).
+type tryWriter interface {
+	TryWrite(b []byte) (int, error)
+	Written() uint64
+}
+
+// stamp is a request in pending whose timeout field is rewritten when it
+// is written to the socket (wire.StampTimeout), or which is withdrawn if
+// its deadline passed first.
+type stamp struct {
+	off      int // where the frame starts in pending
+	deadline time.Time
+}
+
 var (
-	_ transport.Conn   = (*Conn)(nil)
-	_ transport.Queuer = (*Conn)(nil)
+	_ transport.Conn    = (*Conn)(nil)
+	_ transport.Queuer  = (*Conn)(nil)
+	_ transport.Staller = (*Conn)(nil)
 )
 
 // New wraps nc; bind gives it its Handler. Call Serve to run the receive
 // loop.
 func New(nc net.Conn, bind transport.Binder, opts Options) *Conn {
 	c := &Conn{nc: rawio.Wrap(nc), opts: opts.withDefaults(), done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	c.try, _ = c.nc.(tryWriter)
 	c.room.L = &c.mu
 	c.h = bind(c)
 	return c
 }
 
+// errExpired is returned for a request whose deadline passed before it
+// could be handed to the socket: it was withdrawn, never sent.
+var errExpired = fmt.Errorf("stream: request withdrawn: %w", context.DeadlineExceeded)
+
 // WriteFrame implements transport.Conn.
-func (c *Conn) WriteFrame(b []byte) error {
+func (c *Conn) WriteFrame(ctx context.Context, b []byte) error {
+	deadline, timed := frameDeadline(ctx, b)
 	c.mu.Lock()
-	for c.err == nil && c.flushing && len(c.pending) >= c.opts.MaxPending {
-		c.room.Wait()
-	}
-	if c.err != nil {
-		err := c.err
+	if err := c.waitRoomLocked(ctx, true); err != nil {
 		c.mu.Unlock()
 		return err
 	}
 	if c.flushing {
-		c.pending = append(c.pending, b...)
+		err := c.appendLocked(b, deadline, timed)
 		c.mu.Unlock()
-		return nil
+		return err
 	}
 	c.flushing = true
+	if c.try == nil && ctx.Done() != nil {
+		// A write on this conn may block, and this caller may not wait
+		// for it: the writer goroutine writes the frame.
+		err := c.appendLocked(b, deadline, timed)
+		c.handOffLocked()
+		c.mu.Unlock()
+		return err
+	}
 	// The socket is ours. Before the system call, let the goroutines that
 	// are ready to run go first: those that write meanwhile append their
 	// frames to pending, and all go out in this one write. With one P (or
@@ -129,21 +176,44 @@ func (c *Conn) WriteFrame(b []byte) error {
 
 	c.mu.Lock()
 	var err error
-	if len(c.pending) > 0 && len(b) <= copyMax && c.err == nil {
+	if c.err != nil {
+		err = c.err
+	} else if len(c.pending) > 0 && len(b) <= copyMax {
 		// Others wrote meanwhile: ours joins their frames, and the drain
 		// below writes all in one system call. Ours goes last, which no
 		// writer can tell from going first: each of them saw its own
 		// frames accepted in order.
-		c.pending = append(c.pending, b...)
+		err = c.appendLocked(b, deadline, timed)
+	} else if timed && !stampFrame(b, deadline, time.Now()) {
+		err = errExpired // nothing of it was written: withdrawn
 	} else {
 		// Write the caller's frame without copying it; the drain below
 		// writes what others appended.
 		c.mu.Unlock()
-		_, err = c.nc.Write(b)
+		var n int
+		n, err = c.writeSome(b)
 		c.mu.Lock()
+		if err == nil && n < len(b) {
+			// The socket's buffer is full: the writer sends the rest,
+			// first, and then what is pending.
+			c.head = append(c.takeSpare(len(b)-n), b[n:]...)
+			c.handOffLocked()
+			c.mu.Unlock()
+			return nil
+		}
 	}
-	err = c.drainLocked(err)
+	if err == nil || err == errExpired {
+		if derr := c.drainLocked(); derr != nil {
+			err = derr
+		}
+	} else {
+		c.flushing = false
+		c.room.Broadcast()
+	}
 	c.mu.Unlock()
+	if err == errExpired {
+		return err
+	}
 	if err != nil {
 		c.Close(err)
 		return c.closeErr()
@@ -151,19 +221,147 @@ func (c *Conn) WriteFrame(b []byte) error {
 	return nil
 }
 
-// drainLocked is the end of a flusher's turn: it writes out what other
-// writers appended to pending meanwhile, until pending is empty or a write
-// fails (err, the flusher's own write result, stops it at once), then gives
-// up the socket. Called and returns with mu held; mu is released around
-// each write.
-func (c *Conn) drainLocked(err error) error {
-	for err == nil && len(c.pending) > 0 && c.err == nil {
-		out := c.pending
-		c.pending = c.spare[:0]
-		c.room.Broadcast()
-		c.mu.Unlock()
-		_, err = c.nc.Write(out)
+// frameDeadline returns ctx's deadline if b is a request that carries
+// one, whose timeout is then set when b is written.
+func frameDeadline(ctx context.Context, b []byte) (time.Time, bool) {
+	if !wire.IsTimedRequest(b) {
+		return time.Time{}, false
+	}
+	return ctx.Deadline()
+}
+
+// stampFrame sets the timeout of the request frame b to the time left
+// until deadline, and reports false instead if none is left.
+func stampFrame(b []byte, deadline, now time.Time) bool {
+	left := deadline.Sub(now)
+	if left <= 0 {
+		return false
+	}
+	wire.StampTimeout(b, left)
+	return true
+}
+
+// writeSome writes b, or as much of it as the socket takes without
+// blocking when nc can tell. A blocking write is timed for WriteStalled.
+func (c *Conn) writeSome(b []byte) (int, error) {
+	if c.try != nil {
+		return c.try.TryWrite(b)
+	}
+	return len(b), c.writeAll(b)
+}
+
+// writeAll writes b, blocking as long as the socket needs, in steps of at
+// most writeStep bytes so that WriteStalled sees progress.
+func (c *Conn) writeAll(b []byte) error {
+	for len(b) > 0 {
+		n := min(len(b), writeStep)
 		c.mu.Lock()
+		c.since = time.Now()
+		c.mu.Unlock()
+		_, err := c.nc.Write(b[:n])
+		c.mu.Lock()
+		c.since = time.Time{}
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// writeStep bounds one blocking write.
+const writeStep = 64 << 10
+
+// waitRoomLocked waits while pending holds MaxPending bytes (and, with
+// busy, only while someone owns the socket), until there is room, the conn
+// breaks, or ctx ends. Called with mu held.
+func (c *Conn) waitRoomLocked(ctx context.Context, busy bool) error {
+	full := func() bool { return (!busy || c.flushing) && len(c.pending) >= c.opts.MaxPending }
+	if c.err == nil && full() {
+		if ctx.Done() != nil {
+			stop := context.AfterFunc(ctx, func() {
+				c.mu.Lock()
+				c.room.Broadcast()
+				c.mu.Unlock()
+			})
+			defer stop()
+		}
+		for c.err == nil && full() {
+			if err := ctx.Err(); err != nil {
+				return err // not written: withdrawn
+			}
+			c.room.Wait()
+		}
+	}
+	return c.err
+}
+
+// appendLocked adds b to pending, remembering where a timed request
+// starts; a request whose deadline already passed is not added.
+func (c *Conn) appendLocked(b []byte, deadline time.Time, timed bool) error {
+	if timed {
+		if !time.Now().Before(deadline) {
+			return errExpired
+		}
+		c.stamps = append(c.stamps, stamp{off: len(c.pending), deadline: deadline})
+	}
+	c.pending = append(c.pending, b...)
+	return nil
+}
+
+// takePendingLocked returns pending for writing and starts a new one. The
+// timed requests in it get the time their callers still wait; those whose
+// deadline passed are cut out.
+func (c *Conn) takePendingLocked() []byte {
+	out := c.pending
+	if len(c.stamps) > 0 {
+		now := time.Now()
+		cut := 0 // bytes removed so far
+		for _, st := range c.stamps {
+			off := st.off - cut
+			n := wire.PrefixLen + wire.FrameLen(out[off:])
+			if stampFrame(out[off:off+n], st.deadline, now) {
+				continue
+			}
+			out = append(out[:off], out[off+n:]...)
+			cut += n
+		}
+		c.stamps = c.stamps[:0]
+	}
+	c.pending = c.takeSpare(0)
+	c.room.Broadcast()
+	return out
+}
+
+// takeSpare returns the spare buffer, emptied, or a new one of capacity n.
+func (c *Conn) takeSpare(n int) []byte {
+	b := c.spare[:0]
+	c.spare = nil
+	if cap(b) < n {
+		b = make([]byte, 0, n)
+	}
+	return b
+}
+
+// drainLocked is the end of a caller's turn as flusher: it writes out what
+// other writers appended to pending meanwhile, until pending is empty, and
+// gives up the socket; if the socket's buffer fills, the writer goroutine
+// takes over. Called and returns with mu held; mu is released around each
+// write.
+func (c *Conn) drainLocked() error {
+	var err error
+	for err == nil && len(c.pending) > 0 && c.err == nil {
+		out := c.takePendingLocked()
+		c.mu.Unlock()
+		var n int
+		n, err = c.writeSome(out)
+		c.mu.Lock()
+		if err == nil && n < len(out) {
+			c.head = out[n:]
+			c.handOffLocked()
+			return nil
+		}
 		c.keepSpare(out)
 	}
 	c.flushing = false
@@ -172,6 +370,21 @@ func (c *Conn) drainLocked(err error) error {
 	}
 	c.room.Broadcast()
 	return err
+}
+
+// handOffLocked gives the flusher's turn (flushing stays set) to the
+// writer goroutine, starting it on first use. mu must be held.
+func (c *Conn) handOffLocked() {
+	c.writerTurn = true
+	if !c.writer {
+		c.writer = true
+		c.writerWG.Add(1)
+		go c.writeLoop()
+	}
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 // A flusher's yield that takes longer than slowYield means the scheduler
@@ -186,16 +399,14 @@ const (
 // write; a larger one gets a write of its own.
 const copyMax = 64 << 10
 
-// keepSpare keeps a written pending buffer for reuse, unless it grew huge.
-// mu must be held.
+// keepSpare keeps a written buffer for reuse, unless it grew huge. mu must
+// be held.
 func (c *Conn) keepSpare(out []byte) {
 	// pending may pass MaxPending by one frame, and append doubles its
 	// capacity: keep a buffer up to twice the bound, or every burst that
 	// reaches it would regrow one from scratch.
-	if cap(out) <= 2*c.opts.MaxPending {
+	if cap(out) <= 2*c.opts.MaxPending && cap(out) > cap(c.spare) {
 		c.spare = out[:0]
-	} else {
-		c.spare = nil
 	}
 }
 
@@ -203,37 +414,28 @@ func (c *Conn) keepSpare(out []byte) {
 // buffer and returns; the connection's writer goroutine (started on first
 // use) writes it soon, together with whatever else was queued meanwhile.
 // A sender of one-way messages thus pays a copy, not a system call, per
-// message. When pending holds MaxPending bytes, QueueFrame waits for room.
-func (c *Conn) QueueFrame(b []byte) error {
+// message. When pending holds MaxPending bytes, QueueFrame waits for room,
+// or for ctx to end.
+func (c *Conn) QueueFrame(ctx context.Context, b []byte) error {
+	deadline, timed := frameDeadline(ctx, b)
 	c.mu.Lock()
-	for c.err == nil && len(c.pending) >= c.opts.MaxPending {
-		c.room.Wait()
-	}
-	if c.err != nil {
-		err := c.err
+	if err := c.waitRoomLocked(ctx, false); err != nil {
 		c.mu.Unlock()
 		return err
 	}
-	c.pending = append(c.pending, b...)
-	if !c.flushing {
+	err := c.appendLocked(b, deadline, timed)
+	if err == nil && !c.flushing {
 		// Nobody is on the socket: hand the turn to the writer.
 		c.flushing = true
-		if !c.writer {
-			c.writer = true
-			c.writerWG.Add(1)
-			go c.writeLoop()
-		}
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
+		c.handOffLocked()
 	}
 	c.mu.Unlock()
-	return nil
+	return err
 }
 
-// writeLoop takes the flusher's turn that QueueFrame hands it, until the
-// connection closes.
+// writeLoop takes the flusher's turn that others hand it, until the
+// connection closes: it writes head, then pending, blocking on the socket
+// as long as it must.
 func (c *Conn) writeLoop() {
 	defer c.writerWG.Done()
 	for {
@@ -243,12 +445,47 @@ func (c *Conn) writeLoop() {
 			return
 		}
 		c.mu.Lock()
-		err := c.drainLocked(nil)
+		if !c.writerTurn {
+			c.mu.Unlock() // a kick left over from a turn already done
+			continue
+		}
+		var err error
+		for err == nil && c.err == nil && (len(c.head) > 0 || len(c.pending) > 0) {
+			var out []byte
+			if len(c.head) > 0 {
+				out, c.head = c.head, nil
+			} else {
+				out = c.takePendingLocked()
+			}
+			c.mu.Unlock()
+			err = c.writeAll(out)
+			c.mu.Lock()
+			c.keepSpare(out)
+		}
+		c.writerTurn, c.flushing = false, false
+		c.room.Broadcast()
 		c.mu.Unlock()
 		if err != nil {
 			c.Close(err)
 		}
 	}
+}
+
+// WriteStalled implements transport.Staller: how long the connection has
+// had bytes to write without the socket taking any (zero when it has
+// nothing waiting, or is writing).
+func (c *Conn) WriteStalled(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.since.IsZero() {
+		return 0
+	}
+	if c.try != nil {
+		if n := c.try.Written(); n != c.seen {
+			c.seen, c.since = n, now // a raw write in progress moved on
+		}
+	}
+	return max(now.Sub(c.since), 0)
 }
 
 // closeFlush bounds how long Close waits for a flusher to write out the
@@ -266,16 +503,25 @@ func (c *Conn) Close(reason error) error {
 			// WriteFrame returned nil for the frames in pending (a goaway,
 			// the last answers of a drain): let the flusher write them out
 			// before the socket closes, for closeFlush at most, so that a
-			// peer that does not read cannot hold Close.
+			// peer that does not read cannot hold Close. The deadline
+			// ends a write stuck on the socket where the conn has
+			// deadlines; the timer ends the wait where it has none.
 			c.nc.SetWriteDeadline(time.Now().Add(closeFlush))
-			for c.flushing {
+			t := time.AfterFunc(closeFlush, func() {
+				c.mu.Lock()
+				c.flushEnd = true
+				c.room.Broadcast()
+				c.mu.Unlock()
+			})
+			for c.flushing && !c.flushEnd {
 				c.room.Wait()
 			}
+			t.Stop()
 		}
 		if c.err == nil {
 			c.err = reason
 		}
-		c.pending = nil
+		c.head, c.pending, c.stamps = nil, nil, nil
 		c.room.Broadcast()
 		c.mu.Unlock()
 		close(c.done)
@@ -309,10 +555,10 @@ func addrString(a net.Addr) string {
 // Serve reads frames and hands them to the handler until the connection
 // ends, then calls the handler's Closed once. It returns when done.
 func (c *Conn) Serve() {
-	fr := wire.NewFrameReader(bufio.NewReaderSize(c.nc, c.opts.ReadBuffer), c.opts.MaxFrame)
+	c.fr = wire.NewFrameReader(bufio.NewReaderSize(c.nc, c.opts.ReadBuffer), c.opts.MaxFrame)
 	var reason error
 	for {
-		f, err := fr.ReadFrame()
+		f, err := c.fr.ReadFrame()
 		if err != nil {
 			reason = err
 			break

@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -125,9 +126,9 @@ func TestConcurrentWritersKeepTheirOrder(t *testing.T) {
 					for i := range each {
 						var err error
 						if (w+i)%3 == 0 {
-							err = a.QueueFrame(frame(w, i))
+							err = a.QueueFrame(context.Background(), frame(w, i))
 						} else {
-							err = a.WriteFrame(frame(w, i))
+							err = a.WriteFrame(context.Background(), frame(w, i))
 						}
 						if err != nil {
 							t.Error(err)
@@ -202,7 +203,7 @@ func TestLargeFramesAndEOF(t *testing.T) {
 			wrote := make(chan error, 1)
 			go func() {
 				for _, f := range frames {
-					if err := a.WriteFrame(f); err != nil {
+					if err := a.WriteFrame(context.Background(), f); err != nil {
 						wrote <- fmt.Errorf("frame of %d bytes: %w", len(f), err)
 						return
 					}
@@ -256,7 +257,7 @@ func TestWriteToClosedPeerFails(t *testing.T) {
 			f := frame(0, 0)
 			deadline := time.Now().Add(10 * time.Second)
 			for {
-				if err := a.WriteFrame(f); err != nil {
+				if err := a.WriteFrame(context.Background(), f); err != nil {
 					return // ECONNRESET or EPIPE, or closed by Serve on EOF
 				}
 				if time.Now().After(deadline) {

@@ -150,7 +150,7 @@ func testConnContract(t *testing.T, f Factory) {
 			if i == perWriter/2 {
 				filler = maxFiller // one frame of the largest size
 			}
-			if err := c.WriteFrame(testFrame(w, i, filler)); err != nil {
+			if err := c.WriteFrame(context.Background(), testFrame(w, i, filler)); err != nil {
 				errs <- fmt.Errorf("writer %d frame %d: %w", w, i, err)
 				return
 			}
@@ -184,7 +184,7 @@ func testConnContract(t *testing.T, f Factory) {
 	c.Close(errors.New("again"))
 	recv(t, cliRec.done, failFast, "Closed on the dialing side")
 	recv(t, srec.done, failFast, "Closed on the accepting side")
-	if err := c.WriteFrame(testFrame(0, 0, 0)); err == nil {
+	if err := c.WriteFrame(context.Background(), testFrame(0, 0, 0)); err == nil {
 		t.Error("WriteFrame after Close succeeded")
 	}
 
@@ -196,7 +196,7 @@ func testConnContract(t *testing.T, f Factory) {
 	}
 	// WriteFrame may report the close that its own frame caused, when the
 	// peer is quick enough: either way the connection must end.
-	c2.WriteFrame(testFrame(999, 0, 0))
+	c2.WriteFrame(context.Background(), testFrame(999, 0, 0))
 	recv(t, rec2.done, failFast, "Closed after the peer's handler failed")
 
 	// Closing the transports closes what remains, and Closed ran once on
@@ -253,7 +253,7 @@ type dialedRaw struct {
 }
 
 func (d *dialedRaw) Write(p []byte) (int, error) {
-	if err := d.c.WriteFrame(p); err != nil {
+	if err := d.c.WriteFrame(context.Background(), p); err != nil {
 		return 0, err
 	}
 	return len(p), nil
