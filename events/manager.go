@@ -189,8 +189,9 @@ func (m *Manager) Awaiter(h Handle) (*Awaiter, error) {
 //
 // Errors matching ErrMalformed mean the payload could not be decoded or
 // broke the protocol; the message was ignored. A complete message that
-// loses (the event already completed or is gone) reports that too, for the
-// log. ErrClosed means the manager is closed.
+// loses (the event already completed, is gone, or is of an earlier
+// incarnation: ErrOwnerRestarted) reports that too, for the log. ErrClosed
+// means the manager is closed.
 func (m *Manager) Deliver(ctx context.Context, from peer.ID, handler string, payload []byte) error {
 	switch handler {
 	case SubscribeHandler:
