@@ -23,6 +23,10 @@ import (
 // of running tests, so that fault tests can kill a real process.
 const childEnv = "VELO_TEST_CHILD"
 
+// childIDEnv, if set, is the peer.ID (hexadecimal) the child takes instead
+// of a random one, so that a test can restart "the same" instance.
+const childIDEnv = "VELO_TEST_CHILD_ID"
+
 // runChild starts a messenger with a few handlers, prints its peer.Info as
 // one JSON line on stdout, and serves until it gets SIGTERM or its stdin
 // closes (so that it never outlives the test that started it).
@@ -33,7 +37,16 @@ const childEnv = "VELO_TEST_CHILD"
 // "eventstats").
 func runChild() {
 	ctx := context.Background()
-	m, err := velo.NewBuilder().Build(ctx)
+	bld := velo.NewBuilder()
+	if s := os.Getenv(childIDEnv); s != "" {
+		id, err := peer.Parse(s)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child:", childIDEnv, err)
+			os.Exit(2)
+		}
+		bld.InstanceID(id)
+	}
+	m, err := bld.Build(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(2)
@@ -105,7 +118,7 @@ func (ce *childEvents) handlers() []*velo.HandlerBuilder {
 			return nil, ev.Trigger()
 		}),
 		velo.UnaryHandler("poison", func(_ context.Context, c *velo.Context) ([]byte, error) {
-			const n = 24 // a handle's binary form
+			const n = events.HandleSize
 			if len(c.Payload) < n {
 				return nil, fmt.Errorf("poison: payload of %d bytes, want a handle and a reason", len(c.Payload))
 			}
@@ -147,8 +160,20 @@ type child struct {
 // peer.Info. The process is killed when the test ends.
 func startChild(t *testing.T) *child {
 	t.Helper()
+	return startChildEnv(t)
+}
+
+// startChildAs is startChild for a child whose instance id is id.
+func startChildAs(t *testing.T, id peer.ID) *child {
+	t.Helper()
+	return startChildEnv(t, childIDEnv+"="+id.String())
+}
+
+// startChildEnv is startChild with env added to the child's environment.
+func startChildEnv(t *testing.T, env ...string) *child {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Env = append(append(os.Environ(), childEnv+"=1"), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

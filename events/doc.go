@@ -25,13 +25,16 @@
 //
 // # Handles
 //
-// A Handle is a comparable value of 24 bytes: the owner's peer.ID, the
-// slot index and the slot's generation. Slots are reused for new events
-// with the next generation, so a handle kept past its event's lifetime is
-// recognised as stale (ErrEventGone) and never sees a newer event's outcome.
-// Handles have a text form (String, ParseHandle, MarshalText) and a binary
-// form (MarshalBinary, AppendBinary, 24 bytes), so they travel inside
-// MessagePack or JSON payloads unchanged.
+// A Handle is a comparable value of 32 bytes: the owner's peer.ID, the
+// owner's epoch, the slot index and the slot's generation. Slots are reused
+// for new events with the next generation, so a handle kept past its
+// event's lifetime is recognised as stale (ErrEventGone) and never sees a
+// newer event's outcome. The epoch is drawn at random by each Manager: an
+// instance restarted under the same ID refuses the handles of its earlier
+// incarnation (ErrOwnerRestarted, which matches ErrOwnerLost) although
+// their index and generation repeat. Handles have a text form (String,
+// ParseHandle, MarshalText) and a binary form (MarshalBinary, AppendBinary,
+// 32 bytes), so they travel inside MessagePack or JSON payloads unchanged.
 //
 // # Remote events
 //

@@ -13,8 +13,16 @@ var (
 	ErrPoisoned = errors.New("events: event poisoned")
 
 	// ErrOwnerLost matches the error awaiters of a remote event get when its
-	// owner could not be reached for Options.OwnerLostAfter.
+	// owner could not be reached for Options.OwnerLostAfter, or when it
+	// restarted since it created the event (ErrOwnerRestarted).
 	ErrOwnerLost = errors.New("events: owner lost")
+
+	// ErrOwnerRestarted matches the error for a handle that another
+	// incarnation of its owner issued: the instance restarted under the
+	// same ID since it created the event (the handle's Epoch is not the
+	// owner's), and the event ended with the process that held it. It
+	// wraps ErrOwnerLost, so errors.Is(err, ErrOwnerLost) holds as well.
+	ErrOwnerRestarted = fmt.Errorf("%w: it restarted since it issued the handle", ErrOwnerLost)
 
 	// ErrAlreadyCompleted is returned when a trigger or poison targets an
 	// event that was already triggered or poisoned. An event completes once.
@@ -75,6 +83,8 @@ func ownerLostError(owner fmt.Stringer, cause error) error {
 }
 
 func goneError(h Handle) error { return fmt.Errorf("%w: %s", ErrEventGone, h) }
+
+func restartedError(h Handle) error { return fmt.Errorf("%w: %s", ErrOwnerRestarted, h) }
 
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)

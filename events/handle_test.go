@@ -15,6 +15,7 @@ import (
 func sampleHandle() Handle {
 	return Handle{
 		Owner:      peer.ID{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10},
+		Epoch:      0x00c0ffee1234abcd, // leading zeros: the text form keeps 16 digits
 		Index:      4242,
 		Generation: 0xfffffffe,
 	}
@@ -22,7 +23,7 @@ func sampleHandle() Handle {
 
 func TestHandleText(t *testing.T) {
 	h := sampleHandle()
-	const want = "0123456789abcdeffedcba9876543210:4242:4294967294"
+	const want = "0123456789abcdeffedcba9876543210:00c0ffee1234abcd:4242:4294967294"
 	if got := h.String(); got != want {
 		t.Fatalf("String = %q, want %q", got, want)
 	}
@@ -47,17 +48,25 @@ func TestHandleText(t *testing.T) {
 
 func TestParseHandleErrors(t *testing.T) {
 	id := sampleHandle().Owner.String()
+	const ep = "00c0ffee1234abcd"
 	for _, s := range []string{
 		"",
 		id,
 		id + ":1",
-		id + ":1:2:3",
-		id + ":-1:2",
-		id + ":1:x",
-		id + ":4294967296:1",
-		id + ":1:4294967296",
-		"nothex:1:1",
-		strings.Repeat("0", 31) + ":1:1",
+		id + ":1:2", // the form before handles carried an epoch
+		id + ":" + ep,
+		id + ":" + ep + ":1",
+		id + ":" + ep + ":1:2:3",
+		id + ":" + ep + ":-1:2",
+		id + ":" + ep + ":1:x",
+		id + ":" + ep + ":4294967296:1",
+		id + ":" + ep + ":1:4294967296",
+		id + ":c0ffee1234abcd:1:2",    // epoch too short
+		id + ":000c0ffee1234abcd:1:2", // epoch too long
+		id + ":00c0ffee1234abcg:1:2",  // epoch not hexadecimal
+		id + ":+0c0ffee1234abcd:1:2",  // epoch with a sign
+		"nothex:" + ep + ":1:1",
+		strings.Repeat("0", 31) + ":" + ep + ":1:1",
 	} {
 		if _, err := ParseHandle(s); !errors.Is(err, ErrMalformed) {
 			t.Errorf("ParseHandle(%q) = %v, want ErrMalformed", s, err)
@@ -75,7 +84,10 @@ func TestHandleBinary(t *testing.T) {
 	if err != nil || len(b) != HandleSize {
 		t.Fatalf("MarshalBinary: %d bytes, %v", len(b), err)
 	}
-	want := append(h.Owner[:], 0x00, 0x00, 0x10, 0x92, 0xff, 0xff, 0xff, 0xfe)
+	want := append(h.Owner[:],
+		0x00, 0xc0, 0xff, 0xee, 0x12, 0x34, 0xab, 0xcd, // epoch
+		0x00, 0x00, 0x10, 0x92, // index
+		0xff, 0xff, 0xff, 0xfe) // generation
 	if !bytes.Equal(b, want) {
 		t.Fatalf("MarshalBinary = %x, want %x", b, want)
 	}
@@ -105,7 +117,7 @@ func TestHandleMsgpack(t *testing.T) {
 		Names map[Handle]string `msgpack:"names"`
 	}
 	h := sampleHandle()
-	h2 := Handle{Owner: peer.NewID(), Index: 1, Generation: 1}
+	h2 := Handle{Owner: peer.NewID(), Epoch: 1, Index: 1, Generation: 1}
 	in := job{Done: h, Maybe: &h2, More: []Handle{h2, h}, Names: map[Handle]string{h: "x"}}
 	b, err := msgpack.Marshal(in)
 	if err != nil {
@@ -119,7 +131,7 @@ func TestHandleMsgpack(t *testing.T) {
 		len(out.More) != 2 || out.More[0] != h2 || out.More[1] != h || out.Names[h] != "x" {
 		t.Fatalf("msgpack round trip: %+v", out)
 	}
-	// It is encoded as a 24-byte bin, not as a struct of three fields.
+	// It is encoded as a 32-byte bin, not as a struct of four fields.
 	raw, err := msgpack.Marshal(h)
 	if err != nil {
 		t.Fatal(err)

@@ -69,7 +69,7 @@ func (m *Manager) NewEvent() (*Event, error) {
 		m.slots = append(m.slots, slot{gen: 1})
 	}
 	m.pending++
-	h := Handle{Owner: m.self, Index: idx, Generation: m.slots[idx].gen}
+	h := Handle{Owner: m.self, Epoch: m.epoch, Index: idx, Generation: m.slots[idx].gen}
 	m.mu.Unlock()
 
 	ev := &Event{m: m, h: h}
@@ -136,7 +136,7 @@ func (m *Manager) complete(h Handle, k kind, reason string) error {
 	}
 	s, ok := m.lookupLocked(h)
 	if !ok {
-		return goneError(h)
+		return m.missingError(h)
 	}
 	if s.kind != kindPending {
 		return fmt.Errorf("%w: %s", ErrAlreadyCompleted, h)
@@ -177,8 +177,11 @@ func (m *Manager) finishLocked(h Handle, s *slot, k kind, reason string) {
 }
 
 // lookupLocked returns the slot of the local handle h if h still names it.
+// A handle of another epoch never does: an earlier incarnation of this
+// instance issued it, and its Index and Generation may well name one of
+// this incarnation's events.
 func (m *Manager) lookupLocked(h Handle) (*slot, bool) {
-	if h.Generation == 0 || uint64(h.Index) >= uint64(len(m.slots)) {
+	if h.Epoch != m.epoch || h.Generation == 0 || uint64(h.Index) >= uint64(len(m.slots)) {
 		return nil, false
 	}
 	s := &m.slots[h.Index]
@@ -188,10 +191,24 @@ func (m *Manager) lookupLocked(h Handle) (*slot, bool) {
 	return s, true
 }
 
+// missingKind says why lookupLocked did not find the local handle h:
+// kindRestarted if another incarnation of this instance issued it,
+// kindGone if its slot was reused or never used. Epoch 0 is nobody's, so a
+// handle with it is gone, like the zero Handle.
+func (m *Manager) missingKind(h Handle) kind {
+	if h.Epoch != 0 && h.Epoch != m.epoch {
+		return kindRestarted
+	}
+	return kindGone
+}
+
+// missingError is the error for a local handle lookupLocked did not find.
+func (m *Manager) missingError(h Handle) error { return outcomeError(h, m.missingKind(h), "") }
+
 func (m *Manager) localAwaiterLocked(h Handle) (*Awaiter, error) {
 	s, ok := m.lookupLocked(h)
 	if !ok {
-		return nil, goneError(h)
+		return nil, m.missingError(h)
 	}
 	if s.kind != kindPending {
 		return &Awaiter{h: h, err: outcomeError(h, s.kind, s.reason)}, nil
@@ -209,12 +226,12 @@ func outcomeError(h Handle, k kind, reason string) error {
 		return nil
 	case kindPoisoned:
 		return &PoisonError{Handle: h, Reason: reason}
+	case kindRestarted:
+		return restartedError(h)
 	default:
 		return goneError(h)
 	}
 }
-
-func isGone(err error) bool { return errors.Is(err, ErrEventGone) }
 
 // fifo is a growable ring of slot indices.
 type fifo struct {

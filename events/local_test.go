@@ -180,10 +180,12 @@ func TestSlotReuseGenerations(t *testing.T) {
 	if err := aw2.Wait(ctx); err != nil {
 		t.Fatalf("new event: %v", err)
 	}
-	// A handle from the future, or for a slot never used, is unknown too.
+	// A handle from the future, or for a slot never used, is unknown too;
+	// so is one with epoch 0, which no manager issues.
 	for _, h := range []Handle{
-		{Owner: m.Self(), Index: h2.Index, Generation: h2.Generation + 5},
-		{Owner: m.Self(), Index: 99, Generation: 1},
+		{Owner: m.Self(), Epoch: m.Epoch(), Index: h2.Index, Generation: h2.Generation + 5},
+		{Owner: m.Self(), Epoch: m.Epoch(), Index: 99, Generation: 1},
+		{Owner: m.Self(), Index: h2.Index, Generation: h2.Generation},
 		{Owner: m.Self()},
 	} {
 		if _, err := m.Awaiter(h); !errors.Is(err, ErrEventGone) {
@@ -193,6 +195,54 @@ func TestSlotReuseGenerations(t *testing.T) {
 	if st := m.Stats(); st.Slots != 1 {
 		t.Fatalf("slots %d, want 1 (reused)", st.Slots)
 	}
+}
+
+// An instance restarted under the same ID is a new Manager, whose first
+// event takes the slot and generation of the old one's first event. A
+// handle of the old incarnation is refused by the new one with
+// ErrOwnerRestarted (an ErrOwnerLost) and never touches the new event.
+func TestHandleOfEarlierIncarnation(t *testing.T) {
+	ctx := waitCtx(t)
+	id := peer.NewID()
+	before := NewManager(id, nil, Options{})
+	old, _ := before.NewEvent()
+	h1 := old.Handle()
+	before.Close()
+	m := NewManager(id, nil, Options{})
+	t.Cleanup(m.Close)
+	ev, _ := m.NewEvent()
+	h2 := ev.Handle()
+	if h1.Epoch == 0 || h2.Epoch == 0 || h1.Epoch == h2.Epoch || h2.Epoch != m.Epoch() {
+		t.Fatalf("epochs %016x then %016x (manager %016x): want two different non-zero ones", h1.Epoch, h2.Epoch, m.Epoch())
+	}
+	if h2.Index != h1.Index || h2.Generation != h1.Generation {
+		t.Fatalf("the new incarnation's first event %v is not in the slot of %v", h2, h1)
+	}
+
+	check := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrOwnerRestarted) || !errors.Is(err, ErrOwnerLost) || errors.Is(err, ErrEventGone) {
+			t.Errorf("%s: %v, want ErrOwnerRestarted (and ErrOwnerLost)", what, err)
+		}
+	}
+	_, err := m.Awaiter(h1)
+	check("Awaiter", err)
+	check("Trigger", m.Trigger(ctx, h1))
+	check("Poison", m.Poison(ctx, h1, "not yours"))
+	check("Deliver complete", m.Deliver(ctx, peer.NewID(), CompleteHandler, appendOutcome(nil, h1, kindTriggered, "")))
+
+	// The new event saw none of it.
+	if st := m.Stats(); st.Pending != 1 {
+		t.Fatalf("stats %+v, want the new event still pending", st)
+	}
+	aw, _ := m.Awaiter(h2)
+	if err := ev.Poison("new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := wantOutcome(aw.Wait(ctx), true, "new"); err != nil {
+		t.Fatal(err)
+	}
+	runtime.KeepAlive(old)
 }
 
 // The last RetainCompleted completed events keep their outcome.
@@ -375,7 +425,7 @@ func TestCloseLocal(t *testing.T) {
 
 func TestRemoteHandleWithoutNetwork(t *testing.T) {
 	m := newLocal(t, Options{})
-	h := Handle{Owner: peer.NewID(), Index: 1, Generation: 1}
+	h := Handle{Owner: peer.NewID(), Epoch: 1, Index: 1, Generation: 1}
 	if _, err := m.Awaiter(h); !errors.Is(err, ErrNoNetwork) {
 		t.Errorf("Awaiter = %v", err)
 	}

@@ -2,6 +2,9 @@ package events
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -27,16 +30,19 @@ type Network interface {
 //
 // Local events live in a slot table: a handle's Index picks the slot and its
 // Generation must match the slot's, so a slot can be reused without a stale
-// handle ever seeing the newer event. Remote events are awaited through one
-// proxy per event, subscribed to its owner over the Network; see
-// docs/events.md for the protocol and the failure rules.
+// handle ever seeing the newer event. Its Epoch must be the manager's, so a
+// handle issued before the instance restarted never names an event of the
+// new incarnation. Remote events are awaited through one proxy per event,
+// subscribed to its owner over the Network; see docs/events.md for the
+// protocol and the failure rules.
 //
 // All methods are safe for concurrent use.
 type Manager struct {
-	self peer.ID
-	net  Network // nil: local events only
-	opts Options
-	log  *slog.Logger
+	self  peer.ID
+	epoch uint64  // stamped on every local handle; see newEpoch
+	net   Network // nil: local events only
+	opts  Options
+	log   *slog.Logger
 
 	backoffMin, backoffMax time.Duration // between retries to a peer in trouble
 
@@ -70,6 +76,7 @@ func NewManager(self peer.ID, net Network, opts Options) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{
 		self:   self,
+		epoch:  newEpoch(),
 		net:    net,
 		opts:   opts,
 		log:    opts.Logger,
@@ -83,8 +90,33 @@ func NewManager(self peer.ID, net Network, opts Options) *Manager {
 	return m
 }
 
+// newEpoch draws a manager's epoch: 64 bits from the operating system's
+// random source, never 0 (the zero Handle's). An instance that restarts
+// under the same ID starts a new Manager, hence a new epoch, while Index
+// and Generation start again from the beginning; the epoch is what tells
+// the new incarnation's handles from the old ones. A counter or a clock
+// would need state that survives the restart, or a clock that never steps
+// back; 64 random bits need neither. Two incarnations of one ID draw the
+// same epoch with probability 2⁻⁶⁴, which a stale handle must then also
+// meet with the same index and generation to be taken for a newer event.
+func newEpoch() uint64 {
+	var b [8]byte
+	for {
+		// crypto/rand.Read never fails on supported platforms (Go 1.24+
+		// crashes the program instead of returning an error).
+		rand.Read(b[:])
+		if e := binary.BigEndian.Uint64(b[:]); e != 0 {
+			return e
+		}
+	}
+}
+
 // Self returns the instance the manager owns events for.
 func (m *Manager) Self() peer.ID { return m.self }
+
+// Epoch returns the incarnation number the manager stamps on the handles
+// of its events (Handle.Epoch): random, non-zero, drawn by NewManager.
+func (m *Manager) Epoch() uint64 { return m.epoch }
 
 // Trigger completes the event h successfully. For a local handle it acts at
 // once, like Event.Trigger. For a remote one it asks the owner over the
@@ -119,8 +151,8 @@ func (m *Manager) completeAny(ctx context.Context, h Handle, k kind, reason stri
 	switch {
 	case closed:
 		return ErrClosed
-	case done && isGone(cached):
-		return goneError(h)
+	case done && cached != nil && !errors.Is(cached, ErrPoisoned):
+		return cached // the owner said the event is gone, or it restarted
 	case done:
 		return fmt.Errorf("%w: %s", ErrAlreadyCompleted, h)
 	}
@@ -130,7 +162,8 @@ func (m *Manager) completeAny(ctx context.Context, h Handle, k kind, reason stri
 // Awaiter returns an awaiter for the event h, local or remote.
 //
 // For a local handle whose slot was reused by a newer event, it returns
-// ErrEventGone. A remote handle is looked up in three tiers: the cache of
+// ErrEventGone; for a handle that an earlier incarnation of this instance
+// issued (another Epoch), ErrOwnerRestarted. A remote handle is looked up in three tiers: the cache of
 // recently completed remote events (resolved at once, no message), the
 // proxies already subscribed (the awaiter shares the proxy, no message),
 // and finally the network (a new proxy sends one subscription to the owner).
@@ -156,8 +189,9 @@ func (m *Manager) Awaiter(h Handle) (*Awaiter, error) {
 //
 // Errors matching ErrMalformed mean the payload could not be decoded or
 // broke the protocol; the message was ignored. A complete message that
-// loses (the event already completed or is gone) reports that too, for the
-// log. ErrClosed means the manager is closed.
+// loses (the event already completed, is gone, or is of an earlier
+// incarnation: ErrOwnerRestarted) reports that too, for the log. ErrClosed
+// means the manager is closed.
 func (m *Manager) Deliver(ctx context.Context, from peer.ID, handler string, payload []byte) error {
 	switch handler {
 	case SubscribeHandler:
@@ -213,7 +247,7 @@ func (m *Manager) shutdown(ctx context.Context) error {
 		for i := range m.slots {
 			s := &m.slots[i]
 			if s.kind == kindPending {
-				h := Handle{Owner: m.self, Index: uint32(i), Generation: s.gen}
+				h := Handle{Owner: m.self, Epoch: m.epoch, Index: uint32(i), Generation: s.gen}
 				m.finishLocked(h, s, kindPoisoned, ClosedReason)
 			}
 		}

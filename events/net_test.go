@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,11 +22,12 @@ var errUnreachable = errors.New("fakenet: peer unreachable")
 type fakeNet struct {
 	mu     sync.Mutex
 	nodes  map[peer.ID]*Manager
-	counts map[string]int   // handed over (delivered or dropped), per handler
-	failed map[string]int   // refused with errUnreachable, per handler
-	failTo map[peer.ID]bool // Send to this peer returns errUnreachable
-	dropTo map[peer.ID]bool // Send to this peer succeeds, nothing arrives
-	errs   []error          // unexpected Deliver errors
+	counts map[string]int            // handed over (delivered or dropped), per handler
+	failed map[string]int            // refused with errUnreachable, per handler
+	failTo map[peer.ID]bool          // Send to this peer returns errUnreachable
+	dropTo map[peer.ID]bool          // Send to this peer succeeds, nothing arrives
+	errs   []error                   // unexpected Deliver errors
+	dead   map[*Manager]*atomic.Bool // set by restart: the manager sends nothing
 
 	inflight int            // deliveries running, guarded by mu
 	wg       sync.WaitGroup // the same deliveries, for the final cleanup
@@ -38,6 +40,7 @@ func newFakeNet() *fakeNet {
 		failed: make(map[string]int),
 		failTo: make(map[peer.ID]bool),
 		dropTo: make(map[peer.ID]bool),
+		dead:   make(map[*Manager]*atomic.Bool),
 	}
 }
 
@@ -45,11 +48,15 @@ func newFakeNet() *fakeNet {
 type endpoint struct {
 	f    *fakeNet
 	self peer.ID
+	dead *atomic.Bool // this incarnation of self was killed
 }
 
 func (e endpoint) Send(ctx context.Context, to peer.ID, handler string, payload []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if e.dead.Load() {
+		return errUnreachable
 	}
 	f := e.f
 	f.mu.Lock()
@@ -88,11 +95,29 @@ func (e endpoint) Send(ctx context.Context, to peer.ID, handler string, payload 
 // add creates a manager attached to the network. The test's cleanup closes
 // it, waits for deliveries in flight and reports unexpected Deliver errors.
 func (f *fakeNet) add(t testing.TB, opts Options) *Manager {
-	id := peer.NewID()
-	m := NewManager(id, endpoint{f: f, self: id}, opts)
+	return f.addAs(t, peer.NewID(), opts)
+}
+
+// restart kills old, as SIGKILL would (it sends nothing from now on; its
+// peers are not told), and starts a new manager under the same ID in its
+// place, as a process restarted with a fixed instance ID.
+func (f *fakeNet) restart(t testing.TB, old *Manager, opts Options) *Manager {
+	f.mu.Lock()
+	f.dead[old].Store(true)
+	f.mu.Unlock()
+	old.Close()
+	return f.addAs(t, old.Self(), opts)
+}
+
+// addAs is add for the instance id; a manager already there under id is
+// replaced.
+func (f *fakeNet) addAs(t testing.TB, id peer.ID, opts Options) *Manager {
+	dead := new(atomic.Bool)
+	m := NewManager(id, endpoint{f: f, self: id, dead: dead}, opts)
 	f.mu.Lock()
 	f.nodes[id] = m
-	first := len(f.nodes) == 1
+	f.dead[m] = dead
+	first := len(f.dead) == 1
 	f.mu.Unlock()
 	if first {
 		// Registered before any Close, so it runs after all of them.

@@ -9,7 +9,8 @@ const (
 	// events complete". The owner answers at once for completed events.
 	SubscribeHandler = "_event_subscribe"
 	// TriggerHandler carries owner → subscriber: "this event completed
-	// with this outcome" (or "this event is gone").
+	// with this outcome" (or "this event is gone", or "this handle is of
+	// another incarnation of mine").
 	TriggerHandler = "_event_trigger"
 	// CompleteHandler carries non-owner → owner: "please trigger (or
 	// poison) this event".
@@ -23,13 +24,14 @@ const (
 //	trigger:   version u8 | handle | kind u8 | reason_len u16 | reason
 //	complete:  version u8 | handle | kind u8 | reason_len u16 | reason
 const (
-	protoVersion = 1
+	// protoVersion 2: handles carry the owner's epoch (HandleSize 32).
+	protoVersion = 2
 
 	subscribeHeaderLen = 1 + 2
 	outcomeHeaderLen   = 1 + HandleSize + 1 + 2
 
 	// maxSubscribeBatch caps the handles in one subscribe message, which
-	// bounds both its size (24 KiB) and what a receiver allocates for it.
+	// bounds both its size (32 KiB) and what a receiver allocates for it.
 	maxSubscribeBatch = 1024
 
 	// MaxReasonLen is the longest poison reason, in bytes, that an event
@@ -45,6 +47,7 @@ const (
 	kindTriggered kind = 1
 	kindPoisoned  kind = 2
 	kindGone      kind = 3 // trigger only: the owner does not know the handle
+	kindRestarted kind = 4 // trigger only: another incarnation of the owner issued the handle
 )
 
 // appendSubscribe appends a subscribe message for hs, which holds 1 to
@@ -92,8 +95,9 @@ func appendOutcome(b []byte, h Handle, k kind, reason string) []byte {
 }
 
 // parseOutcome decodes a trigger message, or a complete message when
-// allowGone is false. The reason is copied out of b.
-func parseOutcome(b []byte, allowGone bool) (Handle, kind, string, error) {
+// trigger is false (the kinds only an owner's answer carries, gone and
+// restarted, are refused then). The reason is copied out of b.
+func parseOutcome(b []byte, trigger bool) (Handle, kind, string, error) {
 	if len(b) < outcomeHeaderLen {
 		return Handle{}, 0, "", malformed("outcome: %d bytes, shorter than its header", len(b))
 	}
@@ -104,7 +108,7 @@ func parseOutcome(b []byte, allowGone bool) (Handle, kind, string, error) {
 	k := kind(b[1+HandleSize])
 	n := int(binary.BigEndian.Uint16(b[outcomeHeaderLen-2:]))
 	switch {
-	case k == kindTriggered, k == kindPoisoned, k == kindGone && allowGone:
+	case k == kindTriggered, k == kindPoisoned, (k == kindGone || k == kindRestarted) && trigger:
 	default:
 		return Handle{}, 0, "", malformed("outcome: kind %d", k)
 	}

@@ -117,7 +117,7 @@ func (m *Manager) onSubscribe(from peer.ID, hs []Handle) error {
 		s, ok := m.lookupLocked(h)
 		switch {
 		case !ok:
-			l.triggers = append(l.triggers, appendOutcome(nil, h, kindGone, ""))
+			l.triggers = append(l.triggers, appendOutcome(nil, h, m.missingKind(h), ""))
 		case s.kind != kindPending:
 			l.triggers = append(l.triggers, appendOutcome(nil, h, s.kind, s.reason))
 		default:

@@ -240,6 +240,93 @@ func TestStaleRemoteHandle(t *testing.T) {
 	}
 }
 
+// The owner of an awaited event is killed and restarted under the same ID,
+// and its first new event takes the old event's slot and generation. The
+// awaiter re-subscribes once told of the disconnect; the new incarnation
+// answers that the handle is not its own, and the awaiter fails with
+// ErrOwnerRestarted (an ErrOwnerLost) at once, never with the new event's
+// outcome. The answer is cached: it cannot change.
+func TestOwnerRestartedRemoteAwaiter(t *testing.T) {
+	f, owner, sub := newPair(t, Options{OwnerLostAfter: time.Minute})
+	ctx := waitCtx(t)
+	ev1, _ := owner.NewEvent()
+	h1 := ev1.Handle()
+	aw, _ := sub.Awaiter(h1)
+	waitFor(t, "subscription", func() bool { return owner.Stats().Subscriptions == 1 })
+
+	owner = f.restart(t, owner, Options{})
+	ev2, _ := owner.NewEvent()
+	h2 := ev2.Handle()
+	if h2.Index != h1.Index || h2.Generation != h1.Generation || h2.Epoch == h1.Epoch {
+		t.Fatalf("restarted owner's first event %v, want the slot of %v under another epoch", h2, h1)
+	}
+	sub.PeerDisconnected(owner.Self()) // the killed process's connection ended
+	err := aw.Wait(ctx)
+	if !errors.Is(err, ErrOwnerRestarted) || !errors.Is(err, ErrOwnerLost) {
+		t.Fatalf("awaiting a handle of the killed owner: %v, want ErrOwnerRestarted", err)
+	}
+	if st := owner.Stats(); st.Subscriptions != 0 || st.Pending != 1 {
+		t.Fatalf("restarted owner recorded the old handle: %+v", st)
+	}
+
+	before := f.count(SubscribeHandler)
+	again, _ := sub.Awaiter(h1)
+	if err := again.Wait(ctx); !errors.Is(err, ErrOwnerRestarted) {
+		t.Fatalf("second await of the old handle: %v", err)
+	}
+	if err := sub.Trigger(ctx, h1); !errors.Is(err, ErrOwnerRestarted) {
+		t.Fatalf("Trigger on the old handle: %v", err)
+	}
+	if n := f.count(SubscribeHandler); n != before {
+		t.Fatalf("%d more subscriptions for an answer already known", n-before)
+	}
+
+	// The new event works as any other.
+	aw2, _ := sub.Awaiter(h2)
+	if err := ev2.Poison("new incarnation"); err != nil {
+		t.Fatal(err)
+	}
+	if err := wantOutcome(aw2.Wait(ctx), true, "new incarnation"); err != nil {
+		t.Fatal(err)
+	}
+	runtime.KeepAlive(ev1)
+}
+
+// The other way round: a subscriber holds the cached outcome of the killed
+// owner's event; the restarted owner's event in the same slot is a
+// different handle, so awaiting it asks the new owner instead of answering
+// from the cache.
+func TestOwnerRestartedCachedOutcome(t *testing.T) {
+	f, owner, sub := newPair(t, Options{})
+	ctx := waitCtx(t)
+	ev1, _ := owner.NewEvent()
+	aw1, _ := sub.Awaiter(ev1.Handle())
+	waitFor(t, "subscription", func() bool { return owner.Stats().Subscriptions == 1 })
+	if err := ev1.Poison("old incarnation"); err != nil {
+		t.Fatal(err)
+	}
+	if err := wantOutcome(aw1.Wait(ctx), true, "old incarnation"); err != nil {
+		t.Fatal(err)
+	}
+
+	owner = f.restart(t, owner, Options{})
+	sub.PeerDisconnected(owner.Self())
+	ev2, _ := owner.NewEvent()
+	aw2, _ := sub.Awaiter(ev2.Handle())
+	select {
+	case <-aw2.Done():
+		t.Fatalf("the new incarnation's event answered from the cache: %v", aw2.Wait(ctx))
+	default:
+	}
+	waitFor(t, "subscription to the new incarnation", func() bool { return owner.Stats().Subscriptions == 1 })
+	if err := ev2.Trigger(); err != nil {
+		t.Fatal(err)
+	}
+	if err := aw2.Wait(ctx); err != nil {
+		t.Fatalf("awaiting the new incarnation's event: %v, want nil", err)
+	}
+}
+
 // Trigger and subscription start together, many times over: whichever
 // reaches the owner first, the awaiter wakes with the right outcome.
 func TestTriggerSubscribeRace(t *testing.T) {
