@@ -77,15 +77,15 @@ type Conn struct {
 	// flushing is set while a writer owns the socket: a caller's
 	// WriteFrame, or the writer goroutine, which keeps it until head and
 	// pending are written out.
-	flushing bool      // guarded by mu
-	noYield  int       // guarded by mu: flusher's turns left without a yield
-	err      error     // guarded by mu: first reason the conn broke
-	writer   bool      // guarded by mu: writeLoop was started
+	flushing bool  // guarded by mu
+	noYield  int   // guarded by mu: flusher's turns left without a yield
+	err      error // guarded by mu: first reason the conn broke
+	writer   bool  // guarded by mu: writeLoop was started
 	// writerTurn is set while the flusher's turn is writeLoop's.
-	writerTurn bool // guarded by mu
-	since    time.Time // guarded by mu: when the blocking write in progress began, or last made progress; zero when none
-	seen     uint64    // guarded by mu: nc's byte count when since was last moved (raw sockets)
-	flushEnd bool      // guarded by mu: Close stopped waiting for the flusher
+	writerTurn bool      // guarded by mu
+	since      time.Time // guarded by mu: when the blocking write in progress began, or last made progress; zero when none
+	seen       uint64    // guarded by mu: nc's byte count when since was last moved (raw sockets)
+	flushEnd   bool      // guarded by mu: Close stopped waiting for the flusher
 
 	kick     chan struct{}  // hands the flusher's turn to writeLoop
 	writerWG sync.WaitGroup // writeLoop, waited for by Serve
