@@ -95,6 +95,15 @@ func (c *tapConn) WriteFrame(ctx context.Context, b []byte) error {
 	return err
 }
 
+// WriteStalled passes the wrapped conn's transport.Staller through, so
+// that keepalive sees stalled writes through the tap.
+func (c *tapConn) WriteStalled(now time.Time) time.Duration {
+	if st, ok := c.Conn.(transport.Staller); ok {
+		return st.WriteStalled(now)
+	}
+	return 0
+}
+
 type tapHandler struct {
 	transport.Handler
 	tap *tappedTransport

@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/internal/wire"
+	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/transport/tcp"
 )
 
 // TestHardeningLongErrorTextFailsOnlyItsCall: a handler whose error (or
@@ -93,4 +98,151 @@ func TestHardeningLongErrorTextFailsOnlyItsCall(t *testing.T) {
 		t.Fatalf("call after the long answers: %v", err)
 	}
 	t.Logf("20 calls in flight beside two cut error texts and one oversize result: all succeeded; next call %v", time.Since(start))
+}
+
+// stuckListener accepts one connection at a time on loopback with a tiny
+// receive buffer, answers its hello as instance id, then never reads from
+// it again: it only writes an unasked pong every pongEvery, as a velo
+// instance does while its receive path waits for mailbox room. It returns
+// the address and a channel that gets each accepted connection.
+func stuckListener(t *testing.T, id peer.ID, pongEvery time.Duration) (string, <-chan net.Conn) {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	conns := make(chan net.Conn, 16)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if err := rawAnswerHello(c, id); err != nil {
+				c.Close()
+				continue
+			}
+			conns <- c
+			wg.Go(func() {
+				defer c.Close()
+				tick := time.NewTicker(pongEvery)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					c.SetWriteDeadline(time.Now().Add(time.Second))
+					if _, err := c.Write(wire.AppendPing(nil, true, 1)); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		close(stop)
+		ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String(), conns
+}
+
+// TestHardeningCallsEndByDeadlineWhenPeerStopsReading: a peer completes
+// the handshake, then reads nothing and sends an unasked pong every
+// 500 ms. Unary, AMSync and AMSend calls with a 1 s deadline, enough to
+// fill every buffer on the way, each return within their deadline plus a
+// small margin (before: still blocked after 15 s, in a write that did not
+// watch the caller's ctx); and the connection is declared lost once our
+// writes made no progress for KeepaliveTimeout, although pongs still
+// arrive (before: the pongs kept it alive for good).
+func TestHardeningCallsEndByDeadlineWhenPeerStopsReading(t *testing.T) {
+	opts := velo.Options{KeepaliveInterval: 500 * time.Millisecond, KeepaliveTimeout: 2 * time.Second}
+	lost := make(chan time.Time, 1)
+	tt := &tappedTransport{Transport: tcp.New(tcp.Options{}), onClosed: func(error) { notify(lost, time.Now()) }}
+	a := newMessenger(t, opts, tt)
+	id := peer.NewID()
+	addr, conns := stuckListener(t, id, 500*time.Millisecond)
+	if err := a.RegisterPeer(peer.Info{ID: id, Addresses: map[string]string{tcp.Name: addr}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	// The handshake completes: the connection is up before the load.
+	if err := a.AMSend("warm").Instance(id).Send(ctx); err != nil {
+		t.Fatal(err)
+	}
+	raw := waitRecv(t, ctx, conns, "accepted connection")
+
+	const deadline = time.Second
+	payload := make([]byte, 64<<10)
+	type outcome struct {
+		kind    string
+		overrun time.Duration
+		err     error
+	}
+	results := make(chan outcome, 1024)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range 24 {
+		wg.Go(func() {
+			for time.Since(start) < 2500*time.Millisecond {
+				cctx, cancel := context.WithTimeout(ctx, deadline)
+				dl, _ := cctx.Deadline()
+				var err error
+				kind := [...]string{"unary", "amsync", "amsend"}[w%3]
+				switch kind {
+				case "unary":
+					_, err = a.Unary("h").RawPayload(payload).Instance(id).Send(cctx)
+				case "amsync":
+					err = a.AMSync("h").RawPayload(payload).Instance(id).Send(cctx)
+				default:
+					err = a.AMSend("h").RawPayload(payload).Instance(id).Send(cctx)
+				}
+				cancel()
+				results <- outcome{kind, time.Since(dl), err}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2500*time.Millisecond + deadline + 3*time.Second):
+		raw.Close() // let the stuck calls go, so that the test ends
+		<-done
+		t.Fatalf("calls with a %v deadline still running %v after the load began", deadline, time.Since(start))
+	}
+	close(results)
+	worst := map[string]time.Duration{}
+	counts := map[string]int{}
+	for r := range results {
+		counts[r.kind]++
+		if r.err == nil {
+			continue // an AMSend that went out before the buffers filled
+		}
+		if !errors.Is(r.err, velo.ErrDeadlineExceeded) && !errors.Is(r.err, velo.ErrPeerLost) {
+			t.Errorf("%s: unexpected error %v", r.kind, r.err)
+		}
+		worst[r.kind] = max(worst[r.kind], r.overrun)
+	}
+	t.Logf("calls made %v; longest overrun of the %v deadline: %v", counts, deadline, worst)
+	for k, d := range worst {
+		if d > 300*time.Millisecond {
+			t.Errorf("%s calls returned up to %v after their deadline", k, d)
+		}
+	}
+	select {
+	case at := <-lost:
+		t.Logf("connection lost %v after the load began (writes stalled; pongs kept arriving)", at.Sub(start).Round(time.Millisecond))
+	case <-time.After(opts.KeepaliveTimeout + 3*time.Second):
+		t.Fatalf("connection still up %v after the load began, though the peer reads nothing", time.Since(start))
+	}
 }

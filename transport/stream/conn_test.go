@@ -294,3 +294,147 @@ func TestResetIsReported(t *testing.T) {
 		})
 	}
 }
+
+// TestTimedRequestsAreStampedWhenWritten: requests that wait in the
+// connection's buffer behind a stalled socket have their timeout set when
+// they are written, not when they were queued, and one whose deadline
+// passes while it waits is withdrawn: the peer never sees it. A writer
+// that waits for room returns when its ctx ends.
+func TestTimedRequestsAreStampedWhenWritten(t *testing.T) {
+	for _, raw := range []string{"1", "0"} {
+		t.Run("raw="+raw, func(t *testing.T) {
+			t.Setenv("VELO_RAW_IO", raw)
+			b, open := gatedCollector(t)
+			a, _ := pairWith(t, b)
+			// A frame far larger than the socket buffers: the writer
+			// goroutine is left writing it while the peer reads nothing.
+			big := make([]byte, 8<<20)
+			binary.BigEndian.PutUint32(big, uint32(len(big)-wire.PrefixLen))
+			big[4], big[5] = wire.Version, byte(wire.TypePing)
+			stopReading(t, a)
+			// A ctx that can end: without raw I/O, a writer whose ctx
+			// cannot end writes on its own goroutine, and would block.
+			bigCtx, cancelBig := context.WithCancel(context.Background())
+			defer cancelBig()
+			if err := a.WriteFrame(bigCtx, big); err != nil {
+				t.Fatal(err)
+			}
+			req := func(id uint64, d time.Duration) (context.Context, []byte) {
+				ctx, cancel := context.WithTimeout(context.Background(), d)
+				t.Cleanup(cancel)
+				return ctx, wire.AppendRequest(nil, &wire.Request{Kind: wire.KindUnary, ID: id, Timeout: d, Handler: "h"})
+			}
+			short, shortFrame := req(1, 300*time.Millisecond)
+			long, longFrame := req(2, 5*time.Second)
+			for _, w := range []struct {
+				ctx context.Context
+				f   []byte
+			}{{short, shortFrame}, {long, longFrame}} {
+				if err := a.WriteFrame(w.ctx, w.f); err != nil {
+					t.Fatalf("queueing a timed request: %v", err)
+				}
+			}
+			// Fill the pending buffer: the next writer must wait for room,
+			// and give up with its ctx.
+			filler := frame(9, 9)
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+				err := a.QueueFrame(ctx, filler)
+				cancel()
+				if errors.Is(err, context.DeadlineExceeded) {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitCtx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			start := time.Now()
+			err := a.WriteFrame(waitCtx, frame(8, 8))
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
+				t.Fatalf("a writer waiting for room: %v after %v, want its ctx's error at 100 ms", err, time.Since(start))
+			}
+			time.Sleep(600 * time.Millisecond)
+			open() // the peer reads again
+			var got []wire.Request
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				got = got[:0]
+				b.mu.Lock()
+				for _, f := range b.frames {
+					if typ, body, err := wire.ParseHeader(f); err == nil && typ == wire.TypeRequest {
+						r, err := wire.ParseRequest(body, wire.Limits{})
+						if err != nil {
+							t.Fatal(err)
+						}
+						got = append(got, r)
+					}
+				}
+				n := len(b.frames)
+				b.mu.Unlock()
+				if n > 1 && len(got) > 0 && a.WriteStalled(time.Now()) == 0 {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if len(got) != 1 || got[0].ID != 2 {
+				t.Fatalf("requests received: %+v, want only id 2 (id 1's deadline passed while it waited)", got)
+			}
+			if got[0].Timeout > 5*time.Second-600*time.Millisecond {
+				t.Fatalf("request 2 arrived with a timeout of %v: the time it waited is not subtracted", got[0].Timeout)
+			}
+			t.Logf("request 2 (5 s deadline) left with %v; request 1 (300 ms) was withdrawn", got[0].Timeout.Round(time.Millisecond))
+		})
+	}
+}
+
+// gatedCollector returns a collector whose HandleFrame waits until open
+// is called (at the latest when the test ends).
+func gatedCollector(t *testing.T) (*collector, func()) {
+	b := newCollector()
+	b.gate = make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(b.gate) }) }
+	t.Cleanup(open) // runs before pairWith's cleanup, registered earlier
+	return b, open
+}
+
+// stopReading sends a frame to a peer whose collector is gated, so that
+// its receive loop stops on it and reads nothing more.
+func stopReading(t *testing.T, a *stream.Conn) {
+	t.Helper()
+	if err := a.WriteFrame(context.Background(), frame(0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+}
+
+// TestWriteStalledWhilePeerReadsNothing: WriteStalled grows while the
+// socket takes nothing and falls back to zero once the peer reads.
+func TestWriteStalledWhilePeerReadsNothing(t *testing.T) {
+	b, open := gatedCollector(t)
+	a, _ := pairWith(t, b)
+	if d := a.WriteStalled(time.Now()); d != 0 {
+		t.Fatalf("an idle conn reports a stall of %v", d)
+	}
+	big := make([]byte, 32<<20)
+	binary.BigEndian.PutUint32(big, uint32(len(big)-wire.PrefixLen))
+	big[4], big[5] = wire.Version, byte(wire.TypePing)
+	stopReading(t, a)
+	if err := a.WriteFrame(context.Background(), big); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	a.WriteStalled(time.Now()) // the first look takes the raw byte count
+	time.Sleep(200 * time.Millisecond)
+	if d := a.WriteStalled(time.Now()); d < 150*time.Millisecond {
+		t.Fatalf("stalled for %v while the peer reads nothing, want ≥ 150 ms", d)
+	}
+	open()
+	for start := time.Now(); a.WriteStalled(time.Now()) > 100*time.Millisecond; {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("still stalled 10 s after the peer began to read")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
