@@ -87,7 +87,7 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 	t.mu.Lock()
 	t.ln = ln
 	t.mu.Unlock()
-	if err := t.group.Accept(tcpListener{ln.(*net.TCPListener)}, bind, t.opts.MaxConns); err != nil {
+	if err := t.group.Accept(tcpListener{ln.(*net.TCPListener)}, bind, t.opts.MaxConns, nil); err != nil {
 		return "", err
 	}
 	if t.opts.Advertise != "" {

@@ -148,7 +148,7 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 		return "", transport.ErrClosed
 	}
 	t.mu.Unlock()
-	if err := t.group.Accept(ul, bind, t.opts.MaxConns); err != nil {
+	if err := t.group.Accept(ul, bind, t.opts.MaxConns, nil); err != nil {
 		return "", err
 	}
 	return path, nil
