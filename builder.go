@@ -111,7 +111,8 @@ func (b *Builder) AddTransport(t transport.Transport) *Builder {
 // Build and withdraws on Shutdown.
 func (b *Builder) Discovery(d discovery.PeerDiscovery) *Builder { b.disc = d; return b }
 
-// Logger sets where velo logs. By default it logs nothing.
+// Logger sets where velo logs. By default it logs nothing. Transports
+// without a logger of their own (transport.Logged) log there too.
 func (b *Builder) Logger(l *slog.Logger) *Builder { b.log = l; return b }
 
 // Options sets tuning options.
@@ -205,6 +206,9 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		return fail(err)
 	}
 	for _, t := range transports {
+		if lt, ok := t.(transport.Logged); ok {
+			lt.SetLogger(m.log)
+		}
 		name := t.Name()
 		addr, err := t.Listen(ctx, func(c transport.Conn) transport.Handler {
 			s := newSession(m, c, name, false)

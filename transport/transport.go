@@ -8,6 +8,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 )
 
@@ -112,4 +113,12 @@ type Queuer interface {
 // would otherwise hold every call of ours on it.
 type Staller interface {
 	WriteStalled(now time.Time) time.Duration
+}
+
+// Logged is implemented by a transport that logs (a listener's failed
+// accepts, for one). The messenger calls SetLogger with its own logger
+// before Listen; the transport logs there unless its options name a
+// logger of their own.
+type Logged interface {
+	SetLogger(l *slog.Logger)
 }

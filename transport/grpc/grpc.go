@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -66,6 +67,10 @@ type Options struct {
 	// DialOptions are added to each client connection's. Without
 	// credentials among them, connections are plaintext.
 	DialOptions []grpc.DialOption
+	// Logger receives the listener's failed accepts (too many open
+	// files...), at Warn and at most one line a second. Nil: the
+	// messenger's logger. gRPC's own log goes to grpclog, as ever.
+	Logger *slog.Logger
 }
 
 // Transport is the gRPC transport.
@@ -77,11 +82,15 @@ type Transport struct {
 	mu      sync.Mutex
 	srv     *grpc.Server // guarded by mu
 	closed  bool         // guarded by mu
+	log     *slog.Logger // guarded by mu: SetLogger's
 	active  int          // guarded by mu: accepted streams open
 	serving sync.WaitGroup
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport = (*Transport)(nil)
+	_ transport.Logged    = (*Transport)(nil)
+)
 
 // New returns a gRPC transport. Nothing is opened until Listen.
 func New(opts Options) *Transport {
@@ -134,12 +143,37 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 	t.mu.Unlock()
 	go func() {
 		defer t.serving.Done()
-		srv.Serve(ln) // returns when Close stops the server
+		// gRPC would retry some failed accepts itself, but give up on
+		// others: RetryAccept leaves it none to see.
+		srv.Serve(stream.RetryAccept(ln, t.logger())) // returns when Close stops the server
 	}()
 	if t.opts.Advertise != "" {
 		return t.opts.Advertise, nil
 	}
 	return ln.Addr().String(), nil
+}
+
+// SetLogger implements transport.Logged: the transport logs to l when
+// Options.Logger is nil.
+func (t *Transport) SetLogger(l *slog.Logger) {
+	t.mu.Lock()
+	t.log = l
+	t.mu.Unlock()
+}
+
+// logger is where the transport logs: Options.Logger, else SetLogger's;
+// nil for nowhere.
+func (t *Transport) logger() *slog.Logger {
+	l := t.opts.Logger
+	if l == nil {
+		t.mu.Lock()
+		l = t.log
+		t.mu.Unlock()
+	}
+	if l == nil {
+		return nil
+	}
+	return l.With("transport", Name)
 }
 
 // service is the server side of velo.transport.v1.Velo.

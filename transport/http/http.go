@@ -97,8 +97,10 @@ type Options struct {
 	MaxConns int
 	// ReadBuffer is the per-connection receive buffer, in bytes. Zero: 64 KiB.
 	ReadBuffer int
-	// Logger receives net/http's own error log (bad requests, broken
-	// connections) at debug level. Nil: discarded.
+	// Logger receives the listener's failed accepts (too many open
+	// files...), at Warn and at most one line a second, and net/http's
+	// own error log (bad requests, broken connections) at Debug. Nil: the
+	// messenger's logger.
 	Logger *slog.Logger
 }
 
@@ -138,12 +140,16 @@ type Transport struct {
 	mu       sync.Mutex
 	srv      *nethttp.Server // guarded by mu
 	closed   bool            // guarded by mu
+	log      *slog.Logger    // guarded by mu: SetLogger's
 	active   int             // guarded by mu: requests being served
 	handlers sync.WaitGroup  // requests being served; Add only under mu while !closed
 	serving  sync.WaitGroup  // the server's Serve loop
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport = (*Transport)(nil)
+	_ transport.Logged    = (*Transport)(nil)
+)
 
 // New returns an HTTP transport. Nothing is opened until Listen; invalid
 // options are reported by Listen and Dial.
@@ -193,6 +199,7 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 	if err != nil {
 		return "", fmt.Errorf("http: listen on %s: %w", t.opts.Listen, err)
 	}
+	logger := t.logger()
 	mux := nethttp.NewServeMux()
 	mux.Handle(t.opts.Path, nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		t.serve(w, r, bind)
@@ -205,7 +212,7 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 		Protocols:         &protos,
 		ReadHeaderTimeout: t.opts.DialTimeout,
 		IdleTimeout:       time.Minute,
-		ErrorLog:          t.errorLog(),
+		ErrorLog:          errorLog(logger),
 	}
 	t.mu.Lock()
 	if t.closed {
@@ -218,7 +225,10 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 	t.mu.Unlock()
 	go func() {
 		defer t.serving.Done()
-		srv.Serve(ln) // returns when Close closes the server
+		// net/http would retry some failed accepts itself, but sleeping
+		// through Close and giving up on others: RetryAccept leaves it
+		// none to see.
+		srv.Serve(stream.RetryAccept(ln, logger)) // returns when Close closes the server
 	}()
 	if t.opts.Advertise != "" {
 		return t.opts.Advertise, nil
@@ -226,11 +236,35 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 	return (&url.URL{Scheme: "http", Host: ln.Addr().String(), Path: t.opts.Path}).String(), nil
 }
 
-func (t *Transport) errorLog() *log.Logger {
-	if t.opts.Logger == nil {
+// errorLog is net/http's error log: l at Debug, nil for nowhere.
+func errorLog(l *slog.Logger) *log.Logger {
+	if l == nil {
 		return log.New(io.Discard, "", 0)
 	}
-	return slog.NewLogLogger(t.opts.Logger.With("transport", Name).Handler(), slog.LevelDebug)
+	return slog.NewLogLogger(l.Handler(), slog.LevelDebug)
+}
+
+// SetLogger implements transport.Logged: the transport logs to l when
+// Options.Logger is nil.
+func (t *Transport) SetLogger(l *slog.Logger) {
+	t.mu.Lock()
+	t.log = l
+	t.mu.Unlock()
+}
+
+// logger is where the transport logs: Options.Logger, else SetLogger's;
+// nil for nowhere.
+func (t *Transport) logger() *slog.Logger {
+	l := t.opts.Logger
+	if l == nil {
+		t.mu.Lock()
+		l = t.log
+		t.mu.Unlock()
+	}
+	if l == nil {
+		return nil
+	}
+	return l.With("transport", Name)
 }
 
 // serve runs one accepted velo connection for as long as it lives: the

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"log/slog"
 	"net"
 	"sync"
 
@@ -71,8 +72,11 @@ func (g *Group) serve(nc net.Conn, bind transport.Binder, accepted bool) (*Conn,
 
 // Accept runs an accept loop on ln until the group closes, serving each
 // connection with bind. maxConns > 0 bounds the connections open at once;
-// beyond it new connections are closed at once.
-func (g *Group) Accept(ln net.Listener, bind transport.Binder, maxConns int) error {
+// beyond it new connections are closed at once. A failed accept (too many
+// open files...) does not end the loop: it is retried after a pause and
+// logged to log (see RetryAccept; nil logs nothing).
+func (g *Group) Accept(ln net.Listener, bind transport.Binder, maxConns int, log *slog.Logger) error {
+	ln = RetryAccept(ln, log)
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -87,10 +91,7 @@ func (g *Group) Accept(ln net.Listener, bind transport.Binder, maxConns int) err
 		for {
 			nc, err := ln.Accept()
 			if err != nil {
-				if ne, ok := err.(net.Error); ok && ne.Timeout() {
-					continue
-				}
-				return // listener closed
+				return // closed: RetryAccept retries every other error
 			}
 			if maxConns > 0 && g.acceptedCount() >= maxConns {
 				nc.Close()

@@ -6,6 +6,7 @@ package tcp
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -38,6 +39,10 @@ type Options struct {
 	MaxConns int
 	// ReadBuffer is the per-connection receive buffer, in bytes. Zero: 64 KiB.
 	ReadBuffer int
+	// Logger receives the listener's failed accepts (too many open
+	// files...), at Warn and at most one line a second. Nil: the
+	// messenger's logger.
+	Logger *slog.Logger
 }
 
 // Transport is the TCP transport.
@@ -45,11 +50,15 @@ type Transport struct {
 	opts  Options
 	group *stream.Group
 
-	mu sync.Mutex
-	ln net.Listener // guarded by mu
+	mu  sync.Mutex
+	ln  net.Listener // guarded by mu
+	log *slog.Logger // guarded by mu: SetLogger's
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport = (*Transport)(nil)
+	_ transport.Logged    = (*Transport)(nil)
+)
 
 // New returns a TCP transport. Nothing is opened until Listen.
 func New(opts Options) *Transport {
@@ -87,13 +96,36 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 	t.mu.Lock()
 	t.ln = ln
 	t.mu.Unlock()
-	if err := t.group.Accept(tcpListener{ln.(*net.TCPListener)}, bind, t.opts.MaxConns); err != nil {
+	if err := t.group.Accept(tcpListener{ln.(*net.TCPListener)}, bind, t.opts.MaxConns, t.logger()); err != nil {
 		return "", err
 	}
 	if t.opts.Advertise != "" {
 		return t.opts.Advertise, nil
 	}
 	return ln.Addr().String(), nil
+}
+
+// SetLogger implements transport.Logged: the transport logs to l when
+// Options.Logger is nil.
+func (t *Transport) SetLogger(l *slog.Logger) {
+	t.mu.Lock()
+	t.log = l
+	t.mu.Unlock()
+}
+
+// logger is where the listener logs: Options.Logger, else SetLogger's;
+// nil for nowhere.
+func (t *Transport) logger() *slog.Logger {
+	l := t.opts.Logger
+	if l == nil {
+		t.mu.Lock()
+		l = t.log
+		t.mu.Unlock()
+	}
+	if l == nil {
+		return nil
+	}
+	return l.With("transport", Name)
 }
 
 // Dial implements transport.Transport.

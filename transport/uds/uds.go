@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -56,6 +57,10 @@ type Options struct {
 	MaxConns int
 	// ReadBuffer is the per-connection receive buffer, in bytes. Zero: 64 KiB.
 	ReadBuffer int
+	// Logger receives the listener's failed accepts (too many open
+	// files...), at Warn and at most one line a second. Nil: the
+	// messenger's logger.
+	Logger *slog.Logger
 }
 
 // Transport is the Unix domain socket transport.
@@ -64,10 +69,14 @@ type Transport struct {
 	group *stream.Group
 
 	mu     sync.Mutex
-	closed bool // guarded by mu
+	closed bool         // guarded by mu
+	log    *slog.Logger // guarded by mu: SetLogger's
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport = (*Transport)(nil)
+	_ transport.Logged    = (*Transport)(nil)
+)
 
 // New returns a UDS transport. Nothing is opened until Listen.
 func New(opts Options) *Transport {
@@ -148,10 +157,33 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 		return "", transport.ErrClosed
 	}
 	t.mu.Unlock()
-	if err := t.group.Accept(ul, bind, t.opts.MaxConns); err != nil {
+	if err := t.group.Accept(ul, bind, t.opts.MaxConns, t.logger()); err != nil {
 		return "", err
 	}
 	return path, nil
+}
+
+// SetLogger implements transport.Logged: the transport logs to l when
+// Options.Logger is nil.
+func (t *Transport) SetLogger(l *slog.Logger) {
+	t.mu.Lock()
+	t.log = l
+	t.mu.Unlock()
+}
+
+// logger is where the listener logs: Options.Logger, else SetLogger's;
+// nil for nowhere.
+func (t *Transport) logger() *slog.Logger {
+	l := t.opts.Logger
+	if l == nil {
+		t.mu.Lock()
+		l = t.log
+		t.mu.Unlock()
+	}
+	if l == nil {
+		return nil
+	}
+	return l.With("transport", Name)
 }
 
 // removeStale removes a socket file at path that nobody answers on, as a
