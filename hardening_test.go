@@ -14,6 +14,7 @@ import (
 	"github.com/velo-messenger/velo"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/tcp"
 )
 
@@ -244,5 +245,123 @@ func TestHardeningCallsEndByDeadlineWhenPeerStopsReading(t *testing.T) {
 		t.Logf("connection lost %v after the load began (writes stalled; pongs kept arriving)", at.Sub(start).Round(time.Millisecond))
 	case <-time.After(opts.KeepaliveTimeout + 3*time.Second):
 		t.Fatalf("connection still up %v after the load began, though the peer reads nothing", time.Since(start))
+	}
+}
+
+// stuckPeer connects to addr with a tiny receive buffer, says hello, sends
+// n echo requests of size bytes each and then neither reads nor writes
+// again: the server's answers fill every buffer on the way and its writes
+// to the peer stall.
+func stuckPeer(t *testing.T, addr string, n, size int) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := rawSayHello(c, peer.NewID()); err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, size)
+	for i := range n {
+		req := wire.Request{Kind: wire.KindUnary, ID: uint64(i + 2), Handler: "echo", Payload: payload}
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(wire.AppendRequest(nil, &req)); err != nil {
+			t.Fatalf("stuck peer's request %d: %v", i, err)
+		}
+	}
+	return c
+}
+
+func echoServer(t *testing.T, opts velo.Options, ts ...transport.Transport) *velo.Messenger {
+	s := newMessenger(t, opts, ts...)
+	mustRegister(t, s, velo.UnaryHandler("echo", func(_ context.Context, c *velo.Context) ([]byte, error) {
+		return c.Payload, nil
+	}))
+	mustRegister(t, s, velo.UnaryHandler("sleep", func(ctx context.Context, c *velo.Context) ([]byte, error) {
+		d, _ := time.ParseDuration(string(c.Payload))
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+		return c.Payload, nil
+	}))
+	return s
+}
+
+// TestHardeningStuckPeersDoNotStallKeepalive: 14 peers make the server's
+// writes stall, then go silent. Keepalive closes each of them (each close
+// may wait up to a second for the stuck write), but no close delays the
+// checks of other connections: a healthy idle client's 3 s call, on a
+// connection the server pings every 100 ms, succeeds (before: the closes
+// ran one after another, nobody was pinged meanwhile, and the healthy
+// connection was closed as silent).
+func TestHardeningStuckPeersDoNotStallKeepalive(t *testing.T) {
+	opts := velo.Options{KeepaliveInterval: 100 * time.Millisecond, KeepaliveTimeout: 400 * time.Millisecond}
+	closes := make(chan time.Time, 64)
+	tt := &tappedTransport{Transport: tcp.New(tcp.Options{}), onClosed: func(error) { notify(closes, time.Now()) }}
+	s := echoServer(t, opts, tt)
+	h := newMessenger(t, velo.Options{})
+	if err := h.RegisterPeer(s.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	addr := s.PeerInfo().Addresses[tcp.Name]
+	call := make(chan error, 1)
+	go func() {
+		_, err := h.Unary("sleep").RawPayload([]byte("3s")).Instance(s.InstanceID()).Send(ctx)
+		call <- err
+	}()
+	var stuck []net.Conn
+	for range 14 {
+		stuck = append(stuck, stuckPeer(t, addr, 6, 1<<20))
+	}
+	silent := time.Now()
+	// The stuck peers are not read from: reading would free the
+	// server's writes.
+	if err := waitRecv(t, ctx, call, "the healthy client's call"); err != nil {
+		t.Fatalf("a healthy client's call beside 14 stuck peers: %v", err)
+	}
+	var worst time.Duration
+	for range stuck {
+		at := waitRecv(t, ctx, closes, "a stuck peer's close")
+		worst = max(worst, at.Sub(silent))
+	}
+	t.Logf("healthy client's 3 s call succeeded; the 14 stuck peers were all closed within %v of going silent", worst.Round(time.Millisecond))
+	if worst > opts.KeepaliveTimeout+3*time.Second {
+		t.Errorf("closing 14 stuck peers took %v: the closes ran one after another", worst)
+	}
+}
+
+// TestHardeningShutdownWithStuckPeers: Shutdown with a 2 s ctx returns
+// within 2 s plus a small constant while 12 peers hold the server's writes
+// (before: 12 s, the sessions were closed one at a time, each waiting for
+// its stuck write).
+func TestHardeningShutdownWithStuckPeers(t *testing.T) {
+	s, err := velo.NewBuilder().Options(velo.Options{KeepaliveInterval: 10 * time.Second, KeepaliveTimeout: 30 * time.Second}).Build(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRegister(t, s, velo.UnaryHandler("echo", func(_ context.Context, c *velo.Context) ([]byte, error) {
+		return c.Payload, nil
+	}))
+	addr := s.PeerInfo().Addresses[tcp.Name]
+	for range 12 {
+		stuckPeer(t, addr, 6, 1<<20)
+	}
+	time.Sleep(200 * time.Millisecond) // the answers are written and stuck
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	s.Shutdown(ctx)
+	took := time.Since(start)
+	t.Logf("Shutdown with a 2 s ctx and 12 stuck peers took %v", took.Round(time.Millisecond))
+	if took > 2*time.Second+1500*time.Millisecond {
+		t.Fatalf("Shutdown took %v with a 2 s ctx", took)
 	}
 }
