@@ -365,3 +365,85 @@ func TestHardeningShutdownWithStuckPeers(t *testing.T) {
 		t.Fatalf("Shutdown took %v with a 2 s ctx", took)
 	}
 }
+
+// TestHardeningDeadlinesHoldUnderBackpressure: between two instances,
+// AMSend traffic to a Mailbox(1) handler that takes 50 ms fills the
+// connection (the server's receive path waits for mailbox room), while
+// Unary calls with a 500 ms deadline go to another handler on the same
+// connection: every call, and every AMSend with a deadline, returns
+// within its deadline plus a small margin (before: 1.1–3.6 s, in a write
+// that waited for room without watching the ctx).
+func TestHardeningDeadlinesHoldUnderBackpressure(t *testing.T) {
+	a, b := pair(t)
+	mustRegister(t, b, velo.AMHandler("slow", func(context.Context, *velo.Context) error {
+		time.Sleep(50 * time.Millisecond)
+		return nil
+	}).Mailbox(1))
+	lateness := make(chan time.Duration, 1024)
+	mustRegister(t, b, velo.UnaryHandler("echo", func(ctx context.Context, c *velo.Context) ([]byte, error) {
+		if dl, ok := ctx.Deadline(); ok {
+			var sent time.Time
+			sent.UnmarshalBinary(c.Payload)
+			notify(lateness, dl.Sub(sent.Add(500*time.Millisecond)))
+		}
+		return nil, nil
+	}))
+	ctx := testCtx(t)
+	id := b.InstanceID()
+	stop := time.Now().Add(3 * time.Second)
+	var overrun sync.Map // kind → worst overrun
+	record := func(kind string, d time.Duration) {
+		for {
+			old, loaded := overrun.LoadOrStore(kind, d)
+			if !loaded || old.(time.Duration) >= d || overrun.CompareAndSwap(kind, old, d) {
+				return
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	payload := make([]byte, 256)
+	for range 4 {
+		wg.Go(func() {
+			for time.Now().Before(stop) {
+				cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				dl, _ := cctx.Deadline()
+				a.AMSend("slow").RawPayload(payload).Instance(id).Send(cctx)
+				cancel()
+				record("amsend", time.Since(dl))
+			}
+		})
+	}
+	var calls, failed int
+	var mu sync.Mutex
+	for range 4 {
+		wg.Go(func() {
+			for time.Now().Before(stop) {
+				cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				dl, _ := cctx.Deadline()
+				sent, _ := time.Now().MarshalBinary()
+				_, err := a.Unary("echo").RawPayload(sent).Instance(id).Send(cctx)
+				cancel()
+				record("unary", time.Since(dl))
+				mu.Lock()
+				calls++
+				if err != nil {
+					failed++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	var late time.Duration
+	for len(lateness) > 0 {
+		late = max(late, <-lateness)
+	}
+	worst := map[string]time.Duration{}
+	overrun.Range(func(k, v any) bool { worst[k.(string)] = v.(time.Duration); return true })
+	t.Logf("unary calls: %d, %d failed; longest overrun of the 500 ms deadline: %v; the latest handler deadline fell %v after its caller's", calls, failed, worst, late.Round(time.Millisecond))
+	for k, d := range worst {
+		if d > 300*time.Millisecond {
+			t.Errorf("%s calls returned up to %v after their 500 ms deadline", k, d)
+		}
+	}
+}
