@@ -67,6 +67,11 @@ type session struct {
 	lastEntry *handlerEntry
 	found     *handlerEntry
 
+	// errTokens and errAt are the receive goroutine's budget of error
+	// answers (see throttleErrors).
+	errTokens float64
+	errAt     time.Time
+
 	mu       sync.Mutex
 	pending  map[uint64]*call    // guarded by mu: our calls awaiting a response
 	inflight map[uint64]*inbound // guarded by mu: the peer's requests we are handling
@@ -480,6 +485,7 @@ func (s *session) handleRequest(body []byte) error {
 	}
 	e := s.found // looked up while decoding the name
 	if e == nil {
+		s.throttleErrors()
 		s.finish(in, nil, newError(CodeHandlerNotFound, req.Handler, nil, "no handler %q on instance %s", req.Handler, s.m.id.Short()))
 		return nil
 	}
@@ -510,6 +516,37 @@ func (s *session) handleRequest(body []byte) error {
 		s.finish(in, nil, s.m.tellError(req.Handler, ctx, err))
 	}
 	return nil
+}
+
+// Error answers to one peer are rate-limited: a connection may have
+// errorRate a second answered at once, in bursts of up to errorBurst;
+// past that its receive path pauses, so that a peer flooding requests
+// that fail (an unknown handler) slows itself down instead of taking the
+// CPU from other peers. Nothing is dropped: each request is still
+// answered, later.
+const (
+	errorRate  = 5000
+	errorBurst = 500
+	// errorPause is the least a throttled receive path sleeps: the budget
+	// refills by errorRate × errorPause meanwhile.
+	errorPause = 5 * time.Millisecond
+)
+
+// throttleErrors takes one error answer from the session's budget,
+// sleeping first if it is spent. It runs on the receive goroutine.
+func (s *session) throttleErrors() {
+	now := time.Now()
+	if s.errAt.IsZero() {
+		s.errTokens, s.errAt = errorBurst, now
+	}
+	s.errTokens = min(errorBurst, s.errTokens+now.Sub(s.errAt).Seconds()*errorRate)
+	s.errAt = now
+	if s.errTokens < 1 {
+		time.Sleep(errorPause)
+		s.errAt = time.Now()
+		s.errTokens += errorPause.Seconds() * errorRate
+	}
+	s.errTokens--
 }
 
 // finish answers a request, once, whatever path it took: the handler

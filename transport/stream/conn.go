@@ -488,6 +488,10 @@ func (c *Conn) WriteStalled(now time.Time) time.Duration {
 	return max(now.Sub(c.since), 0)
 }
 
+// yieldEvery is how many frames a receive loop handles before it lets
+// other goroutines run.
+const yieldEvery = 32
+
 // closeFlush bounds how long Close waits for a flusher to write out the
 // frames that WriteFrame already accepted.
 const closeFlush = time.Second
@@ -557,11 +561,17 @@ func addrString(a net.Addr) string {
 func (c *Conn) Serve() {
 	c.fr = wire.NewFrameReader(bufio.NewReaderSize(c.nc, c.opts.ReadBuffer), c.opts.MaxFrame)
 	var reason error
-	for {
+	for n := 1; ; n++ {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
 			reason = err
 			break
+		}
+		if n%yieldEvery == 0 {
+			// A peer that always has frames for us would otherwise keep
+			// this thread for the scheduler's whole time slice (10 ms),
+			// and the other connections' receive loops wait behind it.
+			runtime.Gosched()
 		}
 		if err := c.h.HandleFrame(f); err != nil {
 			reason = err
