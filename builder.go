@@ -13,6 +13,7 @@ import (
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/system"
 	"github.com/velo-messenger/velo/transport"
+	"github.com/velo-messenger/velo/transport/mem"
 	"github.com/velo-messenger/velo/transport/tcp"
 )
 
@@ -179,6 +180,7 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		closing:      make(chan struct{}),
 		peers:        make(map[peer.ID]*peerState),
 		sessions:     make(map[*session]struct{}),
+		eventPaths:   make(map[peer.ID]*session),
 		shutdownDone: make(chan struct{}),
 	}
 	m.handlerCtx, m.stopHandlers = context.WithCancel(context.Background())
@@ -190,6 +192,9 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 	fail := func(err error) (*Messenger, error) {
 		for _, t := range transports {
 			t.Close()
+		}
+		if m.self != nil {
+			m.self.Close()
 		}
 		m.stopHandlers()
 		m.cancelRun()
@@ -223,8 +228,18 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		m.info.Addresses[name] = addr
 		m.mu.Unlock()
 	}
+	m.self = mem.New(mem.NewNetwork())
+	selfAddr, err := m.self.Listen(ctx, func(c transport.Conn) transport.Handler {
+		s := newSession(m, c, selfName, false)
+		m.track(s)
+		return s
+	})
+	if err != nil {
+		return fail(fmt.Errorf("velo: the connection to itself: %w", err))
+	}
+	m.selfAddr = selfAddr
 	m.mu.Lock()
-	m.learn(m.info) // an instance may call its own handlers
+	m.learn(m.info).vouched = true // an instance may call its own handlers
 	m.mu.Unlock()
 	if m.disc != nil {
 		reg, err := m.disc.Register(ctx, m.PeerInfo())

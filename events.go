@@ -18,8 +18,36 @@ func (m *Messenger) Events() *events.Manager { return m.events }
 // active messages, dialing the peer if needed.
 type eventNetwork struct{ m *Messenger }
 
+// An outcome (_event_trigger) goes back on the connection the
+// subscription came in on while it is open: the awaiter takes outcomes
+// only on the connection it subscribed over (see eventSourceTrusted).
 func (n eventNetwork) Send(ctx context.Context, to peer.ID, handler string, payload []byte) error {
+	if handler == events.TriggerHandler {
+		n.m.mu.RLock()
+		s := n.m.eventPaths[to]
+		n.m.mu.RUnlock()
+		if s != nil && !s.closing.Load() {
+			req := wire.Request{Kind: wire.KindAMSend, Handler: handler, Payload: payload}
+			if _, err := s.roundTrip(ctx, &req); err == nil {
+				return nil
+			}
+		}
+	}
 	return n.m.AMSend(handler).RawPayload(payload).Instance(to).Send(ctx)
+}
+
+// eventSourceTrusted reports whether event outcomes from s's peer may be
+// taken from s: always on a connection we dialed, and on one the peer
+// opened only while nothing vouched for the peer's address (it then is
+// the only path to the peer, and the one its subscriptions went over).
+func (m *Messenger) eventSourceTrusted(s *session) bool {
+	if s.dialed {
+		return true
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ps := m.peers[s.peer.ID]
+	return ps == nil || !ps.vouched
 }
 
 // registerEventHandlers routes the _event_* messages to the manager. They
@@ -80,8 +108,20 @@ func (m *Messenger) deliverEvent(s *session, req *wire.Request) bool {
 	default:
 		return false
 	}
+	if req.Handler == events.TriggerHandler && !m.eventSourceTrusted(s) {
+		m.log.Warn("velo: event outcome refused: not on a connection dialed to the owner", "sender", s.peer.ID.Short(), "addr", s.conn.RemoteAddr())
+		if req.Kind.WantsResponse() {
+			s.finish(newInbound(s, req), nil, newError(CodeBadRequest, req.Handler, nil, "event outcomes from %s are taken only on connections to its known address", s.peer.ID.Short()))
+		}
+		return true
+	}
 	if req.Kind != wire.KindAMSend {
 		return false // answered by the registered handler, like any call
+	}
+	if req.Handler == events.SubscribeHandler {
+		m.mu.Lock()
+		m.eventPaths[s.peer.ID] = s // outcomes go back on this connection
+		m.mu.Unlock()
 	}
 	err := m.events.Deliver(m.handlerCtx, s.peer.ID, req.Handler, req.Payload)
 	if errors.Is(err, events.ErrMalformed) {

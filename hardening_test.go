@@ -1,17 +1,20 @@
 package velo_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/internal/faultproxy"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/transport"
@@ -515,4 +518,140 @@ func TestHardeningFloodersDoNotStarveAGoodPeer(t *testing.T) {
 	if ratio > 10 {
 		t.Fatalf("four floods made the good peer's p50 %.1f× its value before (%v → %v)", ratio, pb, pd)
 	}
+}
+
+// rawCounter reads frames from c until it closes, counting requests and
+// answering nothing.
+func rawCounter(c net.Conn) *atomic.Int64 {
+	var n atomic.Int64
+	go func() {
+		r := bufio.NewReader(c)
+		for {
+			f, err := readRawFrame(r)
+			if err != nil {
+				return
+			}
+			if typ, _, err := wire.ParseHeader(f); err == nil && typ == wire.TypeRequest {
+				n.Add(1)
+			}
+		}
+	}()
+	return &n
+}
+
+// TestHardeningImpostorHelloTakesNothing: a raw connection to instance C
+// says hello as S (advertising its own address). C's calls to S still go
+// to S, also after the C–S link resets; a forged _event_trigger from the
+// impostor does not complete C's awaiter of S's event; a connection that
+// says hello as C itself is refused, and C's calls to itself stay in the
+// process (before: the impostor got C's calls after a blip, poisoned the
+// awaiter, and took C's calls to itself).
+func TestHardeningImpostorHelloTakesNothing(t *testing.T) {
+	s := newMessenger(t, velo.Options{})
+	mustRegister(t, s, velo.UnaryHandler("whoami", func(context.Context, *velo.Context) ([]byte, error) {
+		return []byte("S"), nil
+	}))
+	proxy, err := faultproxy.New(s.PeerInfo().Addresses[tcp.Name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	c := newMessenger(t, velo.Options{})
+	mustRegister(t, c, velo.UnaryHandler("whoami", func(_ context.Context, x *velo.Context) ([]byte, error) {
+		return []byte("C from " + x.Sender.Short()), nil
+	}))
+	if err := c.RegisterPeer(peer.Info{ID: s.InstanceID(), Addresses: map[string]string{tcp.Name: proxy.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	ask := func(id peer.ID) (string, error) {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		b, err := c.Unary("whoami").Instance(id).Send(cctx)
+		return string(b), err
+	}
+	if got, err := ask(s.InstanceID()); err != nil || got != "S" {
+		t.Fatalf("before the impostor: %q, %v", got, err)
+	}
+
+	addr := c.PeerInfo().Addresses[tcp.Name]
+	imp, err := hostileDial(t, addr, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rawSayHello(imp, s.InstanceID()); err != nil {
+		t.Fatalf("the impostor's hello: %v", err)
+	}
+	got := rawCounter(imp)
+
+	for i := range 20 {
+		if i == 10 { // a blip on the real link
+			proxy.Set(faultproxy.Reset())
+			time.Sleep(100 * time.Millisecond)
+			proxy.Set(faultproxy.PassThrough())
+		}
+		var answer string
+		var err error
+		for try := 0; try < 20; try++ {
+			if answer, err = ask(s.InstanceID()); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil || answer != "S" {
+			t.Fatalf("call %d to S: %q, %v (impostor received %d requests)", i, answer, err, got.Load())
+		}
+	}
+
+	ev, err := s.Events().NewEvent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := ev.Handle()
+	aw, err := c.Events().Awaiter(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- aw.Wait(ctx) }()
+	time.Sleep(100 * time.Millisecond) // subscribed
+	hb, _ := h.MarshalBinary()
+	for _, version := range []byte{1, 2} {
+		p := append([]byte{version}, hb...)
+		p = append(p, 2, 0, 6) // poisoned, reason of 6 bytes
+		p = append(p, "forged"...)
+		forged := wire.Request{Kind: wire.KindAMSend, ID: 0, Handler: "_event_trigger", Payload: p}
+		if _, err := imp.Write(wire.AppendRequest(nil, &forged)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-waited:
+		t.Fatalf("the awaiter returned on the impostor's forged trigger: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := ev.Trigger(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitRecv(t, ctx, waited, "the awaiter"); err != nil {
+		t.Fatalf("the awaiter after S's trigger: %v", err)
+	}
+
+	self, err := hostileDial(t, addr, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rawSayHello(self, c.InstanceID()); err == nil {
+		t.Fatal("a connection saying hello as C itself was accepted")
+	}
+	selfGot := rawCounter(self)
+	for range 5 {
+		if answer, err := ask(c.InstanceID()); err != nil || answer != "C from "+c.InstanceID().Short() {
+			t.Fatalf("C's call to itself: %q, %v", answer, err)
+		}
+	}
+	if n, m := got.Load(), selfGot.Load(); n != 0 || m != 0 {
+		t.Fatalf("the impostors received %d and %d requests", n, m)
+	}
+	t.Logf("20 calls to S (a reset between) answered by S, the forged trigger ignored, the hello as C refused, 5 self calls served in process; impostors received 0 requests")
 }

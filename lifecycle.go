@@ -226,6 +226,7 @@ func (m *Messenger) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	m.self.Close()
 	bye.Wait()
 	m.wg.Wait()
 	m.stopHandlers()

@@ -19,7 +19,12 @@ import (
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/system"
 	"github.com/velo-messenger/velo/transport"
+	"github.com/velo-messenger/velo/transport/mem"
 )
+
+// selfName is the transport name of the connections an instance makes to
+// itself.
+const selfName = "self"
 
 // Lifecycle states of a Messenger.
 const (
@@ -42,6 +47,10 @@ type Messenger struct {
 	disc       discovery.PeerDiscovery
 	reg        discovery.Registration
 	events     *events.Manager
+	// self carries calls of this instance to itself, in memory, at
+	// selfAddr; it is in no peer.Info.
+	self     *mem.Transport
+	selfAddr string
 
 	// handlerCtx is the parent of every handler's ctx; stopHandlers ends it
 	// when Shutdown runs out of time.
@@ -61,6 +70,9 @@ type Messenger struct {
 	mu       sync.RWMutex
 	peers    map[peer.ID]*peerState // guarded by mu
 	sessions map[*session]struct{}  // guarded by mu: every open session
+	// eventPaths is, per peer, the connection its last _event_subscribe
+	// came in on, where the outcomes go back. Guarded by mu.
+	eventPaths map[peer.ID]*session
 
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}
@@ -82,6 +94,13 @@ type peerState struct {
 	discovered, stale bool
 	// manual: info came from RegisterPeer; discovery is never asked.
 	manual bool
+	// vouched: the addresses came from RegisterPeer or a discovery
+	// lookup, not from the peer's own hello. Calls then go only over
+	// connections dialed to them, a hello never replaces them, and
+	// _event_trigger messages are taken only from those connections:
+	// without authentication, a connection that says hello as this
+	// instance may be anyone.
+	vouched bool
 	// introduced: the entry was made by the peer's own hello, not by
 	// RegisterPeer or discovery; it is forgotten when its last connection
 	// closes, so peers that come and go under new ids cost nothing.
@@ -118,7 +137,24 @@ func (m *Messenger) RegisterPeer(info peer.Info) error {
 	ps := m.learn(info)
 	ps.manual = true
 	ps.discovered, ps.stale = false, false
+	m.vouchLocked(ps)
 	return nil
+}
+
+// vouchLocked marks ps's addresses as vouched for, and stops calls from
+// using a connection the peer opened to us: the next call dials. m.mu is
+// held.
+func (m *Messenger) vouchLocked(ps *peerState) {
+	ps.vouched = true
+	if ps.sess != nil && !ps.sess.dialed {
+		ps.sess = nil
+		for o := range m.sessions {
+			if o.dialed && o.ready() && !o.closing.Load() && o.peer.ID == ps.info.ID {
+				ps.sess = o
+				break
+			}
+		}
+	}
 }
 
 // learn records info; m.mu is held.
@@ -329,6 +365,7 @@ func (m *Messenger) discover(ctx context.Context, id peer.ID, handler string) er
 	m.mu.Lock()
 	ps := m.learn(info)
 	ps.discovered, ps.stale = true, false
+	m.vouchLocked(ps)
 	m.mu.Unlock()
 	return nil
 }
@@ -413,6 +450,11 @@ func (m *Messenger) dial(ps *peerState, att *dialAttempt, info peer.Info, delay 
 // connect tries the transports in priority order that info has an address
 // for, and returns the first session whose handshake succeeds.
 func (m *Messenger) connect(ctx context.Context, info peer.Info) (*session, error) {
+	if info.ID == m.id {
+		// Calls to this instance never leave the process: they go over
+		// an in-memory connection of its own.
+		return m.dialVia(ctx, m.self, m.selfAddr, m.id)
+	}
 	var errs []error
 	for _, t := range m.dialOrder(info) {
 		addr, ok := info.Address(t.Name())
@@ -519,6 +561,10 @@ func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 	if err != nil {
 		return fmt.Errorf("velo: handshake: %w", err)
 	}
+	if err := m.admitHello(s, h.Info.ID); err != nil {
+		s.finish(in, nil, err)
+		return err
+	}
 	if err := s.completeHello(&h); err != nil {
 		return err
 	}
@@ -528,8 +574,11 @@ func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 	}
 	s.finish(in, reply, nil)
 	m.mu.Lock()
-	_, known := m.peers[h.Info.ID]
-	ps := m.learn(h.Info)
+	ps, known := m.peers[h.Info.ID]
+	if !known || !ps.vouched {
+		// A hello never replaces what RegisterPeer or discovery said.
+		ps = m.learn(h.Info)
+	}
 	if !known {
 		ps.introduced = true
 	}
@@ -539,10 +588,54 @@ func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 	if m.disc != nil && !ps.manual {
 		ps.discovered = true
 	}
-	if ps.sess == nil {
+	if ps.sess == nil && !ps.vouched {
 		ps.sess = s
 	}
 	m.mu.Unlock()
+	return nil
+}
+
+// admitHello refuses an inbound hello that claims this instance's own id,
+// or the id of a peer that already has a live connection to us that it
+// opened: one of the two is not who it says.
+func (m *Messenger) admitHello(s *session, id peer.ID) error {
+	if id == m.id && s.tname != selfName {
+		m.log.Warn("velo: handshake refused: a peer claims this instance's id", "addr", s.conn.RemoteAddr())
+		return newError(CodePeerUnknown, system.Hello, nil, "%s claims to be this instance (%s)", s.conn.RemoteAddr(), id.Short())
+	}
+	o := m.inboundFrom(s, id)
+	if o == nil {
+		return nil
+	}
+	// A peer that reconnects at once may find its old connection not yet
+	// seen closed: give that close a moment before refusing.
+	t := time.NewTimer(helloConflictWait)
+	defer t.Stop()
+	select {
+	case <-o.done:
+		if o = m.inboundFrom(s, id); o == nil {
+			return nil
+		}
+	case <-t.C:
+	}
+	m.log.Warn("velo: handshake refused: instance already connected", "peer", id.Short(), "addr", s.conn.RemoteAddr(), "connected_from", o.conn.RemoteAddr())
+	return newError(CodePeerUnknown, system.Hello, nil, "instance %s is already connected from %s", id.Short(), o.conn.RemoteAddr())
+}
+
+// helloConflictWait is how long an inbound hello that claims the id of a
+// connected peer waits for that peer's other connection to close.
+const helloConflictWait = 200 * time.Millisecond
+
+// inboundFrom returns another live connection that the peer id opened to
+// us, if there is one.
+func (m *Messenger) inboundFrom(s *session, id peer.ID) *session {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for o := range m.sessions {
+		if o != s && !o.dialed && o.ready() && !o.closing.Load() && o.peer.ID == id {
+			return o
+		}
+	}
 	return nil
 }
 
@@ -562,6 +655,9 @@ func (m *Messenger) sessionClosed(s *session, reason error) {
 	if !s.ready() {
 		return
 	}
+	if m.eventPaths[s.peer.ID] == s {
+		delete(m.eventPaths, s.peer.ID)
+	}
 	m.peerDownLocked(s)
 	ps := m.peers[s.peer.ID]
 	if ps == nil || ps.sess != s {
@@ -570,7 +666,7 @@ func (m *Messenger) sessionClosed(s *session, reason error) {
 	ps.stale = ps.discovered
 	ps.sess = nil
 	for o := range m.sessions {
-		if o.ready() && o.peer.ID == s.peer.ID {
+		if o.ready() && o.peer.ID == s.peer.ID && (o.dialed || !ps.vouched) {
 			ps.sess = o
 			break
 		}
