@@ -104,8 +104,8 @@ func TestHelloLimits(t *testing.T) {
 // entries: 80 MiB).
 func TestHelloBombs(t *testing.T) {
 	const n = 8 << 20
-	names := append([]byte{0x82, 0xa4, 'i', 'n', 'f', 'o', 0x81, 0xa2, 'i', 'd', 0xa0,
-		0xa8, 'h', 'a', 'n', 'd', 'l', 'e', 'r', 's', 0xdd, n >> 24, n >> 16 & 0xff, n >> 8 & 0xff, n & 0xff}, bytes.Repeat([]byte{0xa0}, n)...)
+	names := append([]byte{0x81, 0xa8, 'h', 'a', 'n', 'd', 'l', 'e', 'r', 's', 0xdd, n >> 24, n >> 16 & 0xff, n >> 8 & 0xff, n & 0xff},
+		bytes.Repeat([]byte{0xa0}, n)...)
 	ext := []byte{0x81, 0xa4, 'i', 'n', 'f', 'o', 0x81, 0xa5, 'a', 'd', 'd', 'r', 's', 0xd7, 0x01, 0xdf, 0xff, 0xff, 0xff, 0xff, 0, 0, 0}
 	for name, p := range map[string][]byte{"8 M names": names, "ext map": ext} {
 		var before, after runtime.MemStats
