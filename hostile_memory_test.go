@@ -23,6 +23,8 @@ import (
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/system"
+	"github.com/velo-messenger/velo/transport"
+	"github.com/velo-messenger/velo/transport/mem"
 	"github.com/velo-messenger/velo/transport/tcp"
 )
 
@@ -405,5 +407,59 @@ func TestHostileMemoryHandlerLimit(t *testing.T) {
 	names, err := a.ListHandlers(testCtx(t), b.InstanceID())
 	if err != nil || len(names) != system.MaxHelloHandlers {
 		t.Fatalf("ListHandlers: %d names, %v; want %d", len(names), err, system.MaxHelloHandlers)
+	}
+}
+
+// renamedTransport is an in-memory transport under another name, with
+// optionally a long address.
+type renamedTransport struct {
+	*mem.Transport
+	name string
+	pad  int // bytes added to the address
+}
+
+func (t *renamedTransport) Name() string { return t.name }
+
+func (t *renamedTransport) Listen(ctx context.Context, bind transport.Binder) (string, error) {
+	addr, err := t.Transport.Listen(ctx, bind)
+	return addr + strings.Repeat("/", t.pad), err
+}
+
+// TestHostileMemoryTransportLimit: Build refuses transports its hello
+// could not list: more than system.MaxHelloAddresses, a name over
+// system.MaxTransportName bytes, an address over system.MaxAddress.
+func TestHostileMemoryTransportLimit(t *testing.T) {
+	n := mem.NewNetwork()
+	many := func(k int) []transport.Transport {
+		var ts []transport.Transport
+		for i := range k {
+			ts = append(ts, &renamedTransport{Transport: mem.New(n), name: fmt.Sprintf("mem%d", i)})
+		}
+		return ts
+	}
+	for name, ts := range map[string][]transport.Transport{
+		"too many":     many(system.MaxHelloAddresses + 1),
+		"long name":    {&renamedTransport{Transport: mem.New(n), name: strings.Repeat("m", system.MaxTransportName+1)}},
+		"long address": {&renamedTransport{Transport: mem.New(n), name: "mem", pad: system.MaxAddress}},
+	} {
+		b := velo.NewBuilder()
+		for _, tr := range ts {
+			b.AddTransport(tr)
+		}
+		m, err := b.Build(context.Background())
+		if err == nil {
+			m.Shutdown(context.Background())
+			t.Errorf("%s: Build succeeded", name)
+			continue
+		}
+		if !errors.Is(err, system.ErrHelloLimits) {
+			t.Errorf("%s: %v, want system.ErrHelloLimits", name, err)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+	// The most transports a hello lists are fine.
+	m := newMessenger(t, velo.Options{}, many(system.MaxHelloAddresses)...)
+	if got := len(m.PeerInfo().Addresses); got != system.MaxHelloAddresses {
+		t.Errorf("%d addresses, want %d", got, system.MaxHelloAddresses)
 	}
 }
