@@ -463,3 +463,24 @@ func TestHostileMemoryTransportLimit(t *testing.T) {
 		t.Errorf("%d addresses, want %d", got, system.MaxHelloAddresses)
 	}
 }
+
+// TestHostileMemoryTypedResult: a result that would decode into far more
+// memory than it takes (200 K empty strings, 200 KB: a []string of
+// 3.2 MB, 16 bytes per byte) fails the caller with ErrBadPayload, raised
+// by the caller itself; 4 K of them (64 KB, within the slack) decode.
+func TestHostileMemoryTypedResult(t *testing.T) {
+	a, b := memPair(t)
+	mustRegister(t, b, velo.UnaryHandler("strings", func(_ context.Context, c *velo.Context) ([]byte, error) {
+		n := int(binary.BigEndian.Uint32(c.Payload))
+		return append([]byte{0xdd, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}, bytes.Repeat([]byte{0xa0}, n)...), nil
+	}))
+	for _, n := range []uint32{4_000, 200_000} {
+		got, err := velo.TypedUnary[[]string](a, "strings").RawPayload(binary.BigEndian.AppendUint32(nil, n)).Instance(b.InstanceID()).Send(testCtx(t))
+		switch {
+		case n == 4_000 && (err != nil || len(got) != int(n)):
+			t.Errorf("%d empty strings: %d, %v", n, len(got), err)
+		case n == 200_000 && (!errors.Is(err, velo.ErrBadPayload) || remoteFlag(t, err)):
+			t.Errorf("%d empty strings: %d, %v; want ErrBadPayload raised by the caller", n, len(got), err)
+		}
+	}
+}
