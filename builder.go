@@ -152,15 +152,20 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 	if len(transports) == 0 {
 		transports = []transport.Transport{tcp.New(tcp.Options{})}
 	}
-	seen := make(map[string]bool)
+	seen := make(map[string]string)
 	for _, t := range transports {
 		if t == nil {
 			return nil, errors.New("velo: nil transport")
 		}
-		if seen[t.Name()] {
+		if _, ok := seen[t.Name()]; ok {
 			return nil, fmt.Errorf("velo: transport %q added twice", t.Name())
 		}
-		seen[t.Name()] = true
+		seen[t.Name()] = ""
+	}
+	// The hello lists every transport's address: peers refuse one over
+	// its limits (count, name length here; address length once known).
+	if err := system.CheckAddresses(seen); err != nil {
+		return nil, fmt.Errorf("velo: transports: %w", err)
 	}
 	log := b.log
 	if log == nil {
@@ -221,6 +226,9 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 			return s
 		})
 		if err != nil {
+			return fail(fmt.Errorf("velo: transport %s: %w", name, err))
+		}
+		if err := system.CheckAddresses(map[string]string{name: addr}); err != nil {
 			return fail(fmt.Errorf("velo: transport %s: %w", name, err))
 		}
 		// The listener is live: peers may be saying hello already.

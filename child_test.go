@@ -34,7 +34,8 @@ const childIDEnv = "VELO_TEST_CHILD_ID"
 // Handlers: "echo" (unary, returns its payload), "block" (unary, waits for
 // its ctx to end: a call to it is in flight until the process dies), and
 // the event handlers of childEvents ("mkevent", "trigger", "poison",
-// "eventstats").
+// "eventstats"), and the memory handlers of hostile_memory_test.go
+// ("memstats", "tags").
 func runChild() {
 	ctx := context.Background()
 	bld := velo.NewBuilder()
@@ -60,6 +61,9 @@ func runChild() {
 	}).Build())
 	ce := &childEvents{m: m.Events(), live: make(map[events.Handle]*events.Event)}
 	for _, h := range ce.handlers() {
+		m.RegisterHandler(h.Build())
+	}
+	for _, h := range memoryHandlers() {
 		m.RegisterHandler(h.Build())
 	}
 	b, _ := json.Marshal(m.PeerInfo())

@@ -96,8 +96,10 @@ var (
 	// ErrHandlerExists: the name is already registered; the first handler
 	// stays.
 	ErrHandlerExists = errors.New("velo: handler already registered")
-	// ErrInvalidHandler: a reserved or malformed name, a nil function, or
-	// a bad option (mailbox size, concurrency, restart policy).
+	// ErrInvalidHandler: a reserved or malformed name, a nil function, a
+	// bad option (mailbox size, concurrency, restart policy), or one
+	// handler more than a hello can list (system.MaxHelloHandlers names,
+	// system.MaxHelloHandlerBytes of them in all).
 	ErrInvalidHandler = errors.New("velo: invalid handler")
 )
 

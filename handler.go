@@ -168,7 +168,12 @@ func UnaryHandlerFactory(name string, factory func() func(ctx context.Context, c
 // TypedUnaryHandler makes a request-response handler on typed values: the
 // payload is decoded from MessagePack into I, and the O returned is encoded
 // back. A payload that does not decode is answered with ErrBadPayload
-// without calling fn.
+// without calling fn, and so is one whose decoded value would hold more
+// than 12 bytes per payload byte, plus 64 KiB: it is refused before it is
+// decoded (an 8 MiB list of empty strings would make a []string of
+// 128 MiB). Plain structs, strings, numbers and byte slices stay well
+// within it; long lists of one-byte values decoded into interfaces, maps
+// of one-letter keys, or nils that become large structs in a slice do not.
 func TypedUnaryHandler[I, O any](name string, fn func(ctx context.Context, c *TypedContext[I]) (O, error)) *HandlerBuilder {
 	return TypedUnaryHandlerFactory(name, constFactory(fn))
 }

@@ -200,6 +200,9 @@ func (m *Messenger) register(h *Handler) error {
 	if _, ok := cur[h.name]; ok {
 		return fmt.Errorf("%w: %q", ErrHandlerExists, h.name)
 	}
+	if err := helloRoom(cur, h.name); err != nil {
+		return err
+	}
 	a, err := m.newActor(h)
 	if err != nil {
 		return err
@@ -262,6 +265,25 @@ func (m *Messenger) tellError(handler string, ctx context.Context, err error) er
 		return ctxError(ctx, handler)
 	}
 	return newError(CodeInternal, handler, err, "%v", err)
+}
+
+// helloRoom refuses a user handler that this instance's hello could not
+// list (system.MaxHelloHandlers, system.MaxHelloHandlerBytes): peers
+// would refuse the hello, and no connection could be made.
+func helloRoom(cur map[string]*handlerEntry, name string) error {
+	if system.IsReserved(name) {
+		return nil
+	}
+	n, bytes := 1, len(name)
+	for other := range cur {
+		if !system.IsReserved(other) {
+			n, bytes = n+1, bytes+len(other)
+		}
+	}
+	if err := system.CheckHandlers(n, bytes); err != nil {
+		return fmt.Errorf("%w: %q: %w", ErrInvalidHandler, name, err)
+	}
+	return nil
 }
 
 // handlerNames lists the user handlers, sorted.

@@ -173,7 +173,9 @@ func (b TypedUnaryBuilder[R]) Header(k, v string) TypedUnaryBuilder[R] {
 }
 
 // Send delivers the request and decodes the handler's result. A result
-// that does not decode into R fails with ErrBadPayload.
+// that does not decode into R fails with ErrBadPayload, as does one that
+// would decode into more than 12 bytes per byte of it, plus 64 KiB (see
+// TypedUnaryHandler).
 func (b TypedUnaryBuilder[R]) Send(ctx context.Context) (R, error) {
 	var r R
 	p, err := b.s.send(ctx)

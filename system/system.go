@@ -5,19 +5,21 @@
 //   - _hello: the first request on every connection. The dialing instance
 //     sends its Hello; the accepting one answers with its own. Each side
 //     then knows who is on the other end, which handlers it has, and the
-//     largest frame it accepts.
+//     largest frame it accepts. A hello is bounded (see MaxHelloHandlers
+//     and the other limits), so that it fits in wire.MaxHelloFrame.
 //   - _list_handlers: answers the names of the instance's user handlers
 //     as a MessagePack array of strings.
 package system
 
 import (
+	"bytes"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/velo-messenger/velo/internal/mpcheck"
-	"github.com/velo-messenger/velo/peer"
 )
 
 // Reserved handler names.
@@ -29,24 +31,6 @@ const (
 // IsReserved reports whether name belongs to velo.
 func IsReserved(name string) bool { return strings.HasPrefix(name, "_") }
 
-// HelloMsg is the payload of _hello, in both directions.
-type HelloMsg struct {
-	Info     peer.Info `msgpack:"info"`
-	Handlers []string  `msgpack:"handlers"`
-	MaxFrame int       `msgpack:"max_frame"` // largest frame the sender reads
-	Protocol int       `msgpack:"protocol"`  // wire.Version of the sender
-}
-
-// Encode returns the MessagePack form of h.
-func (h *HelloMsg) Encode() ([]byte, error) { return msgpack.Marshal(h) }
-
-// DecodeHello reads a HelloMsg.
-func DecodeHello(b []byte) (HelloMsg, error) {
-	var h HelloMsg
-	err := Unmarshal(b, &h)
-	return h, err
-}
-
 // EncodeNames returns the payload of a _list_handlers answer.
 func EncodeNames(names []string) ([]byte, error) { return msgpack.Marshal(names) }
 
@@ -57,15 +41,29 @@ func DecodeNames(b []byte) ([]string, error) {
 	return names, err
 }
 
-// Unmarshal decodes MessagePack that came from the network: the encoding
-// is vetted first (internal/mpcheck), so that a few bytes announcing a
-// huge string or array cannot make the decoder allocate it.
+// Unmarshal decodes MessagePack that came from the network into v, a
+// pointer. The encoding is vetted first, following v's type
+// (mpcheck.CheckType): a few bytes that announce a huge string or array,
+// or that would decode into far more memory than they take (8 M empty
+// strings make a []string of 128 MiB), are refused before anything is
+// decoded. The decoded value holds at most mpcheck.Growth bytes per
+// payload byte, plus mpcheck.Slack; the decoder allocates at most about
+// twice that on the way.
+//
+// Since every length is vetted, the decoder's own allocation limits are
+// off: they only make it allocate large slices, maps and strings in steps,
+// copying them as they grow.
 //
 // The decoder can also panic on some malformed input (found by
 // FuzzTypedPayload: a nil where a struct is expected, inside a map); such
 // a panic is returned as an error, as any other undecodable input.
 func Unmarshal(b []byte, v any) (err error) {
-	if err := mpcheck.Check(b); err != nil {
+	if t := reflect.TypeOf(v); t != nil && t.Kind() == reflect.Pointer {
+		err = mpcheck.CheckType(b, t.Elem())
+	} else {
+		err = mpcheck.Check(b) // msgpack refuses to decode into it anyway
+	}
+	if err != nil {
 		return err
 	}
 	defer func() {
@@ -73,5 +71,9 @@ func Unmarshal(b []byte, v any) (err error) {
 			err = fmt.Errorf("msgpack: malformed input: decoder panicked: %v", r)
 		}
 	}()
-	return msgpack.Unmarshal(b, v)
+	d := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(d)
+	d.Reset(bytes.NewReader(b))
+	d.DisableAllocLimit(true)
+	return d.Decode(v)
 }

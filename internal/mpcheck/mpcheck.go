@@ -5,6 +5,13 @@
 // a 4 GiB string make it allocate 4 GiB. Check walks the encoding once,
 // without allocating, and refuses any length or element count that the
 // remaining bytes cannot hold, and nesting deeper than MaxDepth.
+//
+// That is not enough: lengths that fit can still decode into far more
+// memory than they take (8 M empty strings, 8 MiB, make a []string of
+// 128 MiB), and msgpack reads a map inside an ext header where Check sees
+// opaque data. CheckType walks the encoding as msgpack reads it into a
+// given Go type, estimates what the decoded value holds, and refuses a
+// payload over Growth × its size + Slack (ErrTooCostly).
 package mpcheck
 
 import (
@@ -22,6 +29,12 @@ var ErrInvalid = errors.New("msgpack: invalid encoding")
 // Check reports whether b starts with one well-formed MessagePack value
 // whose announced sizes fit in b.
 func Check(b []byte) error {
+	_, err := check(b)
+	return err
+}
+
+// check is Check, and also says whether the value holds an ext.
+func check(b []byte) (ext bool, err error) {
 	// stack holds, per open container, how many elements remain to read.
 	var stackBuf [16]uint64
 	stack := append(stackBuf[:0], 1)
@@ -33,7 +46,7 @@ func Check(b []byte) error {
 		}
 		stack[top]--
 		if len(b) == 0 {
-			return fmt.Errorf("%w: truncated", ErrInvalid)
+			return ext, fmt.Errorf("%w: truncated", ErrInvalid)
 		}
 		c := b[0]
 		b = b[1:]
@@ -51,8 +64,9 @@ func Check(b []byte) error {
 		default:
 			n, size, isContainer, perElem, err := header(c, b)
 			if err != nil {
-				return err
+				return ext, err
 			}
+			ext = ext || c >= 0xc7 && c <= 0xc9 || c >= 0xd4 && c <= 0xd8
 			b = b[size:]
 			if isContainer {
 				elems, container = n*perElem, true
@@ -63,20 +77,20 @@ func Check(b []byte) error {
 		if container {
 			// Every element takes at least one byte.
 			if elems > uint64(len(b)) {
-				return fmt.Errorf("%w: %d elements announced, %d bytes left", ErrInvalid, elems, len(b))
+				return ext, fmt.Errorf("%w: %d elements announced, %d bytes left", ErrInvalid, elems, len(b))
 			}
 			if len(stack) >= MaxDepth {
-				return fmt.Errorf("%w: nested deeper than %d", ErrInvalid, MaxDepth)
+				return ext, fmt.Errorf("%w: nested deeper than %d", ErrInvalid, MaxDepth)
 			}
 			stack = append(stack, elems)
 			continue
 		}
 		if skip > uint64(len(b)) {
-			return fmt.Errorf("%w: %d bytes announced, %d left", ErrInvalid, skip, len(b))
+			return ext, fmt.Errorf("%w: %d bytes announced, %d left", ErrInvalid, skip, len(b))
 		}
 		b = b[skip:]
 	}
-	return nil
+	return ext, nil
 }
 
 // fixedSize is the size of the data after the type byte of the scalars

@@ -1,7 +1,10 @@
 package mpcheck
 
 import (
+	"bytes"
 	"errors"
+	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -68,19 +71,65 @@ func TestCheckRefusesBombs(t *testing.T) {
 	}
 }
 
+// fuzzTypes are what FuzzCheck decodes into: an interface, a struct of
+// every kind of field, and the containers whose elements cost the most
+// per byte.
+var fuzzTypes = []reflect.Type{
+	reflect.TypeFor[any](),
+	reflect.TypeFor[sample](),
+	reflect.TypeFor[[]string](),
+	reflect.TypeFor[map[string]int](),
+	reflect.TypeFor[[]*sample](),
+	reflect.TypeFor[[][]any](),
+	reflect.TypeFor[map[string]map[string][]byte](),
+}
+
+// FuzzCheck: on every input, Check and CheckType (into an interface) find
+// the same encoding errors; a payload short enough for CheckType to pass
+// it unseen is never over the bound; and what CheckType passes for any
+// type decodes without allocating more than twice its estimate (msgpack
+// makes slices twice), plus Slack for the decoder's own and the noise of
+// other goroutines.
 func FuzzCheck(f *testing.F) {
 	b, _ := msgpack.Marshal(sample{Name: "seed", List: []int{1, 2}})
 	f.Add(b)
 	f.Add([]byte{0xdb, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0xd7, 0x01, 0xdf, 0xff, 0xff, 0xff, 0xff, 0, 0, 0}) // a map inside an ext header
+	f.Add(append([]byte{0xdc, 0x04, 0x00}, bytes.Repeat([]byte{0x80}, 1024)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if Check(b) != nil {
-			return
+		checkErr := Check(b)
+		for _, typ := range fuzzTypes {
+			cost, err := Cost(b, typ)
+			if typ == fuzzTypes[0] && !errors.Is(err, ErrTooCostly) && (err == nil) != (checkErr == nil) {
+				t.Fatalf("into any: CheckType %v, Check %v", err, checkErr)
+			}
+			if errors.Is(err, ErrTooCostly) && len(b) <= rootOf(typ).small {
+				t.Fatalf("%d bytes into %s refused (%v), but CheckType passes payloads up to %d bytes unseen",
+					len(b), typ, err, rootOf(typ).small)
+			}
+			if err != nil {
+				continue
+			}
+			if got := decodeAllocated(typ, b); int64(got) > 2*cost+Slack {
+				t.Fatalf("%d bytes into %s allocated %d bytes, estimate %d", len(b), typ, got, cost)
+			}
 		}
-		// What passes decodes without a large allocation: at most what the
-		// input holds, times a small factor for Go's representation.
-		var v any
-		_ = msgpack.Unmarshal(b, &v)
 	})
+}
+
+// decodeAllocated decodes b into a new value of type t, as
+// system.Unmarshal does, and returns the bytes that took.
+func decodeAllocated(t reflect.Type, b []byte) uint64 {
+	v := reflect.New(t).Interface()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	func() {
+		defer func() { _ = recover() }() // the decoder panics on some input; system.Unmarshal recovers it
+		_ = decode(b, v)
+	}()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(v)
+	return after.TotalAlloc - before.TotalAlloc
 }
 
 func BenchmarkCheck(b *testing.B) {

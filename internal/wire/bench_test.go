@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"bufio"
 	"testing"
 
 	"github.com/velo-messenger/velo/internal/wire"
@@ -79,5 +80,40 @@ func BenchmarkParseResponse(b *testing.B) {
 		if _, err := wire.ParseResponse(body); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// loopReader yields b over and over, as a connection that always has the
+// next frame ready.
+type loopReader struct {
+	b   []byte
+	off int
+}
+
+func (r *loopReader) Read(p []byte) (int, error) {
+	n := copy(p, r.b[r.off:])
+	r.off = (r.off + n) % len(r.b)
+	return n, nil
+}
+
+// BenchmarkReadFrame reads request frames from a 64 KiB buffered stream
+// (the stream transport's default): the common small call, a frame of
+// exactly 64 KiB, and a 1 MiB one.
+func BenchmarkReadFrame(b *testing.B) {
+	for _, size := range []struct {
+		name    string
+		payload int
+	}{{"32B", 32}, {"64KiB", 64<<10 - wire.RequestLen(&wire.Request{Handler: "kv.get"}) + wire.PrefixLen}, {"1MiB", 1 << 20}} {
+		b.Run(size.name, func(b *testing.B) {
+			frame := wire.AppendRequest(nil, &wire.Request{Kind: wire.KindUnary, ID: 1, Handler: "kv.get", Payload: seq(size.payload)})
+			fr := wire.NewFrameReader(bufio.NewReaderSize(&loopReader{b: frame}, 64<<10), 0)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(frame)))
+			for b.Loop() {
+				if _, err := fr.ReadFrame(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -54,6 +54,11 @@ const (
 	MaxHandlerName = 255
 	// DefaultMaxFrame is the default largest frame (length prefix excluded).
 	DefaultMaxFrame = 16 << 20
+	// MaxHelloFrame is the largest frame a connection accepts before its
+	// handshake is done: the _hello request, or its answer. The largest
+	// hello an instance may send (system.MaxHelloHandlers and the other
+	// limits: about 180 KiB) fits in it.
+	MaxHelloFrame = 256 << 10
 	// DefaultMaxHeaders is the default largest number of headers on a request.
 	DefaultMaxHeaders = 64
 	// DefaultMaxHeaderBytes is the default largest total size of header keys

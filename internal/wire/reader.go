@@ -7,20 +7,48 @@ import (
 )
 
 // FrameReader reads length-prefixed frames from a byte stream.
+//
+// A frame's buffer grows as its bytes arrive, so that a length prefix
+// costs nothing until the bytes it announces are sent: a frame of at most
+// readStep bytes is read into one buffer of its size, with no copy; a
+// longer one starts with readStep bytes, and its buffer doubles each time
+// the bytes sent fill it (the last step may grow it 2.5 times, to the
+// frame's size). A peer that announces 16 MiB and sends a byte now and
+// then holds readStep bytes of ours; one that has sent n bytes of a frame
+// holds a buffer of at most max(2.5n, readStep), and the smaller ones it
+// outgrew (less than n in all) are garbage.
 type FrameReader struct {
-	r   *bufio.Reader
-	max int
-	pre [PrefixLen]byte
+	r    *bufio.Reader
+	max  int
+	step int // readStep; smaller in tests
+	pre  [PrefixLen]byte
 }
+
+// readStep is the first buffer of a frame longer than it, and the size up
+// to which a frame is read in one allocation, without a copy.
+const readStep = 64 << 10
 
 // NewFrameReader reads frames of at most maxFrame bytes (after the prefix)
 // from r. maxFrame <= 0 means DefaultMaxFrame.
 func NewFrameReader(r *bufio.Reader, maxFrame int) *FrameReader {
-	if maxFrame <= 0 {
-		maxFrame = DefaultMaxFrame
-	}
-	return &FrameReader{r: r, max: maxFrame}
+	fr := &FrameReader{r: r, step: readStep}
+	fr.SetMax(maxFrame)
+	return fr
 }
+
+// SetMax changes the largest frame for the frames read after it
+// (MaxHelloFrame until a connection's handshake is done, say); n <= 0
+// means DefaultMaxFrame. Like ReadFrame, it must be called on the
+// goroutine that reads.
+func (fr *FrameReader) SetMax(n int) {
+	if n <= 0 {
+		n = DefaultMaxFrame
+	}
+	fr.max = n
+}
+
+// Max returns the largest frame ReadFrame accepts.
+func (fr *FrameReader) Max() int { return fr.max }
 
 // ReadFrame returns the next frame without its length prefix, in a new slice
 // that the caller owns. A length over the maximum is refused with
@@ -38,12 +66,28 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 	if n < versionSize+typeSize {
 		return nil, malformed("length %d is shorter than a frame header", n)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(fr.r, b); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	// Up to readStep, one buffer of the frame's size; past it, a buffer
+	// that doubles each time the bytes sent fill it, or that takes the
+	// whole frame when doubling would leave less than a half of it.
+	b := make([]byte, 0, min(n, fr.step))
+	for {
+		end := min(cap(b), n)
+		_, err := io.ReadFull(fr.r, b[len(b):end])
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
 		}
-		return nil, err
+		if b = b[:end]; len(b) == n {
+			return b, nil
+		}
+		next := 2 * len(b)
+		if next >= n-len(b)/2 {
+			next = n // rather than a last step for a few bytes
+		}
+		grown := make([]byte, len(b), next)
+		copy(grown, b)
+		b = grown
 	}
-	return b, nil
 }

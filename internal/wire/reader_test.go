@@ -215,3 +215,111 @@ func TestFrameReaderPassesErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestFrameReaderGrowsAsBytesArrive: an announced length costs nothing
+// until its bytes are sent. A frame announced at the maximum whose sender
+// stops after k bytes has made the reader allocate 4.5k at most (its
+// buffers double as they fill: up to 2.5k for the last, less than 2k for
+// the others), and 64 KiB for a frame of which little was sent.
+func TestFrameReaderGrowsAsBytesArrive(t *testing.T) {
+	for _, sent := range []int{0, 1, 1000, 64 << 10, 64<<10 + 1, 1 << 20, 3<<20 + 5} {
+		stream := append(prefix(wire.DefaultMaxFrame-1), wire.Version, byte(wire.TypeRequest))
+		stream = append(stream, make([]byte, max(sent-2, 0))...)
+		fr := wire.NewFrameReader(bufio.NewReaderSize(bytes.NewReader(stream), 64<<10), 0)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		f, err := fr.ReadFrame()
+		runtime.ReadMemStats(&after)
+		if err != io.ErrUnexpectedEOF || f != nil {
+			t.Fatalf("%d bytes sent of %d: %d bytes, %v; want io.ErrUnexpectedEOF", sent, wire.DefaultMaxFrame-1, len(f), err)
+		}
+		got := after.TotalAlloc - before.TotalAlloc
+		bound := uint64(max(4*sent+sent/2, 64<<10) + 8<<10)
+		t.Logf("%8d bytes sent of a 16 MiB frame: %8d bytes allocated (bound %d)", sent, got, bound)
+		if got > bound {
+			t.Errorf("%d bytes sent of a 16 MiB frame: %d bytes allocated, want at most %d", sent, got, bound)
+		}
+	}
+}
+
+// TestFrameReaderLongFrames: frames longer than the first buffer come out
+// whole, whatever the reads the source makes, and the first buffer's size
+// does not change what is read.
+func TestFrameReaderLongFrames(t *testing.T) {
+	var frames [][]byte
+	for _, n := range []int{100, 64<<10 - 1, 64 << 10, 64<<10 + 1, 300<<10 + 3} {
+		frames = append(frames, wire.AppendRequest(nil, &wire.Request{Kind: wire.KindAMSend, ID: uint64(n), Handler: "h", Payload: seq(n)}))
+	}
+	stream := bytes.Join(frames, nil)
+	for name, src := range map[string]func() io.Reader{
+		"whole":    func() io.Reader { return bytes.NewReader(stream) },
+		"one byte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(stream)) },
+		"half":     func() io.Reader { return iotest.HalfReader(bytes.NewReader(stream)) },
+	} {
+		for _, step := range []int{1, 7, 4096, 64 << 10} {
+			fr := wire.NewFrameReader(bufio.NewReaderSize(src(), 16), 1<<20)
+			wire.SetStep(fr, step)
+			for i, want := range frames {
+				f, err := fr.ReadFrame()
+				if err != nil || !bytes.Equal(f, want[wire.PrefixLen:]) {
+					t.Fatalf("%s, step %d, frame %d: %d bytes, %v; want the %d bytes sent", name, step, i, len(f), err, len(want)-wire.PrefixLen)
+				}
+			}
+			if _, err := fr.ReadFrame(); err != io.EOF {
+				t.Fatalf("%s, step %d: after the last frame: %v, want io.EOF", name, step, err)
+			}
+		}
+	}
+}
+
+// TestFrameReaderSmallFrameOneAllocation: a frame up to the first step is
+// read with one allocation, of its size.
+func TestFrameReaderSmallFrameOneAllocation(t *testing.T) {
+	for _, n := range []int{2, 100, 64 << 10} {
+		frame := append(prefix(uint32(n)), make([]byte, n)...)
+		frame[wire.PrefixLen] = wire.Version
+		stream := bytes.Repeat(frame, 102)
+		fr := wire.NewFrameReader(bufio.NewReaderSize(bytes.NewReader(stream), 128<<10), 0)
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := fr.ReadFrame(); err != nil {
+				panic(err)
+			}
+		})
+		if allocs != 1 {
+			t.Errorf("frame of %d bytes: %.1f allocations, want 1", n, allocs)
+		}
+	}
+}
+
+// TestFrameReaderSetMax: the limit changes for the next frames, and a
+// frame over it is refused before anything is read of it.
+func TestFrameReaderSetMax(t *testing.T) {
+	big := wire.AppendRequest(nil, &wire.Request{Kind: wire.KindAMSend, ID: 1, Handler: "h", Payload: seq(wire.MaxHelloFrame)})
+	small := wire.AppendPing(nil, false, 1)
+	stream := bytes.Join([][]byte{small, big, big}, nil)
+	fr := newReader(stream, 0)
+	if fr.Max() != wire.DefaultMaxFrame {
+		t.Fatalf("Max = %d, want DefaultMaxFrame", fr.Max())
+	}
+	fr.SetMax(wire.MaxHelloFrame)
+	if f, err := fr.ReadFrame(); err != nil || !bytes.Equal(f, small[wire.PrefixLen:]) {
+		t.Fatalf("small frame under MaxHelloFrame: %d bytes, %v", len(f), err)
+	}
+	if _, err := fr.ReadFrame(); !errors.Is(err, wire.ErrFrameTooLarge) {
+		t.Fatalf("frame of %d bytes under MaxHelloFrame: %v, want ErrFrameTooLarge", len(big)-wire.PrefixLen, err)
+	}
+
+	// The same stream, with the limit raised after the first frame (the
+	// handshake done): the big frames read whole.
+	fr = newReader(stream, 0)
+	fr.SetMax(wire.MaxHelloFrame)
+	if _, err := fr.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	fr.SetMax(0)
+	for range 2 {
+		if f, err := fr.ReadFrame(); err != nil || !bytes.Equal(f, big[wire.PrefixLen:]) {
+			t.Fatalf("big frame after SetMax(0): %d bytes, %v", len(f), err)
+		}
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package velo_test
+
+const raceEnabled = false
