@@ -3,6 +3,7 @@ package velo_test
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -654,4 +655,37 @@ func TestHardeningImpostorHelloTakesNothing(t *testing.T) {
 		t.Fatalf("the impostors received %d and %d requests", n, m)
 	}
 	t.Logf("20 calls to S (a reset between) answered by S, the forged trigger ignored, the hello as C refused, 5 self calls served in process; impostors received 0 requests")
+}
+
+// TestHardeningSmallFramesOnlyBeforeHello: before its hello a connection
+// may send a frame of wire.MaxHelloFrame at most; one that announces more
+// (here 1 MiB, well under the 16 MiB limit after the handshake) is closed
+// at once, and after the handshake the full limit applies again.
+func TestHardeningSmallFramesOnlyBeforeHello(t *testing.T) {
+	b := echoServer(t, velo.Options{})
+	addr := b.PeerInfo().Addresses[tcp.Name]
+	c, err := hostileDial(t, addr, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pre [4]byte
+	binary.BigEndian.PutUint32(pre[:], wire.MaxHelloFrame+1)
+	if _, err := c.Write(pre[:]); err != nil {
+		t.Fatal(err)
+	}
+	d, err := waitPeerClose(c, 2*time.Second)
+	if err != nil {
+		t.Fatalf("a %d-byte frame before hello: %v", wire.MaxHelloFrame+1, err)
+	}
+	t.Logf("a frame of MaxHelloFrame+1 bytes announced before hello: closed after %v", d)
+
+	a := newMessenger(t, velo.Options{})
+	if err := a.RegisterPeer(b.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 4<<20)
+	got, err := a.Unary("echo").RawPayload(big).Instance(b.InstanceID()).Send(testCtx(t))
+	if err != nil || len(got) != len(big) {
+		t.Fatalf("a 4 MiB echo after the handshake: %d bytes, %v", len(got), err)
+	}
 }

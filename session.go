@@ -96,6 +96,10 @@ func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *sess
 	}
 	s.limits = m.limits
 	s.limits.Intern = s.intern
+	if rl, ok := c.(transport.ReadLimiter); ok {
+		// Until the handshake, the peer may send only a hello.
+		rl.SetReadLimit(wire.MaxHelloFrame)
+	}
 	s.created = time.Now()
 	s.peerMax.Store(wire.DefaultMaxFrame) // until the peer says otherwise
 	now := s.created.UnixNano()
@@ -172,6 +176,9 @@ func (s *session) completeHello(h *system.HelloMsg) error {
 	}
 	s.peer = h.Info
 	s.peerHandlers = h.Handlers
+	if rl, ok := s.conn.(transport.ReadLimiter); ok {
+		rl.SetReadLimit(s.m.maxFrame())
+	}
 	if h.MaxFrame > 0 {
 		s.peerMax.Store(int64(h.MaxFrame))
 	}

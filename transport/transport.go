@@ -105,6 +105,16 @@ type Queuer interface {
 	QueueFrame(ctx context.Context, b []byte) error
 }
 
+// ReadLimiter is implemented by a Conn whose frame size limit can be
+// changed: the messenger lowers it to wire.MaxHelloFrame in its Binder, so
+// that a connection that has not said hello cannot send a large frame, and
+// raises it back to the transport's MaxFrame once the handshake is done.
+// SetReadLimit is called from the Binder or from HandleFrame, never
+// concurrently with them; it never raises the limit past MaxFrame.
+type ReadLimiter interface {
+	SetReadLimit(n int)
+}
+
 // Staller is implemented by a Conn that can tell how long its writes have
 // made no progress: it has bytes to send and the network has taken none
 // of them for the duration returned (zero when nothing waits). The

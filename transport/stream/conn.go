@@ -67,6 +67,9 @@ type Conn struct {
 	h    transport.Handler
 	opts Options
 	fr   *wire.FrameReader // used by the receive goroutine only
+	// limit is the frame limit that Serve starts with (SetReadLimit
+	// before Serve); zero: MaxFrame.
+	limit int
 
 	mu      sync.Mutex
 	room    sync.Cond // signalled when pending shrinks, the socket is given up, or the conn breaks
@@ -112,7 +115,19 @@ var (
 	_ transport.Conn    = (*Conn)(nil)
 	_ transport.Queuer  = (*Conn)(nil)
 	_ transport.Staller = (*Conn)(nil)
+
+	_ transport.ReadLimiter = (*Conn)(nil)
 )
+
+// SetReadLimit implements transport.ReadLimiter.
+func (c *Conn) SetReadLimit(n int) {
+	n = min(n, c.opts.MaxFrame)
+	if c.fr == nil {
+		c.limit = n // the Binder, before Serve
+		return
+	}
+	c.fr.SetMax(n)
+}
 
 // New wraps nc; bind gives it its Handler. Call Serve to run the receive
 // loop.
@@ -559,7 +574,11 @@ func addrString(a net.Addr) string {
 // Serve reads frames and hands them to the handler until the connection
 // ends, then calls the handler's Closed once. It returns when done.
 func (c *Conn) Serve() {
-	c.fr = wire.NewFrameReader(bufio.NewReaderSize(c.nc, c.opts.ReadBuffer), c.opts.MaxFrame)
+	limit := c.opts.MaxFrame
+	if c.limit > 0 {
+		limit = c.limit
+	}
+	c.fr = wire.NewFrameReader(bufio.NewReaderSize(c.nc, c.opts.ReadBuffer), limit)
 	var reason error
 	for n := 1; ; n++ {
 		f, err := c.fr.ReadFrame()
