@@ -321,3 +321,37 @@ func BenchmarkCheckType(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCheckTypeWalk: a payload too long for CheckType to pass
+// unseen (a struct with 1000 numbers and a map of 100, about 4 KB) is
+// walked with its type; Check walks it blind.
+func BenchmarkCheckTypeWalk(b *testing.B) {
+	v := sample{Name: "bench", List: make([]int, 1000), Map: map[string]float64{}}
+	for i := range v.List {
+		v.List[i] = i
+	}
+	for i := range 100 {
+		v.Map[strings.Repeat("k", i%10)+hex.EncodeToString([]byte{byte(i)})] = float64(i)
+	}
+	p, _ := msgpack.Marshal(v)
+	typ := reflect.TypeFor[sample]()
+	if len(p) <= rootOf(typ).small {
+		b.Fatalf("payload of %d bytes passes unseen", len(p))
+	}
+	b.Run("Check", func(b *testing.B) {
+		b.SetBytes(int64(len(p)))
+		for b.Loop() {
+			if err := Check(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("CheckType", func(b *testing.B) {
+		b.SetBytes(int64(len(p)))
+		for b.Loop() {
+			if err := CheckType(p, typ); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
