@@ -123,6 +123,7 @@ type fzFixture struct {
 	server, good *velo.Messenger
 	pipe         *fzPipe
 	rawID        peer.ID // the identity raw connections say hello with
+	lastID       peer.ID // FuzzHandshake: the id of the last valid hello
 	hello        []byte  // a valid _hello request frame from rawID
 }
 
@@ -164,17 +165,22 @@ func newFzFixture(f *testing.F) *fzFixture {
 	if err := good.RegisterPeer(server.PeerInfo()); err != nil {
 		f.Fatal(err)
 	}
+	fx.hello = fzHello(f, fx.rawID)
+	fx.checkServing(f)
+	return fx
+}
+
+// fzHello is a valid _hello request frame from id.
+func fzHello(tb testing.TB, id peer.ID) []byte {
 	p, err := (&system.HelloMsg{
-		Info:     peer.Info{ID: fx.rawID, Addresses: map[string]string{fzPipeName: "nowhere"}},
+		Info:     peer.Info{ID: id, Addresses: map[string]string{fzPipeName: "nowhere"}},
 		MaxFrame: wire.DefaultMaxFrame,
 		Protocol: wire.Version,
 	}).Encode()
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
-	fx.hello = wire.AppendRequest(nil, &wire.Request{Kind: wire.KindUnary, ID: 1, Handler: system.Hello, Payload: p})
-	fx.checkServing(f)
-	return fx
+	return wire.AppendRequest(nil, &wire.Request{Kind: wire.KindUnary, ID: 1, Handler: system.Hello, Payload: p})
 }
 
 // checkServing fails unless the good instance's call to the server
@@ -270,6 +276,11 @@ func FuzzHandshake(f *testing.F) {
 		<-werr
 		h, derr := system.DecodeHello(payload)
 		valid := derr == nil && !h.Info.ID.IsZero()
+		defer func() {
+			if valid {
+				fx.lastID = h.Info.ID
+			}
+		}()
 		switch {
 		case err == nil && resp.Status == wire.StatusOK:
 			if !valid {
@@ -282,7 +293,13 @@ func FuzzHandshake(f *testing.F) {
 			// Refused with a status: not for a valid hello, unless it
 			// announced a frame limit too small for the answer.
 			tooSmall := resp.Status == wire.StatusPayloadTooLarge && h.MaxFrame > 0
-			if valid && !tooSmall {
+			// Nor for one that claims an id already connected (the
+			// previous input's, whose connection the server may not
+			// have seen closed yet, or the good peer's) or the
+			// server's own: a hello never takes over a connected id.
+			taken := resp.Status == wire.StatusPeerUnknown &&
+				(h.Info.ID == fx.lastID || h.Info.ID == fx.server.InstanceID() || h.Info.ID == fx.good.InstanceID())
+			if valid && !tooSmall && !taken {
 				t.Fatalf("valid hello refused with status %d (%s)", resp.Status, resp.Error)
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -306,7 +323,10 @@ func FuzzSessionFrames(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := fx.raw(t)
 		defer c.Close()
-		if _, err := c.Write(fx.hello); err != nil {
+		// A fresh id each time: the connection of the previous input may
+		// not be seen closed yet, and a second connection under a
+		// connected id is refused.
+		if _, err := c.Write(fzHello(t, peer.NewID())); err != nil {
 			t.Fatalf("writing the hello: %v", err)
 		}
 		resp, err := fzReadResponse(bufio.NewReader(c))
