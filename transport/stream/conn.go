@@ -503,9 +503,11 @@ func (c *Conn) WriteStalled(now time.Time) time.Duration {
 	return max(now.Sub(c.since), 0)
 }
 
-// yieldEvery is how many frames a receive loop handles before it lets
-// other goroutines run.
-const yieldEvery = 32
+// yieldEvery is how many frames a receive loop handles in a row, without
+// its read buffer running dry, before it lets other goroutines run. A
+// burst of answers (64 calls in flight) stays under it: yielding inside
+// such bursts cost a third of their throughput.
+const yieldEvery = 128
 
 // closeFlush bounds how long Close waits for a flusher to write out the
 // frames that WriteFrame already accepted.
@@ -578,18 +580,23 @@ func (c *Conn) Serve() {
 	if c.limit > 0 {
 		limit = c.limit
 	}
-	c.fr = wire.NewFrameReader(bufio.NewReaderSize(c.nc, c.opts.ReadBuffer), limit)
+	br := bufio.NewReaderSize(c.nc, c.opts.ReadBuffer)
+	c.fr = wire.NewFrameReader(br, limit)
 	var reason error
-	for n := 1; ; n++ {
+	busy := 0 // frames read in a row without the buffer running dry
+	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
 			reason = err
 			break
 		}
-		if n%yieldEvery == 0 {
+		if br.Buffered() == 0 {
+			busy = 0 // the next read waits for the peer
+		} else if busy++; busy == yieldEvery {
 			// A peer that always has frames for us would otherwise keep
 			// this thread for the scheduler's whole time slice (10 ms),
 			// and the other connections' receive loops wait behind it.
+			busy = 0
 			runtime.Gosched()
 		}
 		if err := c.h.HandleFrame(f); err != nil {
