@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -131,4 +132,35 @@ type Staller interface {
 // logger of their own.
 type Logged interface {
 	SetLogger(l *slog.Logger)
+}
+
+// LogSlot holds the logger that the messenger hands a transport through
+// Logged.SetLogger, for transports whose own option names none. The zero
+// value holds none; it is safe for concurrent use.
+type LogSlot struct {
+	mu sync.Mutex
+	l  *slog.Logger // guarded by mu
+}
+
+// Set records l.
+func (s *LogSlot) Set(l *slog.Logger) {
+	s.mu.Lock()
+	s.l = l
+	s.mu.Unlock()
+}
+
+// For returns the logger a transport named name logs to: own if it is not
+// nil, else the one set, each tagged with the transport's name; nil when
+// there is neither (log nothing).
+func (s *LogSlot) For(own *slog.Logger, name string) *slog.Logger {
+	l := own
+	if l == nil {
+		s.mu.Lock()
+		l = s.l
+		s.mu.Unlock()
+	}
+	if l == nil {
+		return nil
+	}
+	return l.With("transport", name)
 }

@@ -80,10 +80,10 @@ type Transport struct {
 	maxChunk int // largest message: a whole frame with its prefix
 
 	mu      sync.Mutex
-	srv     *grpc.Server // guarded by mu
-	closed  bool         // guarded by mu
-	log     *slog.Logger // guarded by mu: SetLogger's
-	active  int          // guarded by mu: accepted streams open
+	srv     *grpc.Server      // guarded by mu
+	closed  bool              // guarded by mu
+	logs    transport.LogSlot // the messenger's logger, for a nil Options.Logger
+	active  int               // guarded by mu: accepted streams open
 	serving sync.WaitGroup
 }
 
@@ -155,26 +155,11 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 
 // SetLogger implements transport.Logged: the transport logs to l when
 // Options.Logger is nil.
-func (t *Transport) SetLogger(l *slog.Logger) {
-	t.mu.Lock()
-	t.log = l
-	t.mu.Unlock()
-}
+func (t *Transport) SetLogger(l *slog.Logger) { t.logs.Set(l) }
 
 // logger is where the transport logs: Options.Logger, else SetLogger's;
 // nil for nowhere.
-func (t *Transport) logger() *slog.Logger {
-	l := t.opts.Logger
-	if l == nil {
-		t.mu.Lock()
-		l = t.log
-		t.mu.Unlock()
-	}
-	if l == nil {
-		return nil
-	}
-	return l.With("transport", Name)
-}
+func (t *Transport) logger() *slog.Logger { return t.logs.For(t.opts.Logger, Name) }
 
 // service is the server side of velo.transport.v1.Velo.
 type service struct {

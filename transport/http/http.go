@@ -138,12 +138,12 @@ type Transport struct {
 	client *nethttp.Client
 
 	mu       sync.Mutex
-	srv      *nethttp.Server // guarded by mu
-	closed   bool            // guarded by mu
-	log      *slog.Logger    // guarded by mu: SetLogger's
-	active   int             // guarded by mu: requests being served
-	handlers sync.WaitGroup  // requests being served; Add only under mu while !closed
-	serving  sync.WaitGroup  // the server's Serve loop
+	srv      *nethttp.Server   // guarded by mu
+	closed   bool              // guarded by mu
+	logs     transport.LogSlot // the messenger's logger, for a nil Options.Logger
+	active   int               // guarded by mu: requests being served
+	handlers sync.WaitGroup    // requests being served; Add only under mu while !closed
+	serving  sync.WaitGroup    // the server's Serve loop
 }
 
 var (
@@ -246,26 +246,11 @@ func errorLog(l *slog.Logger) *log.Logger {
 
 // SetLogger implements transport.Logged: the transport logs to l when
 // Options.Logger is nil.
-func (t *Transport) SetLogger(l *slog.Logger) {
-	t.mu.Lock()
-	t.log = l
-	t.mu.Unlock()
-}
+func (t *Transport) SetLogger(l *slog.Logger) { t.logs.Set(l) }
 
 // logger is where the transport logs: Options.Logger, else SetLogger's;
 // nil for nowhere.
-func (t *Transport) logger() *slog.Logger {
-	l := t.opts.Logger
-	if l == nil {
-		t.mu.Lock()
-		l = t.log
-		t.mu.Unlock()
-	}
-	if l == nil {
-		return nil
-	}
-	return l.With("transport", Name)
-}
+func (t *Transport) logger() *slog.Logger { return t.logs.For(t.opts.Logger, Name) }
 
 // serve runs one accepted velo connection for as long as it lives: the
 // handler must not return while the connection reads or writes the

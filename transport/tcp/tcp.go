@@ -50,9 +50,9 @@ type Transport struct {
 	opts  Options
 	group *stream.Group
 
-	mu  sync.Mutex
-	ln  net.Listener // guarded by mu
-	log *slog.Logger // guarded by mu: SetLogger's
+	mu   sync.Mutex
+	ln   net.Listener      // guarded by mu
+	logs transport.LogSlot // the messenger's logger, for a nil Options.Logger
 }
 
 var (
@@ -107,26 +107,11 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 
 // SetLogger implements transport.Logged: the transport logs to l when
 // Options.Logger is nil.
-func (t *Transport) SetLogger(l *slog.Logger) {
-	t.mu.Lock()
-	t.log = l
-	t.mu.Unlock()
-}
+func (t *Transport) SetLogger(l *slog.Logger) { t.logs.Set(l) }
 
-// logger is where the listener logs: Options.Logger, else SetLogger's;
+// logger is where the transport logs: Options.Logger, else SetLogger's;
 // nil for nowhere.
-func (t *Transport) logger() *slog.Logger {
-	l := t.opts.Logger
-	if l == nil {
-		t.mu.Lock()
-		l = t.log
-		t.mu.Unlock()
-	}
-	if l == nil {
-		return nil
-	}
-	return l.With("transport", Name)
-}
+func (t *Transport) logger() *slog.Logger { return t.logs.For(t.opts.Logger, Name) }
 
 // Dial implements transport.Transport.
 func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder) (transport.Conn, error) {

@@ -69,8 +69,8 @@ type Transport struct {
 	group *stream.Group
 
 	mu     sync.Mutex
-	closed bool         // guarded by mu
-	log    *slog.Logger // guarded by mu: SetLogger's
+	closed bool              // guarded by mu
+	logs   transport.LogSlot // the messenger's logger, for a nil Options.Logger
 }
 
 var (
@@ -165,26 +165,11 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 
 // SetLogger implements transport.Logged: the transport logs to l when
 // Options.Logger is nil.
-func (t *Transport) SetLogger(l *slog.Logger) {
-	t.mu.Lock()
-	t.log = l
-	t.mu.Unlock()
-}
+func (t *Transport) SetLogger(l *slog.Logger) { t.logs.Set(l) }
 
-// logger is where the listener logs: Options.Logger, else SetLogger's;
+// logger is where the transport logs: Options.Logger, else SetLogger's;
 // nil for nowhere.
-func (t *Transport) logger() *slog.Logger {
-	l := t.opts.Logger
-	if l == nil {
-		t.mu.Lock()
-		l = t.log
-		t.mu.Unlock()
-	}
-	if l == nil {
-		return nil
-	}
-	return l.With("transport", Name)
-}
+func (t *Transport) logger() *slog.Logger { return t.logs.For(t.opts.Logger, Name) }
 
 // removeStale removes a socket file at path that nobody answers on, as a
 // crashed instance leaves behind. Anything else at path is left alone:
