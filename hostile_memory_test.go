@@ -313,16 +313,24 @@ func TestHostileMemoryHugeHello(t *testing.T) {
 		}
 	}
 	t.Logf("four %s hellos answered in %v", soakMiB(uint64(len(hello))), time.Since(start).Round(time.Millisecond))
+	checkGrowth(t, m, c, before, bound, peak, fmt.Sprintf("%d refused hellos", conns))
+}
+
+// checkGrowth measures the child's memory again and fails the test if its
+// live heap grew by more than bound, or its peak resident set by more
+// than peak, since before; what names the attack for the messages.
+func checkGrowth(t *testing.T, m *velo.Messenger, c *child, before memChildStats, bound, peak uint64, what string) {
+	t.Helper()
 	after := memStats(t, m, c, false)
 	t.Logf("after: %v", after)
 	heap, hwm := growth(after.HeapAlloc, before.HeapAlloc), growth(after.VmHWM, before.VmRSS)
 	t.Logf("live heap growth %s (bound %s), peak RSS growth %s (bound %s; peak since reset: %v)",
 		soakMiB(heap), soakMiB(bound), soakMiB(hwm), soakMiB(peak), before.Reset)
 	if heap > bound {
-		t.Errorf("live heap grew by %s after %d refused hellos, want less than %s", soakMiB(heap), conns, soakMiB(bound))
+		t.Errorf("live heap grew by %s after %s, want less than %s", soakMiB(heap), what, soakMiB(bound))
 	}
 	if before.Reset && hwm > peak {
-		t.Errorf("peak RSS grew by %s, want less than %s (%d × the bytes sent)", soakMiB(hwm), soakMiB(peak), peakFactor())
+		t.Errorf("peak RSS grew by %s after %s, want less than %s (%d × the bytes sent)", soakMiB(hwm), what, soakMiB(peak), peakFactor())
 	}
 }
 
@@ -364,18 +372,7 @@ func TestHostileMemoryTypedPayload(t *testing.T) {
 		}
 	}
 	t.Logf("%d calls answered in %v", calls, time.Since(start).Round(time.Millisecond))
-	after := memStats(t, m, c, false)
-	t.Logf("after: %v", after)
-	heap, hwm := growth(after.HeapAlloc, before.HeapAlloc), growth(after.VmHWM, before.VmRSS)
-	t.Logf("live heap growth %s (bound %s), peak RSS growth %s (bound %s; peak since reset: %v)",
-		soakMiB(heap), soakMiB(bound), soakMiB(hwm), soakMiB(peak), before.Reset)
-	if heap > bound {
-		t.Errorf("live heap grew by %s after %d refused payloads, want less than %s", soakMiB(heap), calls, soakMiB(bound))
-	}
-	if before.Reset && hwm > peak {
-		t.Errorf("peak RSS grew by %s with %d payloads of %s, want less than %s (%d × the bytes sent)",
-			soakMiB(hwm), calls, soakMiB(uint64(len(payload))), soakMiB(peak), peakFactor())
-	}
+	checkGrowth(t, m, c, before, bound, peak, fmt.Sprintf("%d refused payloads of %s", calls, soakMiB(uint64(len(payload)))))
 }
 
 // TestHostileMemoryHandlerLimit: an instance registers at most
