@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sync/atomic"
 
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/velo-messenger/velo/actor"
-	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/mailbox"
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/system"
@@ -216,30 +214,3 @@ func nilCheck[F any](name string, factory func() F) error {
 }
 
 func typeName[T any]() string { return reflect.TypeFor[T]().String() }
-
-// handlerEntry is a registered handler: its actor and what it answers.
-type handlerEntry struct {
-	name  string
-	actor *actor.Actor[peer.ID, *inbound]
-}
-
-// inbound is one request being handled.
-type inbound struct {
-	s      *session
-	kind   wire.Kind
-	id     uint64
-	cancel context.CancelFunc // nil for an AMSend without deadline
-	// c is what the handler is given, allocated with the request; it holds
-	// the request's handler name, headers and payload.
-	c    Context
-	out  []byte // the handler's result, answered by finish
-	err  error
-	done atomic.Bool // set by the first finish
-}
-
-// newInbound records req, received on s, for its handler.
-func newInbound(s *session, req *wire.Request) *inbound {
-	return &inbound{s: s, kind: req.Kind, id: req.ID, c: Context{
-		Msg: s.m, Sender: s.peer.ID, Handler: req.Handler, Payload: req.Payload, Headers: req.Headers,
-	}}
-}

@@ -1,0 +1,217 @@
+package velo
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/velo-messenger/velo/discovery"
+	"github.com/velo-messenger/velo/peer"
+)
+
+// peerState is what the messenger knows of one other instance.
+type peerState struct {
+	info     peer.Info
+	sess     *session     // the connection calls use; nil when none is open
+	dialing  *dialAttempt // non-nil while a connection attempt runs
+	failures int          // consecutive failed attempts
+	lastFail time.Time
+	open     int // sessions to the peer whose handshake completed and that are still open
+	// discovered: info came from the discovery backend, or from the
+	// peer's own hello while a backend is configured; stale: a connection
+	// to it failed since, so the next send asks again (the peer may have
+	// restarted at another address).
+	discovered, stale bool
+	// manual: info came from RegisterPeer; discovery is never asked.
+	manual bool
+	// vouched: the addresses came from RegisterPeer or a discovery
+	// lookup, not from the peer's own hello. Calls then go only over
+	// connections dialed to them, a hello never replaces them, and
+	// _event_trigger messages are taken only from those connections:
+	// without authentication, a connection that says hello as this
+	// instance may be anyone.
+	vouched bool
+	// introduced: the entry was made by the peer's own hello, not by
+	// RegisterPeer or discovery; it is forgotten when its last connection
+	// closes, so peers that come and go under new ids cost nothing.
+	introduced bool
+}
+
+// RegisterPeer tells the messenger how to reach another instance. The
+// connection opens on the first send. Registering an instance again
+// replaces its addresses; an open connection stays in use.
+func (m *Messenger) RegisterPeer(info peer.Info) error {
+	if err := info.Validate(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ps := m.learn(info)
+	ps.manual = true
+	ps.discovered, ps.stale = false, false
+	m.vouchLocked(ps)
+	return nil
+}
+
+// vouchLocked marks ps's addresses as vouched for, and stops calls from
+// using a connection the peer opened to us: the next call dials. m.mu is
+// held.
+func (m *Messenger) vouchLocked(ps *peerState) {
+	ps.vouched = true
+	if ps.sess != nil && !ps.sess.dialed {
+		ps.sess = nil
+		for o := range m.sessions {
+			if o.dialed && o.ready() && !o.closing.Load() && o.peer.ID == ps.info.ID {
+				ps.sess = o
+				break
+			}
+		}
+	}
+}
+
+// learn records info; m.mu is held.
+func (m *Messenger) learn(info peer.Info) *peerState {
+	ps := m.peers[info.ID]
+	if ps == nil {
+		ps = &peerState{}
+		m.peers[info.ID] = ps
+	}
+	if len(info.Addresses) > 0 {
+		ps.info = info.Clone()
+	} else if ps.info.ID.IsZero() {
+		ps.info.ID = info.ID
+	}
+	return ps
+}
+
+// sessionFor returns the open session to id, connecting first if there is
+// none. Concurrent callers share one connection attempt.
+func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) (*session, error) {
+	if id.IsZero() {
+		return nil, newError(CodePeerUnknown, handler, nil, "no instance given: use Instance(id)")
+	}
+	for {
+		m.mu.RLock()
+		ps := m.peers[id]
+		var s *session
+		known, stale := false, false
+		if ps != nil {
+			s = ps.sess
+			known, stale = len(ps.info.Addresses) > 0, ps.stale
+		}
+		m.mu.RUnlock()
+		if s != nil {
+			return s, nil
+		}
+		if m.state.Load() >= stateClosing {
+			return nil, newError(CodeShuttingDown, handler, nil, "instance %s is shutting down", m.id.Short())
+		}
+		if !known {
+			if err := m.discover(ctx, id, handler); err != nil {
+				return nil, err
+			}
+		} else if stale && m.disc != nil {
+			if err := m.discover(ctx, id, handler); err != nil {
+				if errors.Is(err, discovery.ErrNotFound) {
+					return nil, err
+				}
+				// The backend is unreachable: try the address we had.
+				m.log.Debug("velo: discovery lookup failed; using the last known address", "peer", id.Short(), "err", err)
+			}
+		}
+		att, s := m.startDial(id)
+		if s != nil {
+			return s, nil
+		}
+		select {
+		case <-att.done:
+			if att.err != nil {
+				var ve *Error
+				if errors.As(att.err, &ve) {
+					e := *ve
+					e.Handler = handler
+					return nil, &e
+				}
+				return nil, att.err
+			}
+		case <-ctx.Done():
+			return nil, ctxError(ctx, handler)
+		}
+	}
+}
+
+// discover asks the discovery backend for an instance nobody registered.
+func (m *Messenger) discover(ctx context.Context, id peer.ID, handler string) error {
+	if m.disc == nil {
+		return newError(CodePeerUnknown, handler, nil, "instance %s is not registered and no discovery is configured", id)
+	}
+	info, err := m.disc.Lookup(ctx, id)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctxError(ctx, handler)
+		}
+		return newError(CodePeerUnknown, handler, err, "instance %s: %v", id, err)
+	}
+	if info.ID != id {
+		return newError(CodePeerUnknown, handler, nil, "discovery answered %s for %s", info.ID, id)
+	}
+	m.mu.Lock()
+	ps := m.learn(info)
+	ps.discovered, ps.stale = true, false
+	m.vouchLocked(ps)
+	m.mu.Unlock()
+	return nil
+}
+
+// inboundFrom returns another live connection that the peer id opened to
+// us, if there is one.
+func (m *Messenger) inboundFrom(s *session, id peer.ID) *session {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for o := range m.sessions {
+		if o != s && !o.dialed && o.ready() && !o.closing.Load() && o.peer.ID == id {
+			return o
+		}
+	}
+	return nil
+}
+
+func (m *Messenger) track(s *session) {
+	m.mu.Lock()
+	m.sessions[s] = struct{}{}
+	m.mu.Unlock()
+}
+
+// sessionClosed forgets a session whose connection ended. If another open
+// session to the same peer exists (both sides dialed at once), calls move
+// to it.
+func (m *Messenger) sessionClosed(s *session, reason error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.sessions, s)
+	if !s.ready() {
+		return
+	}
+	if m.eventPaths[s.peer.ID] == s {
+		delete(m.eventPaths, s.peer.ID)
+	}
+	m.peerDownLocked(s)
+	ps := m.peers[s.peer.ID]
+	if ps == nil || ps.sess != s {
+		return
+	}
+	ps.stale = ps.discovered
+	ps.sess = nil
+	for o := range m.sessions {
+		if o.ready() && o.peer.ID == s.peer.ID && (o.dialed || !ps.vouched) {
+			ps.sess = o
+			break
+		}
+	}
+	if ps.sess == nil && ps.introduced && !ps.manual && !ps.discovered && ps.dialing == nil && ps.open == 0 {
+		delete(m.peers, s.peer.ID)
+	}
+	if m.state.Load() < stateClosing {
+		m.log.Debug("velo: connection closed", "peer", s.peer.ID.Short(), "transport", s.tname, "reason", reason)
+	}
+}

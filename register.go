@@ -1,0 +1,160 @@
+package velo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/velo-messenger/velo/actor"
+	"github.com/velo-messenger/velo/internal/wire"
+	"github.com/velo-messenger/velo/mailbox"
+	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/system"
+)
+
+// RegisterHandler adds h. A name already registered is refused with
+// ErrHandlerExists, never replaced; names starting with '_' are reserved.
+func (m *Messenger) RegisterHandler(h *Handler) error {
+	if h == nil {
+		return fmt.Errorf("%w: nil handler", ErrInvalidHandler)
+	}
+	if system.IsReserved(h.name) {
+		return fmt.Errorf("%w: name %q: names starting with '_' are reserved", ErrInvalidHandler, h.name)
+	}
+	return m.register(h)
+}
+
+func (m *Messenger) register(h *Handler) error {
+	if h.err != nil {
+		return h.err
+	}
+	if h.name == "" || len(h.name) > wire.MaxHandlerName {
+		return fmt.Errorf("%w: name of %d bytes, want 1..%d", ErrInvalidHandler, len(h.name), wire.MaxHandlerName)
+	}
+	m.hmu.Lock()
+	defer m.hmu.Unlock()
+	if m.state.Load() != stateRunning {
+		return newError(CodeShuttingDown, h.name, nil, "cannot register while shutting down")
+	}
+	cur := *m.handlers.Load()
+	if _, ok := cur[h.name]; ok {
+		return fmt.Errorf("%w: %q", ErrHandlerExists, h.name)
+	}
+	if err := helloRoom(cur, h.name); err != nil {
+		return err
+	}
+	a, err := m.newActor(h)
+	if err != nil {
+		return err
+	}
+	next := maps.Clone(cur)
+	next[h.name] = &handlerEntry{name: h.name, actor: a}
+	m.handlers.Store(&next)
+	return nil
+}
+
+func (m *Messenger) newActor(h *Handler) (*actor.Actor[peer.ID, *inbound], error) {
+	name := h.name
+	return actor.New(actor.Config[peer.ID, *inbound]{
+		Name:           name,
+		Mode:           h.mode,
+		Mailbox:        h.mailbox,
+		Overflow:       h.overflow,
+		MaxConcurrency: h.maxConc,
+		Restart:        h.restart,
+		Logger:         m.log,
+		Factory: func() func(context.Context, *inbound) {
+			fn := h.factory()
+			return func(ctx context.Context, in *inbound) {
+				in.out, in.err = fn(ctx, &in.c)
+			}
+		},
+		// The answer goes out once the handler's mailbox has room again,
+		// so a caller that sends one call after another is never refused.
+		Wait: func(in *inbound, waiting bool) {
+			if waiting {
+				in.s.stalled.Add(1)
+			} else {
+				in.s.stalled.Add(-1)
+			}
+		},
+		After: func(in *inbound) {
+			in.s.finish(in, in.out, in.err)
+		},
+		OnPanic: func(in *inbound, p *actor.PanicError) {
+			// The actor has logged the panic; its stack is in p for errors.As.
+			in.s.finish(in, nil, &Error{Code: CodeHandlerPanic, Handler: name, Message: fmt.Sprint(p.Value), cause: p})
+		},
+		Drop: func(in *inbound, err error) {
+			in.s.finish(in, nil, m.tellError(name, nil, err))
+		},
+	})
+}
+
+// tellError turns a refusal by a handler's actor into the caller's error.
+func (m *Messenger) tellError(handler string, ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, mailbox.ErrFull):
+		m.log.Warn("velo: handler busy, request refused", "handler", handler)
+		return newError(CodeBusy, handler, err, "mailbox of %q is full", handler)
+	case m.draining() && (errors.Is(err, actor.ErrStopped) || errors.Is(err, mailbox.ErrClosed) || ctx == nil):
+		return newError(CodeShuttingDown, handler, err, "instance %s is shutting down", m.id.Short())
+	case errors.Is(err, actor.ErrStopped):
+		return newError(CodeHandlerStopped, handler, err, "%v", err)
+	case ctx != nil && ctx.Err() != nil:
+		return ctxError(ctx, handler)
+	}
+	return newError(CodeInternal, handler, err, "%v", err)
+}
+
+// helloRoom refuses a user handler that this instance's hello could not
+// list (system.MaxHelloHandlers, system.MaxHelloHandlerBytes): peers
+// would refuse the hello, and no connection could be made.
+func helloRoom(cur map[string]*handlerEntry, name string) error {
+	if system.IsReserved(name) {
+		return nil
+	}
+	n, bytes := 1, len(name)
+	for other := range cur {
+		if !system.IsReserved(other) {
+			n, bytes = n+1, bytes+len(other)
+		}
+	}
+	if err := system.CheckHandlers(n, bytes); err != nil {
+		return fmt.Errorf("%w: %q: %w", ErrInvalidHandler, name, err)
+	}
+	return nil
+}
+
+// handlerNames lists the user handlers, sorted.
+func (m *Messenger) handlerNames() []string {
+	var names []string
+	for n := range *m.handlers.Load() {
+		if !system.IsReserved(n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// ListHandlers asks the instance id for the names of its handlers.
+func (m *Messenger) ListHandlers(ctx context.Context, id peer.ID) ([]string, error) {
+	b, err := m.Unary(system.ListHandlers).Instance(id).Send(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names, err := system.DecodeNames(b)
+	if err != nil {
+		return nil, newError(CodeBadPayload, system.ListHandlers, err, "decoding handler names: %v", err)
+	}
+	return names, nil
+}
+
+// handlerEntry is a registered handler: its actor and what it answers.
+type handlerEntry struct {
+	name  string
+	actor *actor.Actor[peer.ID, *inbound]
+}

@@ -1,0 +1,207 @@
+package velo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/velo-messenger/velo/internal/wire"
+	"github.com/velo-messenger/velo/system"
+)
+
+func (s *session) handleRequest(body []byte) error {
+	s.found = nil
+	req, err := wire.ParseRequest(body, s.limits)
+	if err != nil {
+		return err
+	}
+	if !s.ready() {
+		if s.dialed || req.Handler != system.Hello || req.Kind != wire.KindUnary {
+			return fmt.Errorf("velo: handshake: first request is %q, want %s", req.Handler, system.Hello)
+		}
+		return s.m.acceptHello(s, &req)
+	}
+	if s.m.deliverEvent(s, &req) {
+		return nil
+	}
+	in := newInbound(s, &req)
+	if s.m.draining() {
+		s.finish(in, nil, newError(CodeShuttingDown, req.Handler, nil, "instance %s is shutting down", s.m.id.Short()))
+		return nil
+	}
+	e := s.found // looked up while decoding the name
+	if e == nil {
+		s.throttleErrors()
+		s.finish(in, nil, newError(CodeHandlerNotFound, req.Handler, nil, "no handler %q on instance %s", req.Handler, s.m.id.Short()))
+		return nil
+	}
+
+	// The handler's ctx carries the caller's deadline and ends when the
+	// caller cancels (a cancel frame), when the connection ends, or when the
+	// messenger stops its handlers.
+	// An AMSend without a deadline needs no ctx of its own: nobody waits
+	// for it, so neither a cancel frame nor the connection's end concerns
+	// it, and the messenger's stop still reaches it through handlerCtx.
+	ctx := s.m.handlerCtx
+	if req.Timeout > 0 {
+		ctx, in.cancel = context.WithTimeout(ctx, req.Timeout)
+	} else if req.Kind.WantsResponse() {
+		ctx, in.cancel = context.WithCancel(ctx)
+	}
+	if req.Kind.WantsResponse() {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			in.cancel()
+			return nil
+		}
+		s.inflight[req.ID] = in
+		s.mu.Unlock()
+	}
+	if err := e.actor.Tell(ctx, s.peer.ID, in); err != nil {
+		s.finish(in, nil, s.m.tellError(req.Handler, ctx, err))
+	}
+	return nil
+}
+
+// Error answers to one peer are rate-limited: a connection may have
+// errorRate a second answered at once, in bursts of up to errorBurst;
+// past that its receive path pauses, so that a peer flooding requests
+// that fail (an unknown handler) slows itself down instead of taking the
+// CPU from other peers. Nothing is dropped: each request is still
+// answered, later.
+const (
+	errorRate  = 5000
+	errorBurst = 500
+	// errorPause is the least a throttled receive path sleeps: the budget
+	// refills by errorRate × errorPause meanwhile.
+	errorPause = 5 * time.Millisecond
+)
+
+// throttleErrors takes one error answer from the session's budget,
+// sleeping first if it is spent. It runs on the receive goroutine.
+func (s *session) throttleErrors() {
+	now := time.Now()
+	if s.errAt.IsZero() {
+		s.errTokens, s.errAt = errorBurst, now
+	}
+	s.errTokens = min(errorBurst, s.errTokens+now.Sub(s.errAt).Seconds()*errorRate)
+	s.errAt = now
+	if s.errTokens < 1 {
+		time.Sleep(errorPause)
+		s.errAt = time.Now()
+		s.errTokens += errorPause.Seconds() * errorRate
+	}
+	s.errTokens--
+}
+
+// finish answers a request, once, whatever path it took: the handler
+// returned, panicked, was refused, or was dropped at shutdown.
+func (s *session) finish(in *inbound, payload []byte, herr error) {
+	if in.done.Swap(true) {
+		return
+	}
+	if in.cancel != nil {
+		if in.kind.WantsResponse() {
+			s.mu.Lock()
+			delete(s.inflight, in.id)
+			s.mu.Unlock()
+		}
+		in.cancel()
+	}
+	if !in.kind.WantsResponse() {
+		s.finished.Add(1)
+		if herr != nil {
+			s.m.log.Debug("velo: am-send handler failed", "handler", in.c.Handler, "sender", s.peerName(), "err", herr)
+		}
+		return
+	}
+	if herr != nil && s.m.handlerCtx.Err() != nil && errors.Is(herr, context.Canceled) {
+		// Shutdown ran out of time and cancelled the handler.
+		herr = newError(CodeShuttingDown, in.c.Handler, herr, "instance %s is shutting down", s.m.id.Short())
+	}
+	resp := wire.Response{ID: in.id}
+	if herr != nil {
+		resp.Status, resp.Error = toStatus(herr)
+	} else if in.kind == wire.KindUnary {
+		resp.Payload = payload
+	}
+	s.fit(&resp)
+	bp := bufPool.Get().(*[]byte)
+	b := wire.AppendResponse((*bp)[:0], &resp)
+	// A response waits for room as long as the connection lives (keepalive
+	// closes one whose writes stall), or until Shutdown stops the
+	// handlers.
+	if err := s.conn.WriteFrame(s.m.handlerCtx, b); err != nil {
+		s.m.log.Debug("velo: response not sent", "handler", in.c.Handler, "err", err)
+	} else {
+		s.finished.Add(1)
+	}
+	putBuf(bp, b)
+}
+
+// MaxErrorText is the longest error text velo sends in a response, in
+// bytes: a longer one (a handler's error or panic message) is cut to this
+// size, ending with a marker that gives the original length, so that one
+// long message can never make a response that the peer refuses.
+const MaxErrorText = 4096
+
+// fit makes resp fit the peer's frame limit: an error text is cut to
+// MaxErrorText (and further if the peer reads smaller frames), and a
+// result too large for the peer is replaced by ErrPayloadTooLarge. Only
+// this call fails; a frame over the limit would make the peer close the
+// connection and fail every other call on it.
+func (s *session) fit(resp *wire.Response) {
+	limit := s.maxFrame()
+	if n := wire.ResponseLen(resp) - wire.PrefixLen; n > limit && len(resp.Payload) > 0 {
+		resp.Payload = nil
+		resp.Status = wire.StatusPayloadTooLarge
+		resp.Error = fmt.Sprintf("response frame of %d bytes; %s accepts at most %d", n, s.peerName(), limit)
+	}
+	room := MaxErrorText
+	if fixed := wire.ResponseLen(&wire.Response{}) - wire.PrefixLen; limit-fixed < room {
+		room = max(limit-fixed, 0)
+	}
+	resp.Error = cutText(resp.Error, room)
+}
+
+// cutText returns msg if it has at most n bytes, else its beginning and a
+// marker, n bytes in all (the cut falls on a UTF-8 boundary).
+func cutText(msg string, n int) string {
+	if len(msg) <= n {
+		return msg
+	}
+	marker := fmt.Sprintf("… [cut: %d bytes]", len(msg))
+	if len(marker) >= n {
+		return marker[:0]
+	}
+	keep := n - len(marker)
+	for keep > 0 && !utf8.RuneStart(msg[keep]) {
+		keep--
+	}
+	return msg[:keep] + marker
+}
+
+// inbound is one request being handled.
+type inbound struct {
+	s      *session
+	kind   wire.Kind
+	id     uint64
+	cancel context.CancelFunc // nil for an AMSend without deadline
+	// c is what the handler is given, allocated with the request; it holds
+	// the request's handler name, headers and payload.
+	c    Context
+	out  []byte // the handler's result, answered by finish
+	err  error
+	done atomic.Bool // set by the first finish
+}
+
+// newInbound records req, received on s, for its handler.
+func newInbound(s *session, req *wire.Request) *inbound {
+	return &inbound{s: s, kind: req.Kind, id: req.ID, c: Context{
+		Msg: s.m, Sender: s.peer.ID, Handler: req.Handler, Payload: req.Payload, Headers: req.Headers,
+	}}
+}
