@@ -38,7 +38,10 @@ func TestKeepaliveStep(t *testing.T) {
 		{name: "writes stuck though heard", st: with(func(s *linkState) { s.heard = true; s.writeStall = 8 * time.Second }), action: keepClose, why: closeWritesStuck, after: 8 * time.Second, lastRecv: now},
 		{name: "writes slow, within the timeout", st: with(func(s *linkState) { s.writeStall = 6 * time.Second }), lastRecv: fresh.lastRecv},
 		{name: "stalled and progressing counts as heard", st: with(func(s *linkState) { s.stalled, s.progressed = true, true; s.lastRecv = ago(6 * time.Second) }), lastRecv: now},
-		{name: "stalled: unasked pong, not ping", st: with(func(s *linkState) { s.stalled, s.progressed = true, true; s.lastRecv, s.lastSend = ago(6*time.Second), ago(2*time.Second) }), action: keepPong, lastRecv: now},
+		{name: "stalled: unasked pong, not ping", st: with(func(s *linkState) {
+			s.stalled, s.progressed = true, true
+			s.lastRecv, s.lastSend = ago(6*time.Second), ago(2*time.Second)
+		}), action: keepPong, lastRecv: now},
 		{name: "stalled without progress is silence", st: with(func(s *linkState) { s.stalled = true; s.lastRecv, s.lastSend = ago(8*time.Second), ago(2*time.Second) }), action: keepClose, why: closeSilent, after: 8 * time.Second, lastRecv: ago(8 * time.Second)},
 		{name: "stalled, pong sent lately", st: with(func(s *linkState) { s.stalled = true; s.lastRecv, s.lastSend = ago(3*time.Second), ago(time.Second) }), lastRecv: ago(3 * time.Second)},
 		{name: "progress without a stall is not heard", st: with(func(s *linkState) { s.progressed = true; s.lastRecv, s.lastSend = ago(8*time.Second), ago(time.Second) }), action: keepClose, why: closeSilent, after: 8 * time.Second, lastRecv: ago(8 * time.Second)},
