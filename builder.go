@@ -212,9 +212,6 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 	if err := m.registerSystemHandlers(); err != nil {
 		return fail(err)
 	}
-	if err := m.registerEventHandlers(); err != nil {
-		return fail(err)
-	}
 	for _, t := range transports {
 		if lt, ok := t.(transport.Logged); ok {
 			lt.SetLogger(m.log)

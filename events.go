@@ -7,6 +7,7 @@ import (
 	"github.com/velo-messenger/velo/events"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/system"
 )
 
 // Events returns the instance's event manager: events it owns, and proxies
@@ -50,24 +51,6 @@ func (m *Messenger) eventSourceTrusted(s *session) bool {
 	return ps == nil || !ps.vouched
 }
 
-// registerEventHandlers routes the _event_* messages to the manager. They
-// run inline: Deliver takes one lock and never blocks on the network.
-func (m *Messenger) registerEventHandlers() error {
-	for _, name := range []string{events.SubscribeHandler, events.TriggerHandler, events.CompleteHandler} {
-		h := AMHandler(name, func(ctx context.Context, c *Context) error {
-			err := m.events.Deliver(ctx, c.Sender, c.Handler, c.Payload)
-			if errors.Is(err, events.ErrMalformed) {
-				m.log.Warn("velo: malformed event message", "handler", c.Handler, "sender", c.Sender.Short(), "err", err)
-			}
-			return err
-		}).Inline()
-		if err := m.register(h.Build()); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // peerUp records a session whose handshake completed; the first open
 // session to a peer tells the event manager the peer is reachable. It runs
 // on the session's receive goroutine, before any later frame of it.
@@ -96,27 +79,25 @@ func (m *Messenger) peerDownLocked(s *session) {
 
 // deliverEvent hands an _event_* message (fire-and-forget, as eventNetwork
 // sends them) to the manager on the receive path and reports whether it
-// did. It bypasses the handler table on purpose: while the instance drains,
+// took the request. No handler is registered under these names: the
+// messages run inline here, as Deliver takes one lock and never blocks on
+// the network, and this bypasses the handler table on purpose: while the instance drains,
 // requests to handlers are refused and their actors stop, but the events
 // protocol must keep working until Events().Shutdown, which runs after the
 // handlers finished: a draining handler may be awaiting a remote event
 // whose trigger is on its way, and a subscriber must still be recorded so
 // that the shutdown's poison reaches it.
 func (m *Messenger) deliverEvent(s *session, req *wire.Request) bool {
-	switch req.Handler {
-	case events.SubscribeHandler, events.TriggerHandler, events.CompleteHandler:
-	default:
+	if !system.IsEvent(req.Handler) {
 		return false
+	}
+	if req.Kind != wire.KindAMSend {
+		s.finish(newInbound(s, req), nil, newError(CodeBadRequest, req.Handler, nil, "event messages are one-way (AMSend)"))
+		return true
 	}
 	if req.Handler == events.TriggerHandler && !m.eventSourceTrusted(s) {
 		m.log.Warn("velo: event outcome refused: not on a connection dialed to the owner", "sender", s.peer.ID.Short(), "addr", s.conn.RemoteAddr())
-		if req.Kind.WantsResponse() {
-			s.finish(newInbound(s, req), nil, newError(CodeBadRequest, req.Handler, nil, "event outcomes from %s are taken only on connections to its known address", s.peer.ID.Short()))
-		}
 		return true
-	}
-	if req.Kind != wire.KindAMSend {
-		return false // answered by the registered handler, like any call
 	}
 	if req.Handler == events.SubscribeHandler {
 		m.mu.Lock()

@@ -18,6 +18,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/internal/mpcheck"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/system"
@@ -349,7 +350,7 @@ func FuzzTypedPayload(f *testing.F) {
 		defer cancel()
 		out, err := velo.TypedUnary[fzOut](fx.good, "typed").RawPayload(payload).Instance(fx.server.InstanceID()).Send(ctx)
 		var want fzIn
-		derr := system.Unmarshal(payload, &want) // vetted, and a decoder panic is an error
+		derr := mpcheck.Unmarshal(payload, &want) // vetted, and a decoder panic is an error
 		switch {
 		case err == nil:
 			if derr != nil {

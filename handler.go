@@ -9,9 +9,9 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/velo-messenger/velo/actor"
+	"github.com/velo-messenger/velo/internal/mpcheck"
 	"github.com/velo-messenger/velo/mailbox"
 	"github.com/velo-messenger/velo/peer"
-	"github.com/velo-messenger/velo/system"
 )
 
 // Context describes the message a handler is running for.
@@ -183,7 +183,7 @@ func TypedUnaryHandlerFactory[I, O any](name string, factory func() func(ctx con
 		fn := factory()
 		return func(ctx context.Context, c *Context) ([]byte, error) {
 			tc := TypedContext[I]{Context: *c}
-			if err := system.Unmarshal(c.Payload, &tc.Input); err != nil {
+			if err := mpcheck.Unmarshal(c.Payload, &tc.Input); err != nil {
 				return nil, newError(CodeBadPayload, c.Handler, err, "decoding %s: %v", typeName[I](), err)
 			}
 			out, err := fn(ctx, &tc)

@@ -41,6 +41,12 @@ func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 	if err != nil {
 		return fmt.Errorf("velo: handshake: %w", err)
 	}
+	if err := h.CheckProtocol(); err != nil {
+		// Say why before the connection closes: the dialer's error then
+		// names the versions, not a lost peer.
+		s.finish(in, nil, newError(CodeBadRequest, system.Hello, err, "%v", err))
+		return fmt.Errorf("velo: handshake: %w", err)
+	}
 	if err := m.admitHello(s, h.Info.ID); err != nil {
 		s.finish(in, nil, err)
 		return err
@@ -113,8 +119,10 @@ func (s *session) completeHello(h *system.HelloMsg) error {
 	if h.Info.ID.IsZero() {
 		return fmt.Errorf("velo: handshake: peer sent a zero instance id")
 	}
+	if err := h.CheckProtocol(); err != nil {
+		return fmt.Errorf("velo: handshake: %w", err)
+	}
 	s.peer = h.Info
-	s.peerHandlers = h.Handlers
 	if rl, ok := s.conn.(transport.ReadLimiter); ok {
 		rl.SetReadLimit(s.m.maxFrame())
 	}
@@ -122,7 +130,6 @@ func (s *session) completeHello(h *system.HelloMsg) error {
 		s.peerMax.Store(int64(h.MaxFrame))
 	}
 	s.helloDone.Store(true)
-	close(s.hello)
 	s.m.peerUp(s)
 	return nil
 }

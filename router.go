@@ -13,7 +13,6 @@ import (
 )
 
 func (s *session) handleRequest(body []byte) error {
-	s.found = nil
 	req, err := wire.ParseRequest(body, s.limits)
 	if err != nil {
 		return err
@@ -32,7 +31,7 @@ func (s *session) handleRequest(body []byte) error {
 		s.finish(in, nil, newError(CodeShuttingDown, req.Handler, nil, "instance %s is shutting down", s.m.id.Short()))
 		return nil
 	}
-	e := s.found // looked up while decoding the name
+	e := s.handler(req.Handler)
 	if e == nil {
 		s.throttleErrors()
 		s.finish(in, nil, newError(CodeHandlerNotFound, req.Handler, nil, "no handler %q on instance %s", req.Handler, s.m.id.Short()))

@@ -6,9 +6,9 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/velo-messenger/velo/internal/mpcheck"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
-	"github.com/velo-messenger/velo/system"
 )
 
 // spec is what every send builder collects.
@@ -182,7 +182,7 @@ func (b TypedUnaryBuilder[R]) Send(ctx context.Context) (R, error) {
 	if err != nil {
 		return r, err
 	}
-	if err := system.Unmarshal(p, &r); err != nil {
+	if err := mpcheck.Unmarshal(p, &r); err != nil {
 		return r, newError(CodeBadPayload, b.s.handler, err, "decoding response into %s: %v", typeName[R](), err)
 	}
 	return r, nil

@@ -21,14 +21,12 @@ type session struct {
 	tname  string
 	dialed bool // we opened the connection
 
-	// peer and peerHandlers are written once by the handshake, on the
-	// receive goroutine, before hello is closed; they are read only after.
-	hello        chan struct{}
-	helloDone    atomic.Bool // set just before hello is closed
-	peer         peer.Info
-	peerHandlers []string
-	peerMax      atomic.Int64 // largest frame the peer reads
-	created      time.Time
+	// peer is written once by the handshake, on the receive goroutine,
+	// before helloDone is set; it is read only after.
+	helloDone atomic.Bool
+	peer      peer.Info
+	peerMax   atomic.Int64 // largest frame the peer reads
+	created   time.Time
 
 	calls chan struct{} // a token per call of ours in flight: MaxCallsInFlight
 
@@ -54,14 +52,11 @@ type session struct {
 	lastSend     atomic.Int64 // UnixNano of the last ping sent
 	nextID       atomic.Uint64
 
-	// Used by the receive goroutine only: the decoding limits, whose
-	// Intern resolves handler names through the last handler found (a
-	// connection mostly calls one handler, or a few), and found, the
-	// handler that Intern resolved for the request being decoded.
+	// Used by the receive goroutine only: the decoding limits, and the
+	// last handler found, which intern and handler try first.
 	limits    wire.Limits
 	lastTable *map[string]*handlerEntry
 	lastEntry *handlerEntry
-	found     *handlerEntry
 
 	// errTokens and errAt are the receive goroutine's budget of error
 	// answers (see throttleErrors).
@@ -84,7 +79,6 @@ func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *sess
 		conn:     c,
 		tname:    tname,
 		dialed:   dialed,
-		hello:    make(chan struct{}),
 		pending:  make(map[uint64]*call),
 		inflight: make(map[uint64]*inbound),
 		done:     make(chan struct{}),
@@ -104,20 +98,35 @@ func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *sess
 	return s
 }
 
-// intern implements wire.Limits.Intern for requests read by this session.
+// intern implements wire.Limits.Intern for requests read by this session:
+// a known handler's name comes back as the registered string, so decoding
+// it allocates nothing (a map index by string(name) does not allocate).
 func (s *session) intern(name []byte) (string, bool) {
 	t := s.m.handlers.Load()
 	if e := s.lastEntry; e != nil && s.lastTable == t && e.name == string(name) {
-		s.found = e
 		return e.name, true
 	}
-	e := (*t)[string(name)]
-	s.found = e
-	if e == nil {
-		return "", false
+	if e := (*t)[string(name)]; e != nil {
+		s.lastTable, s.lastEntry = t, e
+		return e.name, true
 	}
-	s.lastTable, s.lastEntry = t, e
-	return e.name, true
+	return "", false
+}
+
+// handler returns the registered handler named name, or nil. A connection
+// mostly calls one handler, or a few: the last one found answers first,
+// and as intern returned its very string, the comparison is one of
+// pointers.
+func (s *session) handler(name string) *handlerEntry {
+	t := s.m.handlers.Load()
+	if e := s.lastEntry; e != nil && s.lastTable == t && e.name == name {
+		return e
+	}
+	e := (*t)[name]
+	if e != nil {
+		s.lastTable, s.lastEntry = t, e
+	}
+	return e
 }
 
 // ready reports whether the handshake completed (an atomic load: the

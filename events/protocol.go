@@ -1,20 +1,25 @@
 package events
 
-import "encoding/binary"
+import (
+	"encoding/binary"
 
-// Reserved handler names. The messenger registers them and hands every
-// message it receives under one of them to Manager.Deliver.
+	"github.com/velo-messenger/velo/system"
+)
+
+// Reserved handler names, defined with velo's other reserved handlers in
+// package system. The messenger hands every one-way message it receives
+// under one of them to Manager.Deliver.
 const (
 	// SubscribeHandler carries subscriber → owner: "tell me when these
 	// events complete". The owner answers at once for completed events.
-	SubscribeHandler = "_event_subscribe"
+	SubscribeHandler = system.EventSubscribe
 	// TriggerHandler carries owner → subscriber: "this event completed
 	// with this outcome" (or "this event is gone", or "this handle is of
 	// another incarnation of mine").
-	TriggerHandler = "_event_trigger"
+	TriggerHandler = system.EventTrigger
 	// CompleteHandler carries non-owner → owner: "please trigger (or
 	// poison) this event".
-	CompleteHandler = "_event_complete"
+	CompleteHandler = system.EventComplete
 )
 
 // Layout of the event messages (docs/events.md is the reference). All

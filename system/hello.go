@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/velo-messenger/velo/internal/mpcheck"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
 )
@@ -44,15 +45,28 @@ const (
 // ErrHelloLimits is wrapped by the errors of CheckLimits.
 var ErrHelloLimits = errors.New("system: hello over its limits")
 
+// ErrProtocol is wrapped by the error of CheckProtocol.
+var ErrProtocol = errors.New("system: unsupported protocol version")
+
+// CheckProtocol reports whether the sender of h speaks this instance's
+// protocol version (wire.Version); there is only one so far, so a hello
+// of any other version is refused rather than misread.
+func (h *HelloMsg) CheckProtocol() error {
+	if h.Protocol != wire.Version {
+		return fmt.Errorf("%w: peer speaks version %d, this instance %d", ErrProtocol, h.Protocol, wire.Version)
+	}
+	return nil
+}
+
 // Encode returns the MessagePack form of h.
 func (h *HelloMsg) Encode() ([]byte, error) { return msgpack.Marshal(h) }
 
 // DecodeHello reads a HelloMsg and checks its limits. Decoding is bounded
-// before the limits are checked (Unmarshal): a hello over them costs the
+// before the limits are checked (mpcheck.Unmarshal): a hello over them costs the
 // receiver a few times its size at most, and only while it is refused.
 func DecodeHello(b []byte) (HelloMsg, error) {
 	var h HelloMsg
-	if err := Unmarshal(b, &h); err != nil {
+	if err := mpcheck.Unmarshal(b, &h); err != nil {
 		return HelloMsg{}, err
 	}
 	if err := h.CheckLimits(); err != nil {

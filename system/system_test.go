@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vmihailenco/msgpack/v5"
 	"go.uber.org/goleak"
 
 	"github.com/velo-messenger/velo/internal/wire"
@@ -16,27 +15,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// benchInput is a small typed handler input, the common case.
-type benchInput struct {
-	Name string
-	Data []byte
-	List []int
-	Map  map[string]float64
-}
-
-// BenchmarkUnmarshal is what decoding a small typed payload from the
-// network costs: the vetting and the decoding.
-func BenchmarkUnmarshal(b *testing.B) {
-	p, _ := msgpack.Marshal(benchInput{Name: "bench", Data: make([]byte, 32), List: []int{1, 2, 3}, Map: map[string]float64{"a": 1}})
-	b.ReportAllocs()
-	for b.Loop() {
-		var v benchInput
-		if err := Unmarshal(p, &v); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
 
 // largestHello is the largest hello the limits allow.
 func largestHello() HelloMsg {

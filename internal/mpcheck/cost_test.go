@@ -14,7 +14,7 @@ import (
 )
 
 // decode is how velo decodes a payload once it passed CheckType
-// (system.Unmarshal): the decoder's own allocation limits are off, since
+// (Unmarshal): the decoder's own allocation limits are off, since
 // CheckType bounds every length already and the limits only make the
 // decoder grow what it allocated in steps.
 func decode(b []byte, v any) error {

@@ -118,13 +118,13 @@ func FuzzCheck(f *testing.F) {
 }
 
 // decodeAllocated decodes b into a new value of type t, as
-// system.Unmarshal does, and returns the bytes that took.
+// Unmarshal does, and returns the bytes that took.
 func decodeAllocated(t reflect.Type, b []byte) uint64 {
 	v := reflect.New(t).Interface()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	func() {
-		defer func() { _ = recover() }() // the decoder panics on some input; system.Unmarshal recovers it
+		defer func() { _ = recover() }() // the decoder panics on some input; Unmarshal recovers it
 		_ = decode(b, v)
 	}()
 	runtime.ReadMemStats(&after)
