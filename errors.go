@@ -11,27 +11,29 @@ import (
 
 // Code classifies a velo error. Codes travel on the wire, so an error raised
 // by a remote instance keeps its code, and errors.Is matches it against the
-// sentinels below on the caller's side.
+// Err sentinels on the caller's side.
 type Code uint8
 
-// Error codes. They mirror the status codes of the wire format.
+// Error codes. Zero is no code. Each has a status on the wire of its own;
+// that mapping is internal, and a status this version does not know
+// arrives as CodeInternal.
 const (
-	CodeHandlerNotFound  = Code(wire.StatusHandlerNotFound)
-	CodeHandlerError     = Code(wire.StatusHandlerError)
-	CodeHandlerPanic     = Code(wire.StatusHandlerPanic)
-	CodeBusy             = Code(wire.StatusBusy)
-	CodeDeadlineExceeded = Code(wire.StatusDeadlineExceeded)
-	CodeCanceled         = Code(wire.StatusCanceled)
-	CodePeerUnknown      = Code(wire.StatusPeerUnknown)
-	CodePeerLost         = Code(wire.StatusPeerLost)
-	CodePayloadTooLarge  = Code(wire.StatusPayloadTooLarge)
-	CodeBadPayload       = Code(wire.StatusBadPayload)
-	CodeShuttingDown     = Code(wire.StatusShuttingDown)
-	CodeHandlerStopped   = Code(wire.StatusHandlerStopped)
-	CodeBadRequest       = Code(wire.StatusBadRequest)
-	CodeInternal         = Code(wire.StatusInternal)
-	CodeOwnerLost        = Code(wire.StatusOwnerLost)
-	CodeEventPoisoned    = Code(wire.StatusEventPoisoned)
+	CodeHandlerNotFound  Code = 1
+	CodeHandlerError     Code = 2
+	CodeHandlerPanic     Code = 3
+	CodeBusy             Code = 4
+	CodeDeadlineExceeded Code = 5
+	CodeCanceled         Code = 6
+	CodePeerUnknown      Code = 7
+	CodePeerLost         Code = 8
+	CodePayloadTooLarge  Code = 9
+	CodeBadPayload       Code = 10
+	CodeShuttingDown     Code = 11
+	CodeHandlerStopped   Code = 12
+	CodeBadRequest       Code = 13
+	CodeInternal         Code = 14
+	CodeOwnerLost        Code = 15
+	CodeEventPoisoned    Code = 16
 )
 
 var codeText = map[Code]string{
@@ -60,10 +62,10 @@ func (c Code) String() string {
 	return fmt.Sprintf("code %d", uint8(c))
 }
 
-// Sentinels for errors.Is. Every error velo returns for one of these
-// conditions matches the sentinel, whether it arose locally or on the remote
-// instance. ErrDeadlineExceeded also matches context.DeadlineExceeded, and
-// ErrCanceled matches context.Canceled.
+// Sentinels for errors.Is, one per Code. Every error velo returns for one
+// of these conditions matches its sentinel, whether it arose locally or on
+// the remote instance. ErrDeadlineExceeded also matches
+// context.DeadlineExceeded, and ErrCanceled matches context.Canceled.
 var (
 	ErrHandlerNotFound  = &Error{Code: CodeHandlerNotFound}
 	ErrHandlerError     = &Error{Code: CodeHandlerError}
@@ -81,7 +83,10 @@ var (
 )
 
 // Event errors, returned by events.Awaiter.Wait: velo re-exports those of
-// package events so that callers need only one import.
+// package events so that callers need only one import. A handler that
+// returns one of them (or an error wrapping it) answers with
+// CodeOwnerLost or CodeEventPoisoned, and the caller's error matches the
+// same sentinel.
 var (
 	// ErrOwnerLost: the instance that owns the event could not be reached
 	// within the owner-lost bound.
@@ -127,7 +132,8 @@ func (e *Error) Error() string {
 }
 
 // Is matches any *Error with the same code, so that sentinels work across
-// the network, and the context errors for deadline and cancellation.
+// the network, the context errors for deadline and cancellation, and the
+// event errors ErrOwnerLost and ErrEventPoisoned.
 func (e *Error) Is(target error) bool {
 	if t, ok := target.(*Error); ok {
 		return t.Code == e.Code
@@ -137,6 +143,10 @@ func (e *Error) Is(target error) bool {
 		return target == context.DeadlineExceeded
 	case CodeCanceled:
 		return target == context.Canceled
+	case CodeOwnerLost:
+		return target == events.ErrOwnerLost
+	case CodeEventPoisoned:
+		return target == events.ErrPoisoned
 	}
 	return false
 }
@@ -172,21 +182,26 @@ func ctxErrorOr(ctx context.Context, handler string) *Error {
 
 // toStatus turns an error returned by a handler, or raised while dispatching
 // to it, into what goes back on the wire. An *Error keeps its code (so a
-// handler may answer busy or bad payload itself); the context errors keep
-// theirs; anything else is a handler error carrying its text.
+// handler may answer busy or bad payload itself); the context errors and
+// the event errors keep theirs; anything else is a handler error carrying
+// its text.
 func toStatus(err error) (wire.Status, string) {
 	var ve *Error
 	switch {
 	case errors.As(err, &ve):
 		if err == error(ve) || ve.Message == "" {
-			return wire.Status(ve.Code), ve.Message
+			return statusOf(ve.Code), ve.Message
 		}
 		// Keep the context the handler wrapped around the velo error.
-		return wire.Status(ve.Code), err.Error()
+		return statusOf(ve.Code), err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		return wire.StatusDeadlineExceeded, err.Error()
 	case errors.Is(err, context.Canceled):
 		return wire.StatusCanceled, err.Error()
+	case errors.Is(err, events.ErrOwnerLost):
+		return wire.StatusOwnerLost, err.Error()
+	case errors.Is(err, events.ErrPoisoned):
+		return wire.StatusEventPoisoned, err.Error()
 	}
 	return wire.StatusHandlerError, err.Error()
 }
@@ -196,5 +211,53 @@ func fromStatus(s wire.Status, msg, handler string) error {
 	if s == wire.StatusOK {
 		return nil
 	}
-	return &Error{Code: Code(s), Handler: handler, Message: msg, Remote: true}
+	return &Error{Code: codeOf(s), Handler: handler, Message: msg, Remote: true}
+}
+
+// codeStatus is the wire status of each code.
+var codeStatus = [...]wire.Status{
+	CodeHandlerNotFound:  wire.StatusHandlerNotFound,
+	CodeHandlerError:     wire.StatusHandlerError,
+	CodeHandlerPanic:     wire.StatusHandlerPanic,
+	CodeBusy:             wire.StatusBusy,
+	CodeDeadlineExceeded: wire.StatusDeadlineExceeded,
+	CodeCanceled:         wire.StatusCanceled,
+	CodePeerUnknown:      wire.StatusPeerUnknown,
+	CodePeerLost:         wire.StatusPeerLost,
+	CodePayloadTooLarge:  wire.StatusPayloadTooLarge,
+	CodeBadPayload:       wire.StatusBadPayload,
+	CodeShuttingDown:     wire.StatusShuttingDown,
+	CodeHandlerStopped:   wire.StatusHandlerStopped,
+	CodeBadRequest:       wire.StatusBadRequest,
+	CodeInternal:         wire.StatusInternal,
+	CodeOwnerLost:        wire.StatusOwnerLost,
+	CodeEventPoisoned:    wire.StatusEventPoisoned,
+}
+
+// statusCode is codeStatus the other way round.
+var statusCode = func() map[wire.Status]Code {
+	m := make(map[wire.Status]Code, len(codeStatus))
+	for c, s := range codeStatus {
+		if c != 0 {
+			m[s] = Code(c)
+		}
+	}
+	return m
+}()
+
+// statusOf is the wire status of c; a code without one (zero, or a value
+// no constant names) travels as an internal error.
+func statusOf(c Code) wire.Status {
+	if int(c) < len(codeStatus) && c != 0 {
+		return codeStatus[c]
+	}
+	return wire.StatusInternal
+}
+
+// codeOf is the code of wire status s, which is not StatusOK.
+func codeOf(s wire.Status) Code {
+	if c, ok := statusCode[s]; ok {
+		return c
+	}
+	return CodeInternal
 }

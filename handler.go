@@ -183,7 +183,7 @@ func TypedUnaryHandlerFactory[I, O any](name string, factory func() func(ctx con
 		fn := factory()
 		return func(ctx context.Context, c *Context) ([]byte, error) {
 			tc := TypedContext[I]{Context: *c}
-			if err := mpcheck.Unmarshal(c.Payload, &tc.Input); err != nil {
+			if err := decodePayload(c.Payload, &tc.Input); err != nil {
 				return nil, newError(CodeBadPayload, c.Handler, err, "decoding %s: %v", typeName[I](), err)
 			}
 			out, err := fn(ctx, &tc)
@@ -214,3 +214,16 @@ func nilCheck[F any](name string, factory func() F) error {
 }
 
 func typeName[T any]() string { return reflect.TypeFor[T]().String() }
+
+// decodePayload decodes a payload that came from the network into v. An
+// empty payload is v's zero value: a call made without Payload to a
+// handler whose input is struct{} (or any type whose zero value is valid)
+// runs, rather than fail to decode nothing.
+func decodePayload[T any](b []byte, v *T) error {
+	if len(b) == 0 {
+		var zero T
+		*v = zero
+		return nil
+	}
+	return mpcheck.Unmarshal(b, v)
+}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/velo-messenger/velo/internal/mpcheck"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
 )
@@ -182,7 +181,7 @@ func (b TypedUnaryBuilder[R]) Send(ctx context.Context) (R, error) {
 	if err != nil {
 		return r, err
 	}
-	if err := mpcheck.Unmarshal(p, &r); err != nil {
+	if err := decodePayload(p, &r); err != nil {
 		return r, newError(CodeBadPayload, b.s.handler, err, "decoding response into %s: %v", typeName[R](), err)
 	}
 	return r, nil

@@ -195,7 +195,7 @@ func (s *session) HandleFrame(frame []byte) error {
 		if err != nil {
 			return err
 		}
-		code := Code(g.Status)
+		code := codeOf(g.Status)
 		if g.Status == wire.StatusOK {
 			code = CodePeerLost
 		}
