@@ -14,16 +14,20 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 	cd discovery/etcd && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...
+	cd bench && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=50000x
 
 ## bench: the side-by-side suite (velo against its peers, servers in child
 ## processes; about 8 minutes on 2 CPUs, see docs/performance.md; flags in
-## BENCHFLAGS, e.g. BENCHFLAGS=-quick), the client heap per call with 100 000
-## calls in flight, then the hot-path micro-benchmarks with allocations
+## BENCHFLAGS, e.g. BENCHFLAGS=-quick; bench/ is a module of its own, run
+## from its folder, so a relative -out is relative to bench/), the client
+## heap per call with 100 000 calls in flight, then the hot-path
+## micro-benchmarks with allocations
 bench:
-	$(GO) run ./bench $(BENCHFLAGS)
-	$(GO) run ./bench -mode inflight
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./bench/ ./internal/wire/ ./mailbox/ ./actor/
+	$(GO) run -C bench . $(BENCHFLAGS)
+	$(GO) run -C bench . -mode inflight
+	$(GO) test -C bench -run '^$$' -bench . -benchmem -count 3 .
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./internal/wire/ ./mailbox/ ./actor/
 
 ## proto: regenerate transport/grpc/internal/velopb from velo.proto (needs protoc: apt-get install -y protobuf-compiler)
 proto:
@@ -36,6 +40,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	cd discovery/etcd && $(GO) vet ./...
+	cd bench && $(GO) vet ./...
 
 ## fuzz: each fuzz target for FUZZTIME (their seed corpora also run under
 ## make test); docs/reliability.md says what each one checks

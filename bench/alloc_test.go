@@ -46,7 +46,7 @@ func TestUnaryClientAllocs(t *testing.T) {
 // TestInflightHeap keeps 10 000 unary calls pending on a handler that
 // holds them (the server in a child process), checks that each costs the
 // client less than 1 KiB of heap beyond its goroutine, and that all of
-// them complete once released. `go run ./bench -mode inflight` does the
+// them complete once released. `go run -C bench . -mode inflight` does the
 // same with 100 000 calls and prints the figures.
 func TestInflightHeap(t *testing.T) {
 	n := 10000

@@ -3,7 +3,7 @@ package main
 // Micro-benchmarks of velo's calls, with the plain TCP ping-pong beside
 // them:
 //
-//	go test -run '^$' -bench . -benchmem ./bench/
+//	go test -C bench -run '^$' -bench . -benchmem .
 //
 // Both messengers of the in-process benchmarks live in this process, so
 // their allocs/op count the client's and the server's allocations
