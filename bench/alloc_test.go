@@ -8,9 +8,10 @@ import (
 )
 
 // maxUnaryAllocs bounds the client's allocations per unary round trip
-// with a raw payload (DESIGN.md "Performance"). The race detector makes
-// sync.Pool drop a quarter of what is put back, which costs about one
-// more allocation per call than a normal build makes.
+// with a raw payload: velo's goal is at most 3 (docs/performance.md,
+// "Against the goals"). The race detector makes sync.Pool drop a quarter
+// of what is put back, which costs about one more allocation per call
+// than a normal build makes.
 const maxUnaryAllocs = 3
 
 // TestUnaryClientAllocs counts the allocations of the client side of a
