@@ -4,26 +4,77 @@
 GO       ?= go
 PKGS     ?= ./...
 FUZZTIME ?= 30s
+# NESTED are the modules of their own inside this one, vetted and tested by
+# make test and vetted by make lint; FUZZ=0 leaves the fuzz stage out of
+# make test (the seed corpora still run with the tests). Both are for
+# trying the Makefile on a small PKGS: make test PKGS=./internal/wire/
+# NESTED= FUZZ=0.
+NESTED   ?= discovery/etcd bench
+FUZZ     ?= 1
+
+# The fuzz targets, as package:name.
+FUZZ_TARGETS = \
+	./internal/wire/:FuzzParseFrame \
+	./internal/wire/:FuzzFrameReader \
+	./events/:FuzzDeliver \
+	.:FuzzHelloDecode \
+	.:FuzzHandshake \
+	.:FuzzSessionFrames \
+	.:FuzzTypedPayload \
+	./internal/mpcheck/:FuzzCheck
+TEST_FUZZ_INPUTS = 50000
+
+# When make started, in seconds: make test's summary counts from it.
+START := $(shell date +%s)
+
+empty :=
+space := $(empty) $(empty)
+comma := ,
+# The nested modules as a list for a sentence: "discovery/etcd, bench".
+NESTED_LIST = $(subst $(space),$(comma) ,$(strip $(NESTED)))
+
+ifeq ($(PKGS),./...)
+SOAK_NOTE = , the 60 s soak smoke run among them
+RACE_NOTE = $(SOAK_NOTE): the longest stage, minutes on 2 CPUs
+endif
+ifeq ($(FUZZ),0)
+FUZZ_NOTE = fuzz stage left out (FUZZ=0)
+else
+FUZZ_NOTE = $(words $(FUZZ_TARGETS)) fuzz targets × $(TEST_FUZZ_INPUTS) inputs
+endif
 
 .PHONY: test bench lint fuzz proto
 
 ## test: vet, every test with the race detector (the fuzz seed corpora and
-## the 60 s soak smoke run included), then each fuzz target for 50 000 inputs
-## (what CI runs)
+## the 60 s soak smoke run included) in the core module and the nested ones,
+## then each fuzz target for 50 000 inputs (what CI runs); a line announces
+## each stage, and the last one sums up what ran and how long it took
 test:
+	@echo "== vet of the core module ($(PKGS))"
 	$(GO) vet $(PKGS)
+	@echo "== race tests of the core module ($(PKGS))$(RACE_NOTE)"
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
-	cd discovery/etcd && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...
-	$(MAKE) --no-print-directory fuzz FUZZTIME=50000x
+	@for m in $(NESTED); do \
+		echo "== vet and race tests of the nested module $$m"; \
+		(cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; \
+	done
+ifneq ($(FUZZ),0)
+	@echo "== $(FUZZ_NOTE) each"
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZ_INPUTS)x
+endif
+	@echo "== make test passed in $$(( $$(date +%s) - $(START) )) s: vet; race tests of $(words . $(NESTED)) $(if $(NESTED),modules,module) (core $(PKGS)$(SOAK_NOTE)$(if $(NESTED),; $(NESTED_LIST))); $(FUZZ_NOTE)"
 
 ## bench: the side-by-side suite (velo against its peers, servers in child
 ## processes; about 8 minutes on 2 CPUs, see docs/performance.md; flags in
-## BENCHFLAGS, e.g. BENCHFLAGS=-quick), the client heap per call with 100 000
-## calls in flight, then the hot-path micro-benchmarks with allocations
+## BENCHFLAGS, e.g. BENCHFLAGS=-quick; bench/ is a module of its own, run
+## from its folder, so a relative -out is relative to bench/), the client
+## heap per call with 100 000 calls in flight, then the hot-path
+## micro-benchmarks with allocations
 bench:
-	$(GO) run ./bench $(BENCHFLAGS)
-	$(GO) run ./bench -mode inflight
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./bench/ ./internal/wire/ ./mailbox/ ./actor/
+	$(GO) run -C bench . $(BENCHFLAGS)
+	$(GO) run -C bench . -mode inflight
+	$(GO) test -C bench -run '^$$' -bench . -benchmem -count 3 .
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./internal/wire/ ./mailbox/ ./actor/
 
 ## proto: regenerate transport/grpc/internal/velopb from velo.proto (needs protoc: apt-get install -y protobuf-compiler)
 proto:
@@ -35,19 +86,16 @@ proto:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	cd discovery/etcd && $(GO) vet ./...
+	@for m in $(NESTED); do (cd $$m && $(GO) vet ./...) || exit 1; done
 
 ## fuzz: each fuzz target for FUZZTIME (their seed corpora also run under
 ## make test); docs/reliability.md says what each one checks
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParseFrame$$' -fuzztime $(FUZZTIME) ./internal/wire/
-	$(GO) test -run '^$$' -fuzz '^FuzzFrameReader$$' -fuzztime $(FUZZTIME) ./internal/wire/
-	$(GO) test -run '^$$' -fuzz '^FuzzDeliver$$' -fuzztime $(FUZZTIME) ./events/
-	$(GO) test -run '^$$' -fuzz '^FuzzHelloDecode$$' -fuzztime $(FUZZTIME) .
-	$(GO) test -run '^$$' -fuzz '^FuzzHandshake$$' -fuzztime $(FUZZTIME) .
-	$(GO) test -run '^$$' -fuzz '^FuzzSessionFrames$$' -fuzztime $(FUZZTIME) .
-	$(GO) test -run '^$$' -fuzz '^FuzzTypedPayload$$' -fuzztime $(FUZZTIME) .
-	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./internal/mpcheck/
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "== fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 ## soak: the multi-process soak test (instances in child processes calling
 ## each other through fault proxies) for VELO_SOAK, 5 minutes unless set;

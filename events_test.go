@@ -19,7 +19,7 @@ import (
 	"github.com/velo-messenger/velo/transport/tcp"
 )
 
-// Distributed events through real messengers (issue 3): package events is
+// Distributed events through real messengers: package events is
 // tested against a fake network; these tests prove the wiring in events.go
 // over TCP, several instances and a killed process. Where a test must know
 // that something reached the other side (a subscription recorded by the
@@ -731,9 +731,9 @@ func TestEventShutdown(t *testing.T) {
 //
 // It fails today: while draining, session.handleRequest refuses every
 // request, the _event_* messages included, so the trigger is dropped and
-// the handler waits until Shutdown's ctx cuts it short. The fix (deliver
-// _event_* messages on the receive path before the draining check) is
-// described in the issue 3 report; remove the Skip with it.
+// the handler waits until Shutdown's ctx cuts it short. The fix is to
+// deliver _event_* messages on the receive path before the draining
+// check; remove the Skip with it.
 func TestEventDrainingHandlerAwaitsRemoteEvent(t *testing.T) {
 	a, b := pair(t)
 	ctx := testCtx(t)

@@ -3,7 +3,7 @@ package main
 // Benchmarks of distributed events through the messenger, to read beside
 // BenchmarkUnaryTCP:
 //
-//	go test -run '^$' -bench 'Event|UnaryTCP$' -benchmem ./bench/
+//	go test -C bench -run '^$' -bench 'Event|UnaryTCP$' -benchmem .
 
 import (
 	"context"

@@ -19,8 +19,12 @@
 // are pinned to one CPU: see pin.go for why, and -pin for the other
 // placements.
 //
-//	go run ./bench [-quick] [-systems ...] [-transports ...] [-modes ...] [-payloads ...] [-reps 3] [-out bench/results]
-//	go run ./bench -mode inflight [-calls 100000]
+//	go run -C bench . [-quick] [-systems ...] [-transports ...] [-modes ...] [-payloads ...] [-reps 3] [-out results]
+//	go run -C bench . -mode inflight [-calls 100000]
+//
+// bench is a module of its own (its chart library stays out of velo's
+// go.mod), so it runs from its folder: relative paths in -out and
+// -cpuprofile are relative to bench/.
 //
 // It prints the machine and Markdown tables, and writes the same data to
 // <out>/bench.csv and a chart to <out>/bench.png.
@@ -110,7 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	names := fs.String("systems", "", "comma-separated systems or families (default: all but the *-inline ones): "+familyNames())
 	transports := fs.String("transports", "", "comma-separated velo transports (default: all): "+strings.Join(veloTransports, ", "))
 	quick := fs.Bool("quick", false, "a short run for smoke tests: "+quickUsage())
-	fs.StringVar(&cfg.out, "out", "bench/results", "folder for bench.csv and bench.png (created if missing)")
+	fs.StringVar(&cfg.out, "out", "results", "folder for bench.csv and bench.png (created if missing; relative to bench/)")
 	fs.StringVar(&cfg.pin, "pin", defaultPin, "CPU placement: "+pinSame+" (servers and client on one CPU), "+pinSplit+" (servers on one CPU, client on another) or "+pinNone+" (the scheduler's)")
 	fs.BoolVar(&cfg.chart, "chart", true, "draw bench.png")
 	fs.StringVar(&cfg.program, "mode", programSuite, "what to run: "+programSuite+" (the comparison) or "+programInflight+" (client heap per call pending on a slow handler)")
@@ -118,7 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "folder for CPU profiles: client.pprof, and one per server process named after it")
 	fs.StringVar(&cfg.serve, serveFlag, "", "internal: run as the server process of the named kind")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: go run ./bench [flags]")
+		fmt.Fprintln(fs.Output(), "usage: go run -C bench . [flags]   (from the repository's root)")
 		fs.VisitAll(func(f *flag.Flag) {
 			if f.Name == serveFlag {
 				return

@@ -435,19 +435,36 @@ func TestRemoteHandleWithoutNetwork(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	for _, o := range []Options{{CacheSize: -1}, {OwnerLostAfter: -1}, {SendTimeout: -1}} {
-		if o.Validate() == nil {
-			t.Errorf("Validate(%+v) = nil", o)
+	for _, tc := range []struct {
+		opts Options
+		want string // "" for valid options; else a part of the error
+	}{
+		{Options{}, ""},
+		{Options{RetainCompleted: -1}, ""}, // none retained
+		{Options{CacheSize: -1}, "velo: events: negative CacheSize -1"},
+		{Options{OwnerLostAfter: -time.Second}, "velo: events: negative OwnerLostAfter -1s"},
+		{Options{SendTimeout: -time.Millisecond}, "velo: events: negative SendTimeout -1ms"},
+	} {
+		err := tc.opts.Validate()
+		if (err == nil) != (tc.want == "") || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.opts, err, tc.want)
 		}
-	}
-	if err := (Options{RetainCompleted: -1}).Validate(); err != nil {
-		t.Errorf("RetainCompleted -1: %v", err)
 	}
 	d := Options{}.withDefaults()
 	if d.CacheSize != DefaultCacheSize || d.OwnerLostAfter != DefaultOwnerLostAfter ||
 		d.SendTimeout != DefaultSendTimeout || d.RetainCompleted != DefaultRetainCompleted || d.Logger == nil {
 		t.Errorf("defaults %+v", d)
 	}
+}
+
+func TestNewManagerPanicsOnBadOptions(t *testing.T) {
+	defer func() {
+		err, _ := recover().(error)
+		if err == nil || !strings.Contains(err.Error(), "negative CacheSize -1") {
+			t.Errorf("NewManager panicked with %v, want the options' error", err)
+		}
+	}()
+	NewManager(peer.NewID(), nil, Options{CacheSize: -1})
 }
 
 func TestPoisonErrorIs(t *testing.T) {

@@ -68,8 +68,13 @@ type Manager struct {
 // NewManager returns a manager for the instance self. net carries messages
 // to other instances; with a nil net the manager handles local events only
 // and refuses remote handles with ErrNoNetwork. Zero fields of opts take
-// their defaults (see Options).
+// their defaults (see Options). NewManager panics with Validate's error
+// on options it rejects, as time.NewTicker does on a period that is not
+// positive; the messenger's Build reports them as an error instead.
 func NewManager(self peer.ID, net Network, opts Options) *Manager {
+	if err := opts.Validate(); err != nil {
+		panic(err)
+	}
 	opts = opts.withDefaults()
 	// The size is positive after withDefaults, the only error NewLRU has.
 	cache, _ := simplelru.NewLRU[Handle, error](opts.CacheSize, nil)

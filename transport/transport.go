@@ -126,6 +126,17 @@ type Staller interface {
 	WriteStalled(now time.Time) time.Duration
 }
 
+// Validator is implemented by a transport built from options that may be
+// invalid (a negative size, an unknown protocol). Validate returns the
+// error that its Listen and Dial would return, naming the transport, the
+// field and the bad value ("velo: tcp: negative DialTimeout -5s"); nil
+// when the options are good. The messenger's Build calls it on every
+// transport before any starts listening, and refuses to build with its
+// error.
+type Validator interface {
+	Validate() error
+}
+
 // Logged is implemented by a transport that logs (a listener's failed
 // accepts, for one). The messenger calls SetLogger with its own logger
 // before Listen; the transport logs there unless its options name a

@@ -128,8 +128,9 @@ func TestTaggedTransports(t *testing.T) {
 	}
 }
 
-// TestNoGRPCOrNATSByDefault checks what DESIGN.md promises: a program
-// that uses the built-in transports links neither gRPC nor NATS.
+// TestNoGRPCOrNATSByDefault checks that a program that uses the built-in
+// transports links neither gRPC nor NATS: they come with their build tags
+// only, so that a plain build does not carry them.
 func TestNoGRPCOrNATSByDefault(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/velo-messenger/velo/internal/optcheck"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/grpc/internal/velopb"
@@ -42,24 +43,44 @@ const Name = "grpc"
 // itself, before any frame.
 const headerKey = "velo-transport"
 
-// Options configure the transport. The zero value means defaults.
+// Defaults applied to the zero fields of Options.
+const (
+	// DefaultListen serves on loopback, on a port chosen by the system.
+	DefaultListen = "127.0.0.1:0"
+	// DefaultDialTimeout bounds one connection attempt, up to the
+	// listener's response headers.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultMaxFrame is the largest frame accepted, in bytes: 16 MiB.
+	DefaultMaxFrame = stream.DefaultMaxFrame
+	// DefaultMaxConns bounds the accepted velo connections open at once.
+	DefaultMaxConns = 4096
+	// DefaultReadBuffer is the per-connection receive buffer, in bytes:
+	// 64 KiB.
+	DefaultReadBuffer = stream.DefaultReadBuffer
+)
+
+// Options configure the transport. The zero value of each field means its
+// default; Validate reports the values that are wrong.
 type Options struct {
-	// Listen is the TCP address to serve on. Empty: "127.0.0.1:0"
-	// (loopback, a port chosen by the system).
+	// Listen is the TCP address to serve on. Empty: DefaultListen
+	// ("127.0.0.1:0": loopback, a port chosen by the system).
 	Listen string
 	// Advertise is the address given to peers when it differs from the
 	// listener's. Empty: the listener's address.
 	Advertise string
 	// DialTimeout bounds one connection attempt, up to the listener's
-	// response headers. Zero: 5 s.
+	// response headers. Zero: DefaultDialTimeout (5 s).
 	DialTimeout time.Duration
-	// MaxFrame is the largest frame accepted, in bytes. Zero: 16 MiB. It
-	// also sets gRPC's message size limits, in both directions.
+	// MaxFrame is the largest frame accepted, in bytes. Zero:
+	// DefaultMaxFrame (16 MiB). It also sets gRPC's message size limits,
+	// in both directions.
 	MaxFrame int
 	// MaxConns bounds the accepted velo connections open at once; further
-	// streams are refused with ResourceExhausted. Zero: 4096.
+	// streams are refused with ResourceExhausted. Zero: DefaultMaxConns
+	// (4096).
 	MaxConns int
-	// ReadBuffer is the per-connection receive buffer, in bytes. Zero: 64 KiB.
+	// ReadBuffer is the per-connection receive buffer, in bytes. Zero:
+	// DefaultReadBuffer (64 KiB).
 	ReadBuffer int
 	// ServerOptions are added to the gRPC server's (credentials, keepalive
 	// policy, interceptors...). Message size options are overridden.
@@ -73,9 +94,41 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Validate reports every field that no default stands in for, naming the
+// field and its value ("velo: grpc: negative MaxConns -1").
+func (o Options) Validate() error {
+	return errors.Join(
+		optcheck.NotNegative(Name, "DialTimeout", o.DialTimeout),
+		optcheck.NotNegative(Name, "MaxFrame", o.MaxFrame),
+		optcheck.NotNegative(Name, "MaxConns", o.MaxConns),
+		optcheck.NotNegative(Name, "ReadBuffer", o.ReadBuffer),
+	)
+}
+
+// withDefaults fills the zero fields of options that Validate accepted.
+func (o Options) withDefaults() Options {
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.MaxFrame == 0 {
+		o.MaxFrame = DefaultMaxFrame
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.ReadBuffer == 0 {
+		o.ReadBuffer = DefaultReadBuffer
+	}
+	return o
+}
+
 // Transport is the gRPC transport.
 type Transport struct {
 	opts     Options
+	optErr   error // Options.Validate's; Listen and Dial return it
 	group    *stream.Group
 	maxChunk int // largest message: a whole frame with its prefix
 
@@ -90,22 +143,24 @@ type Transport struct {
 var (
 	_ transport.Transport = (*Transport)(nil)
 	_ transport.Logged    = (*Transport)(nil)
+	_ transport.Validator = (*Transport)(nil)
 )
 
-// New returns a gRPC transport. Nothing is opened until Listen.
+// New returns a gRPC transport. Nothing is opened until Listen. Invalid
+// options are reported by Validate (the messenger's Build calls it), and
+// by Listen and Dial.
 func New(opts Options) *Transport {
-	if opts.Listen == "" {
-		opts.Listen = "127.0.0.1:0"
+	err := opts.Validate()
+	if err != nil {
+		opts = Options{Logger: opts.Logger} // never listens nor dials
 	}
-	if opts.DialTimeout <= 0 {
-		opts.DialTimeout = 5 * time.Second
-	}
-	if opts.MaxConns <= 0 {
-		opts.MaxConns = 4096
-	}
+	opts = opts.withDefaults()
 	g := stream.NewGroup(stream.Options{MaxFrame: opts.MaxFrame, ReadBuffer: opts.ReadBuffer})
-	return &Transport{opts: opts, group: g, maxChunk: g.MaxFrame() + wire.PrefixLen}
+	return &Transport{opts: opts, optErr: err, group: g, maxChunk: g.MaxFrame() + wire.PrefixLen}
 }
+
+// Validate implements transport.Validator: the error of Options.Validate.
+func (t *Transport) Validate() error { return t.optErr }
 
 // Name implements transport.Transport.
 func (t *Transport) Name() string { return Name }
@@ -119,6 +174,9 @@ func (t *Transport) maxMsg() int { return t.maxChunk + 16 }
 
 // Listen implements transport.Transport.
 func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, error) {
+	if t.optErr != nil {
+		return "", t.optErr
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", t.opts.Listen)
 	if err != nil {
@@ -209,6 +267,9 @@ func (s *service) Connect(st grpc.BidiStreamingServer[velopb.Chunk, velopb.Chunk
 // Dial implements transport.Transport: it opens a client connection and a
 // Connect stream, and returns once the listener's headers arrived.
 func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder) (transport.Conn, error) {
+	if t.optErr != nil {
+		return nil, t.optErr
+	}
 	t.mu.Lock()
 	closed := t.closed
 	t.mu.Unlock()

@@ -33,6 +33,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/velo-messenger/velo/internal/optcheck"
 	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/stream"
 )
@@ -71,31 +72,54 @@ func (p Protocol) String() string {
 	return fmt.Sprintf("Protocol(%d)", int(p))
 }
 
-// Options configure the transport. The zero value means defaults.
+// Defaults applied to the zero fields of Options (DefaultPath too).
+const (
+	// DefaultListen serves on loopback, on a port chosen by the system.
+	DefaultListen = "127.0.0.1:0"
+	// DefaultDialTimeout bounds one connection attempt, up to the
+	// response headers.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultKeepAlive is the TCP keepalive period.
+	DefaultKeepAlive = 15 * time.Second
+	// DefaultMaxFrame is the largest frame accepted, in bytes: 16 MiB.
+	DefaultMaxFrame = stream.DefaultMaxFrame
+	// DefaultMaxConns bounds the accepted velo connections open at once.
+	DefaultMaxConns = 4096
+	// DefaultReadBuffer is the per-connection receive buffer, in bytes:
+	// 64 KiB.
+	DefaultReadBuffer = stream.DefaultReadBuffer
+)
+
+// Options configure the transport. The zero value of each field means its
+// default; Validate reports the values that are wrong.
 type Options struct {
-	// Listen is the TCP address to serve on. Empty: "127.0.0.1:0"
-	// (loopback, a port chosen by the system).
+	// Listen is the TCP address to serve on. Empty: DefaultListen
+	// ("127.0.0.1:0": loopback, a port chosen by the system).
 	Listen string
-	// Path is the endpoint's URL path. Empty: DefaultPath.
+	// Path is the endpoint's URL path; it starts with "/". Empty:
+	// DefaultPath ("/velo/v1/conn").
 	Path string
 	// Advertise is the URL given to peers when it differs from the
 	// listener's (a reverse proxy, NAT). Empty: "http://<listen
 	// address><Path>".
 	Advertise string
-	// Protocol is what Dial speaks. Zero: HTTP1. The listener accepts
-	// both.
+	// Protocol is what Dial speaks, HTTP1 or H2C. Zero: HTTP1. The
+	// listener accepts both.
 	Protocol Protocol
 	// DialTimeout bounds one connection attempt, up to the response
-	// headers. Zero: 5 s.
+	// headers. Zero: DefaultDialTimeout (5 s).
 	DialTimeout time.Duration
-	// KeepAlive is the TCP keepalive period. Zero: 15 s; negative: off.
+	// KeepAlive is the TCP keepalive period. Zero: DefaultKeepAlive
+	// (15 s); negative: off.
 	KeepAlive time.Duration
-	// MaxFrame is the largest frame accepted, in bytes. Zero: 16 MiB.
+	// MaxFrame is the largest frame accepted, in bytes. Zero:
+	// DefaultMaxFrame (16 MiB).
 	MaxFrame int
 	// MaxConns bounds the accepted velo connections open at once; further
-	// requests are answered 503. Zero: 4096.
+	// requests are answered 503. Zero: DefaultMaxConns (4096).
 	MaxConns int
-	// ReadBuffer is the per-connection receive buffer, in bytes. Zero: 64 KiB.
+	// ReadBuffer is the per-connection receive buffer, in bytes. Zero:
+	// DefaultReadBuffer (64 KiB).
 	ReadBuffer int
 	// Logger receives the listener's failed accepts (too many open
 	// files...), at Warn and at most one line a second, and net/http's
@@ -104,29 +128,50 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-func (o Options) withDefaults() (Options, error) {
+// Validate reports every field that no default stands in for, naming the
+// field and its value ("velo: http: negative MaxConns -1").
+func (o Options) Validate() error {
+	var path, proto error
+	if o.Path != "" && !strings.HasPrefix(o.Path, "/") {
+		path = optcheck.Errorf(Name, "Path %q does not start with /", o.Path)
+	}
+	if o.Protocol != HTTP1 && o.Protocol != H2C {
+		proto = optcheck.Errorf(Name, "unknown Protocol %d", int(o.Protocol))
+	}
+	return errors.Join(
+		path,
+		proto,
+		optcheck.NotNegative(Name, "DialTimeout", o.DialTimeout),
+		optcheck.NotNegative(Name, "MaxFrame", o.MaxFrame),
+		optcheck.NotNegative(Name, "MaxConns", o.MaxConns),
+		optcheck.NotNegative(Name, "ReadBuffer", o.ReadBuffer),
+	)
+}
+
+// withDefaults fills the zero fields of options that Validate accepted.
+func (o Options) withDefaults() Options {
 	if o.Listen == "" {
-		o.Listen = "127.0.0.1:0"
+		o.Listen = DefaultListen
 	}
 	if o.Path == "" {
 		o.Path = DefaultPath
 	}
-	if !strings.HasPrefix(o.Path, "/") {
-		return o, fmt.Errorf("http: Path %q must start with /", o.Path)
-	}
-	if o.Protocol != HTTP1 && o.Protocol != H2C {
-		return o, fmt.Errorf("http: unknown %v", o.Protocol)
-	}
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = 5 * time.Second
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
 	}
 	if o.KeepAlive == 0 {
-		o.KeepAlive = 15 * time.Second
+		o.KeepAlive = DefaultKeepAlive
 	}
-	if o.MaxConns <= 0 {
-		o.MaxConns = 4096
+	if o.MaxFrame == 0 {
+		o.MaxFrame = DefaultMaxFrame
 	}
-	return o, nil
+	if o.MaxConns == 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.ReadBuffer == 0 {
+		o.ReadBuffer = DefaultReadBuffer
+	}
+	return o
 }
 
 // Transport is the HTTP transport.
@@ -149,12 +194,18 @@ type Transport struct {
 var (
 	_ transport.Transport = (*Transport)(nil)
 	_ transport.Logged    = (*Transport)(nil)
+	_ transport.Validator = (*Transport)(nil)
 )
 
-// New returns an HTTP transport. Nothing is opened until Listen; invalid
-// options are reported by Listen and Dial.
+// New returns an HTTP transport. Nothing is opened until Listen. Invalid
+// options are reported by Validate (the messenger's Build calls it), and
+// by Listen and Dial.
 func New(opts Options) *Transport {
-	opts, err := opts.withDefaults()
+	err := opts.Validate()
+	if err != nil {
+		opts = Options{Logger: opts.Logger} // never listens nor dials
+	}
+	opts = opts.withDefaults()
 	d := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: opts.KeepAlive}
 	rt := &nethttp.Transport{
 		Proxy:              nil, // velo traffic goes where the address says, not via $HTTP_PROXY
@@ -182,6 +233,9 @@ func New(opts Options) *Transport {
 		},
 	}
 }
+
+// Validate implements transport.Validator: the error of Options.Validate.
+func (t *Transport) Validate() error { return t.optErr }
 
 // Name implements transport.Transport.
 func (t *Transport) Name() string { return Name }

@@ -125,19 +125,6 @@ func TestMaxConns(t *testing.T) {
 	<-h.closed
 }
 
-func TestOptionsAreChecked(t *testing.T) {
-	for _, o := range []velohttp.Options{{Path: "no-slash"}, {Protocol: 7}} {
-		tr := velohttp.New(o)
-		if _, err := tr.Listen(testCtx(t), nopBind); err == nil {
-			t.Errorf("Listen with %+v succeeded", o)
-		}
-		if _, err := tr.Dial(testCtx(t), "http://127.0.0.1:1/x", nopBind); err == nil {
-			t.Errorf("Dial with %+v succeeded", o)
-		}
-		tr.Close()
-	}
-}
-
 func TestAdvertiseAndPath(t *testing.T) {
 	tr := velohttp.New(velohttp.Options{Path: "/custom", Advertise: "http://proxy.example:8080/custom"})
 	defer tr.Close()

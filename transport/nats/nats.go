@@ -32,6 +32,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/velo-messenger/velo/internal/optcheck"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/transport"
 )
@@ -39,46 +40,109 @@ import (
 // Name is the transport's key in peer.Info.Addresses.
 const Name = "nats"
 
-// DefaultPrefix starts the subject of every transport unless
-// Options.Prefix says otherwise.
-const DefaultPrefix = "velo.in"
+// Defaults applied to the zero fields of Options, and to the NATS
+// connection before Options.NATSOptions.
+const (
+	// DefaultURL is the NATS server connected to: nats.DefaultURL.
+	DefaultURL = nats.DefaultURL
+	// DefaultPrefix starts the subject of every transport.
+	DefaultPrefix = "velo.in"
+	// DefaultDialTimeout bounds one connection attempt (the open
+	// request) and the initial connection to NATS.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultMaxFrame is the largest frame accepted, in bytes: 16 MiB.
+	DefaultMaxFrame = wire.DefaultMaxFrame
+	// DefaultWindow is how many bytes a peer may send on one connection
+	// before this side has handled them: 4 MiB.
+	DefaultWindow = 4 << 20
+	// DefaultMaxConns bounds the accepted connections open at once.
+	DefaultMaxConns = 4096
+	// DefaultReconnectWait is the pause between two attempts to reconnect
+	// to NATS; velo tries for ever.
+	DefaultReconnectWait = 250 * time.Millisecond
+)
 
-// Options configure the transport. The zero value means defaults.
+// MaxWindow is the largest Window, 2 GiB less a byte: a window travels in
+// a 32-bit field of the open and accept messages, and a sender may
+// overdraw it by one frame.
+const MaxWindow = 1<<31 - 1
+
+// Options configure the transport. The zero value of each field means its
+// default; Validate reports the values that are wrong.
 type Options struct {
 	// URL is the NATS server (or comma-separated servers) to connect to.
-	// Empty: nats.DefaultURL ("nats://127.0.0.1:4222").
+	// Empty: DefaultURL ("nats://127.0.0.1:4222").
 	URL string
 	// Prefix starts the transport's subject; a random token completes it.
-	// Empty: DefaultPrefix.
+	// Empty: DefaultPrefix ("velo.in").
 	Prefix string
 	// NATSOptions are applied to the NATS connection after velo's
-	// defaults (name "velo", reconnecting forever every 250 ms), so they
-	// may override them: credentials, TLS, reconnect policy. Handlers set
-	// here (disconnect, closed, async error) are called after velo's own.
+	// defaults (name "velo", reconnecting for ever every
+	// DefaultReconnectWait), so they may override them: credentials, TLS,
+	// reconnect policy. Handlers set here (disconnect, closed, async
+	// error) are called after velo's own.
 	NATSOptions []nats.Option
 	// DialTimeout bounds one connection attempt (the open request), and
-	// the initial connection to NATS. Zero: 5 s.
+	// the initial connection to NATS. Zero: DefaultDialTimeout (5 s).
 	DialTimeout time.Duration
-	// MaxFrame is the largest frame accepted, in bytes. Zero: 16 MiB. The
-	// effective limit is the smaller of this and what a message of the
-	// NATS server may hold (max_payload less 17 bytes).
+	// MaxFrame is the largest frame accepted, in bytes. Zero:
+	// DefaultMaxFrame (16 MiB). The effective limit is the smaller of
+	// this and what a message of the NATS server may hold (max_payload
+	// less 17 bytes).
 	MaxFrame int
 	// Window is how many bytes a peer may send on one connection before
-	// this side has handled them. Zero: 4 MiB. It is raised to twice
-	// MaxFrame when smaller.
+	// this side has handled them, at most MaxWindow. Zero: DefaultWindow
+	// (4 MiB). A window smaller than twice the effective MaxFrame is
+	// raised to that, so that a frame never waits for a window message.
 	Window int
 	// MaxConns bounds the accepted connections open at once; further
-	// opens are refused. Zero: 4096.
+	// opens are refused. Zero: DefaultMaxConns (4096).
 	MaxConns int
 	// Logger receives debug messages about refused or malformed input.
 	// Nil: nothing is logged.
 	Logger *slog.Logger
 }
 
+// Validate reports every field that no default stands in for, naming the
+// field and its value ("velo: nats: negative Window -1").
+func (o Options) Validate() error {
+	return errors.Join(
+		optcheck.NotNegative(Name, "DialTimeout", o.DialTimeout),
+		optcheck.NotNegative(Name, "MaxFrame", o.MaxFrame),
+		optcheck.NotNegative(Name, "Window", o.Window),
+		optcheck.AtMost(Name, "Window", o.Window, MaxWindow, "the largest a window message carries"),
+		optcheck.NotNegative(Name, "MaxConns", o.MaxConns),
+	)
+}
+
+// withDefaults fills the zero fields of options that Validate accepted.
+func (o Options) withDefaults() Options {
+	if o.URL == "" {
+		o.URL = DefaultURL
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.MaxFrame == 0 {
+		o.MaxFrame = DefaultMaxFrame
+	}
+	if o.Window == 0 {
+		o.Window = DefaultWindow
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	return o
+}
+
 // Transport is the NATS transport.
 type Transport struct {
-	opts Options
-	log  *slog.Logger
+	opts   Options
+	optErr error // Options.Validate's; Listen and Dial return it
+	log    *slog.Logger
 
 	mu       sync.RWMutex
 	nc       *nats.Conn         // guarded by mu
@@ -92,34 +156,29 @@ type Transport struct {
 	wg       sync.WaitGroup     // the connections' goroutines; Add only under mu while !closed
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport = (*Transport)(nil)
+	_ transport.Validator = (*Transport)(nil)
+)
 
-// New returns a NATS transport. Nothing is opened until Listen.
+// New returns a NATS transport. Nothing is opened until Listen. Invalid
+// options are reported by Validate (the messenger's Build calls it), and
+// by Listen and Dial.
 func New(opts Options) *Transport {
-	if opts.URL == "" {
-		opts.URL = nats.DefaultURL
+	err := opts.Validate()
+	if err != nil {
+		opts = Options{Logger: opts.Logger} // never listens nor dials
 	}
-	if opts.Prefix == "" {
-		opts.Prefix = DefaultPrefix
-	}
-	if opts.DialTimeout <= 0 {
-		opts.DialTimeout = 5 * time.Second
-	}
-	if opts.MaxFrame <= 0 {
-		opts.MaxFrame = wire.DefaultMaxFrame
-	}
-	if opts.Window <= 0 {
-		opts.Window = 4 << 20
-	}
-	if opts.MaxConns <= 0 {
-		opts.MaxConns = 4096
-	}
+	opts = opts.withDefaults()
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Transport{opts: opts, log: log.With("transport", Name), conns: make(map[uint64]*conn)}
+	return &Transport{opts: opts, optErr: err, log: log.With("transport", Name), conns: make(map[uint64]*conn)}
 }
+
+// Validate implements transport.Validator: the error of Options.Validate.
+func (t *Transport) Validate() error { return t.optErr }
 
 // Name implements transport.Transport.
 func (t *Transport) Name() string { return Name }
@@ -149,11 +208,14 @@ func (t *Transport) Subject() string {
 // Listen implements transport.Transport: it connects to NATS and
 // subscribes to the transport's subject.
 func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, error) {
+	if t.optErr != nil {
+		return "", t.optErr
+	}
 	o := nats.GetDefaultOptions()
 	o.Url = t.opts.URL
 	o.Name = "velo"
 	o.MaxReconnect = -1
-	o.ReconnectWait = 250 * time.Millisecond
+	o.ReconnectWait = DefaultReconnectWait
 	o.Timeout = t.opts.DialTimeout
 	for _, opt := range t.opts.NATSOptions {
 		if err := opt(&o); err != nil {
@@ -226,6 +288,9 @@ func (t *Transport) subscription() *nats.Subscription {
 // peer's subject. Nobody subscribed there fails at once (NATS answers "no
 // responders").
 func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder) (transport.Conn, error) {
+	if t.optErr != nil {
+		return nil, t.optErr
+	}
 	maxFrame := t.MaxFrame()
 	window := windowSize(t.opts.Window, maxFrame)
 	t.mu.Lock()
@@ -274,9 +339,10 @@ func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder
 }
 
 // windowSize is the receive window of a new connection: the configured
-// window, but at least two of the largest frames.
+// window (Validate bounds it by MaxWindow), but at least two of the
+// largest frames, and never more than MaxWindow even then.
 func windowSize(window, maxFrame int) int {
-	return min(max(window, 2*maxFrame), 1<<31-1)
+	return min(max(window, 2*maxFrame), MaxWindow)
 }
 
 // onMsg handles every message to the transport's subject, on the

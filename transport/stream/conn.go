@@ -14,34 +14,62 @@ import (
 	"sync"
 	"time"
 
+	"github.com/velo-messenger/velo/internal/optcheck"
 	"github.com/velo-messenger/velo/internal/rawio"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/transport"
 )
 
-// Options tune a Conn. The zero value means defaults.
+// Defaults applied to the zero fields of Options.
+const (
+	// DefaultMaxFrame is the default largest frame read, length prefix
+	// excluded: 16 MiB.
+	DefaultMaxFrame = wire.DefaultMaxFrame
+	// DefaultReadBuffer is the default receive buffer: 64 KiB.
+	DefaultReadBuffer = 64 << 10
+	// DefaultMaxPending is the default bound on the bytes queued for
+	// writing: 512 KiB (a connection keeps up to two such buffers while it
+	// is busy; larger ones measured no faster).
+	DefaultMaxPending = 512 << 10
+)
+
+// Options tune a Conn. The zero value of each field means its default;
+// a negative one is an error (Validate).
 type Options struct {
-	// MaxFrame is the largest frame read, length prefix excluded.
-	// Zero: wire.DefaultMaxFrame (16 MiB).
+	// MaxFrame is the largest frame read, length prefix excluded, in
+	// bytes. Zero: DefaultMaxFrame (16 MiB).
 	MaxFrame int
-	// ReadBuffer is the size of the receive buffer in bytes. Zero: 64 KiB.
+	// ReadBuffer is the size of the receive buffer, in bytes. Zero:
+	// DefaultReadBuffer (64 KiB).
 	ReadBuffer int
-	// MaxPending bounds the bytes queued for writing while another writer is
-	// on the socket; further writers wait. Zero: 512 KiB (a connection
-	// keeps up to two such buffers while it is busy; larger ones measured
-	// no faster).
+	// MaxPending bounds the bytes queued for writing while another writer
+	// is on the socket; further writers wait. Zero: DefaultMaxPending
+	// (512 KiB).
 	MaxPending int
 }
 
+// Validate reports the fields no default can stand in for: negative ones.
+// New panics on options it rejects, and NewGroup's Serve and Accept
+// return its error; velo's transports call it first and report the error
+// with their own name.
+func (o Options) Validate() error {
+	return errors.Join(
+		optcheck.NotNegative("stream", "MaxFrame", o.MaxFrame),
+		optcheck.NotNegative("stream", "ReadBuffer", o.ReadBuffer),
+		optcheck.NotNegative("stream", "MaxPending", o.MaxPending),
+	)
+}
+
+// withDefaults fills the zero fields of options that Validate accepted.
 func (o Options) withDefaults() Options {
-	if o.MaxFrame <= 0 {
-		o.MaxFrame = wire.DefaultMaxFrame
+	if o.MaxFrame == 0 {
+		o.MaxFrame = DefaultMaxFrame
 	}
-	if o.ReadBuffer <= 0 {
-		o.ReadBuffer = 64 << 10
+	if o.ReadBuffer == 0 {
+		o.ReadBuffer = DefaultReadBuffer
 	}
-	if o.MaxPending <= 0 {
-		o.MaxPending = 512 << 10
+	if o.MaxPending == 0 {
+		o.MaxPending = DefaultMaxPending
 	}
 	return o
 }
@@ -130,8 +158,13 @@ func (c *Conn) SetReadLimit(n int) {
 }
 
 // New wraps nc; bind gives it its Handler. Call Serve to run the receive
-// loop.
+// loop. New panics with Validate's error on options it rejects, as
+// time.NewTicker does on a period that is not positive: a transport
+// validates its options before it has connections.
 func New(nc net.Conn, bind transport.Binder, opts Options) *Conn {
+	if err := opts.Validate(); err != nil {
+		panic(err)
+	}
 	c := &Conn{nc: rawio.Wrap(nc), opts: opts.withDefaults(), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.try, _ = c.nc.(tryWriter)
 	c.room.L = &c.mu

@@ -11,7 +11,8 @@ import (
 // Group owns the connections and goroutines of one transport: the accept
 // loop and each connection's receive loop. Close closes them all and waits.
 type Group struct {
-	opts Options
+	opts   Options
+	optErr error // Options.Validate's; Serve and Accept return it
 
 	mu       sync.Mutex
 	conns    map[*Conn]struct{} // guarded by mu
@@ -21,21 +22,32 @@ type Group struct {
 	wg       sync.WaitGroup
 }
 
-// NewGroup returns a Group whose connections use opts.
+// NewGroup returns a Group whose connections use opts. Options that
+// Validate rejects make every Serve and Accept fail with its error.
 func NewGroup(opts Options) *Group {
-	return &Group{opts: opts.withDefaults(), conns: make(map[*Conn]struct{})}
+	err := opts.Validate()
+	if err != nil {
+		opts = Options{} // never used for a connection
+	}
+	return &Group{opts: opts.withDefaults(), optErr: err, conns: make(map[*Conn]struct{})}
 }
 
 // MaxFrame is the largest frame the group's connections read.
 func (g *Group) MaxFrame() int { return g.opts.MaxFrame }
 
-// Serve adopts nc: it wraps it, asks bind for its Handler, and runs its receive loop on a goroutine of
-// the group's. It fails with transport.ErrClosed after Close.
+// Serve adopts nc: it wraps it, asks bind for its Handler, and runs its
+// receive loop on a goroutine of the group's. It fails with
+// transport.ErrClosed after Close, and with the options' error when
+// NewGroup's were invalid; either way nc is closed.
 func (g *Group) Serve(nc net.Conn, bind transport.Binder) (*Conn, error) {
 	return g.serve(nc, bind, false)
 }
 
 func (g *Group) serve(nc net.Conn, bind transport.Binder, accepted bool) (*Conn, error) {
+	if g.optErr != nil {
+		nc.Close()
+		return nil, g.optErr
+	}
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -76,6 +88,10 @@ func (g *Group) serve(nc net.Conn, bind transport.Binder, accepted bool) (*Conn,
 // open files...) does not end the loop: it is retried after a pause and
 // logged to log (see RetryAccept; nil logs nothing).
 func (g *Group) Accept(ln net.Listener, bind transport.Binder, maxConns int, log *slog.Logger) error {
+	if g.optErr != nil {
+		ln.Close()
+		return g.optErr
+	}
 	ln = RetryAccept(ln, log)
 	g.mu.Lock()
 	if g.closed {

@@ -5,12 +5,14 @@ package tcp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/velo-messenger/velo/internal/optcheck"
 	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/stream"
 )
@@ -18,26 +20,48 @@ import (
 // Name is the transport's key in peer.Info.Addresses.
 const Name = "tcp"
 
-// Options configure the transport. The zero value means defaults.
+// Defaults applied to the zero fields of Options.
+const (
+	// DefaultListen listens on loopback, on a port chosen by the system.
+	DefaultListen = "127.0.0.1:0"
+	// DefaultDialTimeout bounds one connection attempt.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultKeepAlive is the TCP keepalive period.
+	DefaultKeepAlive = 15 * time.Second
+	// DefaultMaxFrame is the largest frame accepted, in bytes: 16 MiB.
+	DefaultMaxFrame = stream.DefaultMaxFrame
+	// DefaultMaxConns bounds the accepted connections open at once.
+	DefaultMaxConns = 4096
+	// DefaultReadBuffer is the per-connection receive buffer, in bytes:
+	// 64 KiB.
+	DefaultReadBuffer = stream.DefaultReadBuffer
+)
+
+// Options configure the transport. The zero value of each field means its
+// default; Validate reports the values that are wrong.
 type Options struct {
-	// Listen is the address to listen on. Empty: "127.0.0.1:0" (loopback,
-	// a port chosen by the system). Use ":port" or "0.0.0.0:port" to accept
-	// from other hosts.
+	// Listen is the address to listen on. Empty: DefaultListen
+	// ("127.0.0.1:0": loopback, a port chosen by the system). Use ":port"
+	// or "0.0.0.0:port" to accept from other hosts.
 	Listen string
 	// Advertise is the address given to peers, when it differs from the
 	// listening address (NAT, containers). Empty: the listener's address.
 	Advertise string
-	// DialTimeout bounds one connection attempt. Zero: 5 s.
+	// DialTimeout bounds one connection attempt. Zero: DefaultDialTimeout
+	// (5 s).
 	DialTimeout time.Duration
-	// KeepAlive is the TCP keepalive period. Zero: 15 s; negative: off.
-	// velo's own keepalive pings detect dead peers regardless.
+	// KeepAlive is the TCP keepalive period. Zero: DefaultKeepAlive
+	// (15 s); negative: off. velo's own keepalive pings detect dead peers
+	// regardless.
 	KeepAlive time.Duration
-	// MaxFrame is the largest frame accepted, in bytes. Zero: 16 MiB.
+	// MaxFrame is the largest frame accepted, in bytes. Zero:
+	// DefaultMaxFrame (16 MiB).
 	MaxFrame int
 	// MaxConns bounds the accepted connections open at once; further ones
-	// are closed at once. Zero: 4096.
+	// are closed at once. Zero: DefaultMaxConns (4096).
 	MaxConns int
-	// ReadBuffer is the per-connection receive buffer, in bytes. Zero: 64 KiB.
+	// ReadBuffer is the per-connection receive buffer, in bytes. Zero:
+	// DefaultReadBuffer (64 KiB).
 	ReadBuffer int
 	// Logger receives the listener's failed accepts (too many open
 	// files...), at Warn and at most one line a second. Nil: the
@@ -45,10 +69,45 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Validate reports every field that no default stands in for, naming the
+// field and its value ("velo: tcp: negative MaxConns -1").
+func (o Options) Validate() error {
+	return errors.Join(
+		optcheck.NotNegative(Name, "DialTimeout", o.DialTimeout),
+		optcheck.NotNegative(Name, "MaxFrame", o.MaxFrame),
+		optcheck.NotNegative(Name, "MaxConns", o.MaxConns),
+		optcheck.NotNegative(Name, "ReadBuffer", o.ReadBuffer),
+	)
+}
+
+// withDefaults fills the zero fields of options that Validate accepted.
+func (o Options) withDefaults() Options {
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.KeepAlive == 0 {
+		o.KeepAlive = DefaultKeepAlive
+	}
+	if o.MaxFrame == 0 {
+		o.MaxFrame = DefaultMaxFrame
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.ReadBuffer == 0 {
+		o.ReadBuffer = DefaultReadBuffer
+	}
+	return o
+}
+
 // Transport is the TCP transport.
 type Transport struct {
-	opts  Options
-	group *stream.Group
+	opts   Options
+	optErr error // Options.Validate's; Listen and Dial return it
+	group  *stream.Group
 
 	mu   sync.Mutex
 	ln   net.Listener      // guarded by mu
@@ -58,27 +117,27 @@ type Transport struct {
 var (
 	_ transport.Transport = (*Transport)(nil)
 	_ transport.Logged    = (*Transport)(nil)
+	_ transport.Validator = (*Transport)(nil)
 )
 
-// New returns a TCP transport. Nothing is opened until Listen.
+// New returns a TCP transport. Nothing is opened until Listen. Invalid
+// options are reported by Validate (the messenger's Build calls it), and
+// by Listen and Dial.
 func New(opts Options) *Transport {
-	if opts.Listen == "" {
-		opts.Listen = "127.0.0.1:0"
+	err := opts.Validate()
+	if err != nil {
+		opts = Options{Logger: opts.Logger} // never listens nor dials
 	}
-	if opts.DialTimeout <= 0 {
-		opts.DialTimeout = 5 * time.Second
-	}
-	if opts.KeepAlive == 0 {
-		opts.KeepAlive = 15 * time.Second
-	}
-	if opts.MaxConns <= 0 {
-		opts.MaxConns = 4096
-	}
+	opts = opts.withDefaults()
 	return &Transport{
-		opts:  opts,
-		group: stream.NewGroup(stream.Options{MaxFrame: opts.MaxFrame, ReadBuffer: opts.ReadBuffer}),
+		opts:   opts,
+		optErr: err,
+		group:  stream.NewGroup(stream.Options{MaxFrame: opts.MaxFrame, ReadBuffer: opts.ReadBuffer}),
 	}
 }
+
+// Validate implements transport.Validator: the error of Options.Validate.
+func (t *Transport) Validate() error { return t.optErr }
 
 // Name implements transport.Transport.
 func (t *Transport) Name() string { return Name }
@@ -88,6 +147,9 @@ func (t *Transport) MaxFrame() int { return t.group.MaxFrame() }
 
 // Listen implements transport.Transport.
 func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, error) {
+	if t.optErr != nil {
+		return "", t.optErr
+	}
 	lc := net.ListenConfig{KeepAlive: t.opts.KeepAlive}
 	ln, err := lc.Listen(ctx, "tcp", t.opts.Listen)
 	if err != nil {
@@ -115,6 +177,9 @@ func (t *Transport) logger() *slog.Logger { return t.logs.For(t.opts.Logger, Nam
 
 // Dial implements transport.Transport.
 func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder) (transport.Conn, error) {
+	if t.optErr != nil {
+		return nil, t.optErr
+	}
 	d := net.Dialer{Timeout: t.opts.DialTimeout, KeepAlive: t.opts.KeepAlive}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {

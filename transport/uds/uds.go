@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/velo-messenger/velo/internal/optcheck"
 	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/stream"
 )
@@ -38,24 +39,45 @@ const Name = "uds"
 // its terminating NUL on Linux; macOS allows 103).
 const maxPathLen = 107
 
-// Options configure the transport. The zero value means defaults.
+// Defaults applied to the zero fields of Options.
+const (
+	// DefaultMode is the permission of the socket file: only the user
+	// that runs the instance may connect.
+	DefaultMode fs.FileMode = 0o600
+	// DefaultDialTimeout bounds one connection attempt.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultMaxFrame is the largest frame accepted, in bytes: 16 MiB.
+	DefaultMaxFrame = stream.DefaultMaxFrame
+	// DefaultMaxConns bounds the accepted connections open at once.
+	DefaultMaxConns = 4096
+	// DefaultReadBuffer is the per-connection receive buffer, in bytes:
+	// 64 KiB.
+	DefaultReadBuffer = stream.DefaultReadBuffer
+)
+
+// Options configure the transport. The zero value of each field means its
+// default; Validate reports the values that are wrong.
 type Options struct {
-	// Path is the socket to listen on. Empty: a path unique to this
-	// transport under os.TempDir() ("velo-<pid>-<random>.sock"). A socket
-	// file left at Path by a process that is gone is replaced; one that
-	// still answers is not (Listen fails).
+	// Path is the socket to listen on, at most 107 bytes long. Empty: a
+	// path unique to this transport under os.TempDir()
+	// ("velo-<pid>-<random>.sock", see DefaultPath). A socket file left
+	// at Path by a process that is gone is replaced; one that still
+	// answers is not (Listen fails).
 	Path string
-	// Mode is the permission of the socket file; connecting needs write
-	// permission. Zero: 0600 (only the user that runs the instance).
+	// Mode is the permission of the socket file (permission bits only);
+	// connecting needs write permission. Zero: DefaultMode (0600).
 	Mode fs.FileMode
-	// DialTimeout bounds one connection attempt. Zero: 5 s.
+	// DialTimeout bounds one connection attempt. Zero: DefaultDialTimeout
+	// (5 s).
 	DialTimeout time.Duration
-	// MaxFrame is the largest frame accepted, in bytes. Zero: 16 MiB.
+	// MaxFrame is the largest frame accepted, in bytes. Zero:
+	// DefaultMaxFrame (16 MiB).
 	MaxFrame int
 	// MaxConns bounds the accepted connections open at once; further ones
-	// are closed at once. Zero: 4096.
+	// are closed at once. Zero: DefaultMaxConns (4096).
 	MaxConns int
-	// ReadBuffer is the per-connection receive buffer, in bytes. Zero: 64 KiB.
+	// ReadBuffer is the per-connection receive buffer, in bytes. Zero:
+	// DefaultReadBuffer (64 KiB).
 	ReadBuffer int
 	// Logger receives the listener's failed accepts (too many open
 	// files...), at Warn and at most one line a second. Nil: the
@@ -63,10 +85,52 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Validate reports every field that no default stands in for, naming the
+// field and its value ("velo: uds: negative MaxConns -1").
+func (o Options) Validate() error {
+	var mode, path error
+	if o.Mode&^fs.ModePerm != 0 {
+		mode = optcheck.Errorf(Name, "Mode %#o has bits other than permissions (0777)", uint32(o.Mode))
+	}
+	if len(o.Path) > maxPathLen {
+		path = optcheck.Errorf(Name, "Path of %d bytes is longer than the %d a socket address holds: %s", len(o.Path), maxPathLen, o.Path)
+	}
+	return errors.Join(
+		path,
+		mode,
+		optcheck.NotNegative(Name, "DialTimeout", o.DialTimeout),
+		optcheck.NotNegative(Name, "MaxFrame", o.MaxFrame),
+		optcheck.NotNegative(Name, "MaxConns", o.MaxConns),
+		optcheck.NotNegative(Name, "ReadBuffer", o.ReadBuffer),
+	)
+}
+
+// withDefaults fills the zero fields of options that Validate accepted,
+// but Path: Listen draws a new one.
+func (o Options) withDefaults() Options {
+	if o.Mode == 0 {
+		o.Mode = DefaultMode
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.MaxFrame == 0 {
+		o.MaxFrame = DefaultMaxFrame
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.ReadBuffer == 0 {
+		o.ReadBuffer = DefaultReadBuffer
+	}
+	return o
+}
+
 // Transport is the Unix domain socket transport.
 type Transport struct {
-	opts  Options
-	group *stream.Group
+	opts   Options
+	optErr error // Options.Validate's; Listen and Dial return it
+	group  *stream.Group
 
 	mu     sync.Mutex
 	closed bool              // guarded by mu
@@ -76,24 +140,27 @@ type Transport struct {
 var (
 	_ transport.Transport = (*Transport)(nil)
 	_ transport.Logged    = (*Transport)(nil)
+	_ transport.Validator = (*Transport)(nil)
 )
 
-// New returns a UDS transport. Nothing is opened until Listen.
+// New returns a UDS transport. Nothing is opened until Listen. Invalid
+// options are reported by Validate (the messenger's Build calls it), and
+// by Listen and Dial.
 func New(opts Options) *Transport {
-	if opts.Mode == 0 {
-		opts.Mode = 0o600
+	err := opts.Validate()
+	if err != nil {
+		opts = Options{Logger: opts.Logger} // never listens nor dials
 	}
-	if opts.DialTimeout <= 0 {
-		opts.DialTimeout = 5 * time.Second
-	}
-	if opts.MaxConns <= 0 {
-		opts.MaxConns = 4096
-	}
+	opts = opts.withDefaults()
 	return &Transport{
-		opts:  opts,
-		group: stream.NewGroup(stream.Options{MaxFrame: opts.MaxFrame, ReadBuffer: opts.ReadBuffer}),
+		opts:   opts,
+		optErr: err,
+		group:  stream.NewGroup(stream.Options{MaxFrame: opts.MaxFrame, ReadBuffer: opts.ReadBuffer}),
 	}
 }
+
+// Validate implements transport.Validator: the error of Options.Validate.
+func (t *Transport) Validate() error { return t.optErr }
 
 // Name implements transport.Transport.
 func (t *Transport) Name() string { return Name }
@@ -125,6 +192,9 @@ func DefaultPath() (string, error) {
 
 // Listen implements transport.Transport.
 func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, error) {
+	if t.optErr != nil {
+		return "", t.optErr
+	}
 	path := t.opts.Path
 	if path == "" {
 		p, err := DefaultPath()
@@ -133,7 +203,7 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 		}
 		path = p
 	}
-	if len(path) > maxPathLen {
+	if len(path) > maxPathLen { // a long os.TempDir(): Validate saw no Path
 		return "", fmt.Errorf("uds: socket path of %d bytes is longer than the %d a socket address holds: %s", len(path), maxPathLen, path)
 	}
 	if err := removeStale(ctx, path); err != nil {
@@ -204,6 +274,9 @@ func removeStale(ctx context.Context, path string) error {
 // host fails at once, so that the messenger moves on to the next
 // transport without waiting.
 func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder) (transport.Conn, error) {
+	if t.optErr != nil {
+		return nil, t.optErr
+	}
 	if !Available(addr) {
 		return nil, fmt.Errorf("uds: dial %s: %w", addr, errNoSocket)
 	}
