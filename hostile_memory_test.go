@@ -20,6 +20,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/internal/testchild"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/system"
@@ -107,24 +108,24 @@ func procStatus(field string) uint64 {
 }
 
 // memChild starts a child server and a messenger that knows it.
-func memChild(t *testing.T) (*child, *velo.Messenger) {
+func memChild(t *testing.T) (*testchild.Child, *velo.Messenger) {
 	t.Helper()
 	c := startChild(t)
 	m := newMessenger(t, velo.Options{})
-	if err := m.RegisterPeer(c.info); err != nil {
+	if err := m.RegisterPeer(c.Info); err != nil {
 		t.Fatal(err)
 	}
 	return c, m
 }
 
 // memStats asks the child for its memory; reset also restarts its peak.
-func memStats(t *testing.T, m *velo.Messenger, c *child, reset bool) memChildStats {
+func memStats(t *testing.T, m *velo.Messenger, c *testchild.Child, reset bool) memChildStats {
 	t.Helper()
 	var p []byte
 	if reset {
 		p = []byte("reset")
 	}
-	b, err := m.Unary("memstats").RawPayload(p).Instance(c.info.ID).Send(testCtx(t))
+	b, err := m.Unary("memstats").RawPayload(p).Instance(c.Info.ID).Send(testCtx(t))
 	if err != nil {
 		t.Fatalf("memstats: %v", err)
 	}
@@ -177,7 +178,7 @@ func TestHostileMemoryTrickledFrames(t *testing.T) {
 	before := memStats(t, m, c, true)
 	t.Logf("before: %v", before)
 
-	addr := c.info.Addresses[tcp.Name]
+	addr := c.Info.Addresses[tcp.Name]
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	closed := make(chan int, conns) // bytes written before the server closed the connection
@@ -272,7 +273,7 @@ func TestHostileMemoryHugeHello(t *testing.T) {
 	before := memStats(t, m, c, true)
 	t.Logf("before: %v", before)
 
-	addr := c.info.Addresses[tcp.Name]
+	addr := c.Info.Addresses[tcp.Name]
 	type outcome struct {
 		status wire.Status
 		err    error // the connection closed: refused
@@ -319,7 +320,7 @@ func TestHostileMemoryHugeHello(t *testing.T) {
 // checkGrowth measures the child's memory again and fails the test if its
 // live heap grew by more than bound, or its peak resident set by more
 // than peak, since before; what names the attack for the messages.
-func checkGrowth(t *testing.T, m *velo.Messenger, c *child, before memChildStats, bound, peak uint64, what string) {
+func checkGrowth(t *testing.T, m *velo.Messenger, c *testchild.Child, before memChildStats, bound, peak uint64, what string) {
 	t.Helper()
 	after := memStats(t, m, c, false)
 	t.Logf("after: %v", after)
@@ -358,7 +359,7 @@ func TestHostileMemoryTypedPayload(t *testing.T) {
 	start := time.Now()
 	for range calls {
 		go func() {
-			_, err := velo.TypedUnary[int](m, "tags").RawPayload(payload).Instance(c.info.ID).Send(testCtx(t))
+			_, err := velo.TypedUnary[int](m, "tags").RawPayload(payload).Instance(c.Info.ID).Send(testCtx(t))
 			errs <- err
 		}()
 	}

@@ -2,22 +2,20 @@ package velo_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/internal/testchild"
 	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/mem"
 	"github.com/velo-messenger/velo/transport/tcp"
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		runChild() // a peer process started by a test; never returns
-	}
+	testchild.Main(map[string]func() int{peerRole: runPeer, soakRole: soakChildMain})
 	goleak.VerifyTestMain(m)
 }
 

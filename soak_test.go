@@ -1,17 +1,14 @@
 package velo_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -23,6 +20,7 @@ import (
 	"github.com/velo-messenger/velo"
 	"github.com/velo-messenger/velo/events"
 	"github.com/velo-messenger/velo/internal/faultproxy"
+	"github.com/velo-messenger/velo/internal/testchild"
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/tcp"
@@ -57,16 +55,8 @@ import (
 // faults never touch. Child i reaches child j through proxy (i, j): its
 // transport dials the proxy whenever it is asked for j's address.
 
-// soakChildEnv makes the test binary run as a soak child (soakChildMain)
-// instead of running tests. An init function, not TestMain, picks it up,
-// so that this file needs no change elsewhere.
-const soakChildEnv = "VELO_SOAK_CHILD"
-
-func init() {
-	if os.Getenv(soakChildEnv) != "" {
-		os.Exit(soakChildMain())
-	}
-}
+// soakRole is the testchild role of a soak child (soakChildMain).
+const soakRole = "soak"
 
 const (
 	soakChildren    = 3
@@ -278,8 +268,8 @@ func (w *soakWatchdog) run(stop <-chan struct{}) {
 	}
 }
 
-// soakChildMain runs a soak child: it prints its peer.Info as a JSON line,
-// serves until its stdin closes, and returns the exit code.
+// soakChildMain runs a soak child: it prints its peer.Info, serves until
+// the test stops it, and returns the exit code.
 func soakChildMain() int {
 	routes := &soakRoutes{Transport: tcp.New(tcp.Options{}), via: make(map[string]string)}
 	m, err := velo.NewBuilder().
@@ -305,10 +295,10 @@ func soakChildMain() int {
 			return 2
 		}
 	}
-	b, _ := json.Marshal(m.PeerInfo())
-	fmt.Println(string(b))
-
-	bufio.NewReader(os.Stdin).ReadString('\n') // until the parent closes stdin
+	if err := testchild.PrintInfo(m.PeerInfo()); err != nil {
+		return 2
+	}
+	testchild.WaitStop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c.halt()
@@ -596,46 +586,10 @@ type soakProc struct {
 
 func startSoakChild(t *testing.T, index int) *soakProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), soakChildEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close() // the child shuts down and exits
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		select {
-		case err := <-exited:
-			// A data race found in a child makes it exit with status 66.
-			if err != nil {
-				t.Errorf("soak child %d: %v", index, err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("soak child %d did not exit within 15 s of its stdin closing; killed", index)
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("soak child %d gave no peer info: %v", index, err)
-	}
-	p := &soakProc{index: index}
-	if err := json.Unmarshal([]byte(strings.TrimSpace(line)), &p.info); err != nil {
-		t.Fatalf("soak child %d peer info %q: %v", index, line, err)
-	}
-	p.addr = p.info.Addresses[tcp.Name]
-	return p
+	// A data race found in a child makes it exit with status 66: the
+	// child's Stop at the end of the test reports it.
+	c := testchild.Start(t, soakRole, testchild.Options{StopTimeout: 15 * time.Second})
+	return &soakProc{index: index, info: c.Info, addr: c.Info.Addresses[tcp.Name]}
 }
 
 // soakDuration is how long the load runs: VELO_SOAK, or 60 s (10 s under
