@@ -138,7 +138,7 @@ func memStats(t *testing.T, m *velo.Messenger, c *testchild.Child, reset bool) m
 
 func (st memChildStats) String() string {
 	return fmt.Sprintf("heap %s (in use %s), RSS %s, peak RSS %s",
-		soakMiB(st.HeapAlloc), soakMiB(st.HeapInuse), soakMiB(st.VmRSS), soakMiB(st.VmHWM))
+		mib(st.HeapAlloc), mib(st.HeapInuse), mib(st.VmRSS), mib(st.VmHWM))
 }
 
 // peakFactor bounds the growth of a server's peak resident set by the
@@ -226,11 +226,11 @@ func TestHostileMemoryTrickledFrames(t *testing.T) {
 	}
 	t.Logf("after 2 s of %d connections trickling 16 MiB frames (%d closed by the server): %v", conns, n, during)
 	heap := growth(during.HeapAlloc, before.HeapAlloc)
-	t.Logf("live heap growth %s (bound %s), peak RSS growth %s", soakMiB(heap), soakMiB(bound),
-		soakMiB(growth(during.VmHWM, before.VmRSS)))
+	t.Logf("live heap growth %s (bound %s), peak RSS growth %s", mib(heap), mib(bound),
+		mib(growth(during.VmHWM, before.VmRSS)))
 	if heap > bound {
 		t.Errorf("live heap grew by %s with %d connections that sent 20 bytes each; want less than %s",
-			soakMiB(heap), conns, soakMiB(bound))
+			mib(heap), conns, mib(bound))
 	}
 }
 
@@ -313,7 +313,7 @@ func TestHostileMemoryHugeHello(t *testing.T) {
 			t.Logf("hello of %d handler names refused: status %d, %v", names, o.status, o.err)
 		}
 	}
-	t.Logf("four %s hellos answered in %v", soakMiB(uint64(len(hello))), time.Since(start).Round(time.Millisecond))
+	t.Logf("four %s hellos answered in %v", mib(uint64(len(hello))), time.Since(start).Round(time.Millisecond))
 	checkGrowth(t, m, c, before, bound, peak, fmt.Sprintf("%d refused hellos", conns))
 }
 
@@ -326,12 +326,12 @@ func checkGrowth(t *testing.T, m *velo.Messenger, c *testchild.Child, before mem
 	t.Logf("after: %v", after)
 	heap, hwm := growth(after.HeapAlloc, before.HeapAlloc), growth(after.VmHWM, before.VmRSS)
 	t.Logf("live heap growth %s (bound %s), peak RSS growth %s (bound %s; peak since reset: %v)",
-		soakMiB(heap), soakMiB(bound), soakMiB(hwm), soakMiB(peak), before.Reset)
+		mib(heap), mib(bound), mib(hwm), mib(peak), before.Reset)
 	if heap > bound {
-		t.Errorf("live heap grew by %s after %s, want less than %s", soakMiB(heap), what, soakMiB(bound))
+		t.Errorf("live heap grew by %s after %s, want less than %s", mib(heap), what, mib(bound))
 	}
 	if before.Reset && hwm > peak {
-		t.Errorf("peak RSS grew by %s after %s, want less than %s (%d × the bytes sent)", soakMiB(hwm), what, soakMiB(peak), peakFactor())
+		t.Errorf("peak RSS grew by %s after %s, want less than %s (%d × the bytes sent)", mib(hwm), what, mib(peak), peakFactor())
 	}
 }
 
@@ -367,13 +367,13 @@ func TestHostileMemoryTypedPayload(t *testing.T) {
 		err := <-errs
 		var ve *velo.Error
 		if !errors.Is(err, velo.ErrBadPayload) || !errors.As(err, &ve) || !ve.Remote {
-			t.Errorf("a %s typed payload of %d empty strings: %v, want ErrBadPayload from the handler", soakMiB(uint64(len(payload))), tags, err)
+			t.Errorf("a %s typed payload of %d empty strings: %v, want ErrBadPayload from the handler", mib(uint64(len(payload))), tags, err)
 		} else {
 			t.Logf("refused: %v", err)
 		}
 	}
 	t.Logf("%d calls answered in %v", calls, time.Since(start).Round(time.Millisecond))
-	checkGrowth(t, m, c, before, bound, peak, fmt.Sprintf("%d refused payloads of %s", calls, soakMiB(uint64(len(payload)))))
+	checkGrowth(t, m, c, before, bound, peak, fmt.Sprintf("%d refused payloads of %s", calls, mib(uint64(len(payload)))))
 }
 
 // TestHostileMemoryHandlerLimit: an instance registers at most

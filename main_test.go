@@ -2,12 +2,14 @@ package velo_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/internal/soak"
 	"github.com/velo-messenger/velo/internal/testchild"
 	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/mem"
@@ -15,7 +17,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testchild.Main(map[string]func() int{peerRole: runPeer, soakRole: soakChildMain})
+	testchild.Main(map[string]func() int{peerRole: runPeer, soak.Role: soak.ChildMain})
 	goleak.VerifyTestMain(m)
 }
 
@@ -81,3 +83,6 @@ func mustRegister(t testing.TB, m *velo.Messenger, h *velo.HandlerBuilder) {
 		t.Fatalf("RegisterHandler: %v", err)
 	}
 }
+
+// mib formats a byte count in MiB, for logs and failures.
+func mib(b uint64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }
