@@ -119,7 +119,7 @@ func (c *faultConn) Write(b []byte) (int, error) {
 					return run, c.broke(err)
 				}
 				if c.queued {
-					c.cur = append(make([]byte, 0, min(wire.PrefixLen+c.left, 64<<10)), c.hdr[:]...)
+					c.cur = append(make([]byte, 0, wire.PrefixLen+min(c.left, 64<<10)), c.hdr[:]...)
 				}
 				i += k
 				run = i
