@@ -1,56 +1,62 @@
 package velo_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/velo-messenger/velo"
 	"github.com/velo-messenger/velo/events"
+	"github.com/velo-messenger/velo/internal/testchild"
 	"github.com/velo-messenger/velo/peer"
 )
 
-// childEnv makes the test binary run as a peer process (runChild) instead
-// of running tests, so that fault tests can kill a real process.
-const childEnv = "VELO_TEST_CHILD"
+// peerRole is the testchild role of a peer process (runPeer), so that
+// fault tests can kill a real process.
+const peerRole = "peer"
 
-// childIDEnv, if set, is the peer.ID (hexadecimal) the child takes instead
-// of a random one, so that a test can restart "the same" instance.
-const childIDEnv = "VELO_TEST_CHILD_ID"
+// startChild runs the test binary as a peer process (runPeer) with args
+// and returns once it has printed its peer.Info; it is stopped when the
+// test ends. "-id HEX" makes it take that peer.ID instead of a random one,
+// so that a test can restart "the same" instance.
+func startChild(t *testing.T, args ...string) *testchild.Child {
+	t.Helper()
+	return testchild.Start(t, peerRole, testchild.Options{Args: args})
+}
 
-// runChild starts a messenger with a few handlers, prints its peer.Info as
-// one JSON line on stdout, and serves until it gets SIGTERM or its stdin
-// closes (so that it never outlives the test that started it).
+// runPeer starts a messenger with a few handlers, prints its peer.Info
+// (testchild.PrintInfo), and serves until the test stops it.
 //
 // Handlers: "echo" (unary, returns its payload), "block" (unary, waits for
 // its ctx to end: a call to it is in flight until the process dies), and
 // the event handlers of childEvents ("mkevent", "trigger", "poison",
 // "eventstats"), and the memory handlers of hostile_memory_test.go
 // ("memstats", "tags").
-func runChild() {
+func runPeer() int {
+	fs := flag.NewFlagSet(peerRole, flag.ContinueOnError)
+	idFlag := fs.String("id", "", "the instance's peer.ID, hexadecimal (default: random)")
+	if err := fs.Parse(testchild.Args()); err != nil {
+		return 2
+	}
 	ctx := context.Background()
 	bld := velo.NewBuilder()
-	if s := os.Getenv(childIDEnv); s != "" {
-		id, err := peer.Parse(s)
+	if *idFlag != "" {
+		id, err := peer.Parse(*idFlag)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "child:", childIDEnv, err)
-			os.Exit(2)
+			fmt.Fprintln(os.Stderr, "child: -id:", err)
+			return 2
 		}
 		bld.InstanceID(id)
 	}
 	m, err := bld.Build(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
-		os.Exit(2)
+		return 2
 	}
 	m.RegisterHandler(velo.UnaryHandler("echo", func(_ context.Context, c *velo.Context) ([]byte, error) {
 		return c.Payload, nil
@@ -66,24 +72,14 @@ func runChild() {
 	for _, h := range memoryHandlers() {
 		m.RegisterHandler(h.Build())
 	}
-	b, _ := json.Marshal(m.PeerInfo())
-	fmt.Println(string(b))
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM)
-	eof := make(chan struct{})
-	go func() {
-		bufio.NewReader(os.Stdin).ReadString('\n')
-		close(eof)
-	}()
-	select {
-	case <-sig:
-	case <-eof:
+	if err := testchild.PrintInfo(m.PeerInfo()); err != nil {
+		return 2
 	}
+	testchild.WaitStop()
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	m.Shutdown(sctx)
-	os.Exit(0)
+	return 0
 }
 
 // childEvents lets a test own events in the child process:
@@ -154,73 +150,13 @@ func (ce *childEvents) take(b []byte) (*events.Event, error) {
 	return ev, nil
 }
 
-// child is a peer process started by a test.
-type child struct {
-	cmd  *exec.Cmd
-	info peer.Info
-}
-
-// startChild runs the test binary as a peer process and returns its
-// peer.Info. The process is killed when the test ends.
-func startChild(t *testing.T) *child {
-	t.Helper()
-	return startChildEnv(t)
-}
-
-// startChildAs is startChild for a child whose instance id is id.
-func startChildAs(t *testing.T, id peer.ID) *child {
-	t.Helper()
-	return startChildEnv(t, childIDEnv+"="+id.String())
-}
-
-// startChildEnv is startChild with env added to the child's environment.
-func startChildEnv(t *testing.T, env ...string) *child {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), childEnv+"=1"), env...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("child gave no peer info: %v", err)
-	}
-	if err := json.Unmarshal([]byte(strings.TrimSpace(line)), &c.info); err != nil {
-		t.Fatalf("child peer info %q: %v", line, err)
-	}
-	return c
-}
-
-// kill ends the child at once, as a crash would.
-func (c *child) kill(t *testing.T) {
-	t.Helper()
-	if err := c.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestChildEcho(t *testing.T) {
 	c := startChild(t)
 	m := newMessenger(t, velo.Options{})
-	if err := m.RegisterPeer(c.info); err != nil {
+	if err := m.RegisterPeer(c.Info); err != nil {
 		t.Fatal(err)
 	}
-	got, err := m.Unary("echo").RawPayload([]byte("hi")).Instance(c.info.ID).Send(testCtx(t))
+	got, err := m.Unary("echo").RawPayload([]byte("hi")).Instance(c.Info.ID).Send(testCtx(t))
 	if err != nil || string(got) != "hi" {
 		t.Fatalf("echo = %q, %v", got, err)
 	}

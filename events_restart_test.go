@@ -53,8 +53,8 @@ func TestEventHandleAcrossOwnerRestart(t *testing.T) {
 	}
 
 	// The first incarnation creates E1; a awaits it.
-	owner1 := startChildAs(t, id)
-	if err := a.RegisterPeer(owner1.info); err != nil {
+	owner1 := startChild(t, "-id", id.String())
+	if err := a.RegisterPeer(owner1.Info); err != nil {
 		t.Fatal(err)
 	}
 	e1 := mkevent(a)
@@ -68,11 +68,10 @@ func TestEventHandleAcrossOwnerRestart(t *testing.T) {
 	})
 
 	// Kill it; the second incarnation, same id, creates E2 in E1's slot.
-	owner1.kill(t)
-	owner1.cmd.Wait()
-	owner2 := startChildAs(t, id)
+	owner1.Kill()
+	owner2 := startChild(t, "-id", id.String())
 	ctl := newMessenger(t, velo.Options{}, tcp.New(tcp.Options{}))
-	if err := ctl.RegisterPeer(owner2.info); err != nil {
+	if err := ctl.RegisterPeer(owner2.Info); err != nil {
 		t.Fatal(err)
 	}
 	e2 := mkevent(ctl)
@@ -90,7 +89,7 @@ func TestEventHandleAcrossOwnerRestart(t *testing.T) {
 	// only E2's outcome carries.
 	const e2Reason = "outcome of E2, an event of the restarted owner"
 	start := time.Now()
-	if err := a.RegisterPeer(owner2.info); err != nil {
+	if err := a.RegisterPeer(owner2.Info); err != nil {
 		t.Fatal(err)
 	}
 	bin2, _ := e2.MarshalBinary()

@@ -492,13 +492,13 @@ func TestEventOwnerKilled(t *testing.T) {
 		velo.Options{KeepaliveInterval: 100 * time.Millisecond, KeepaliveTimeout: 400 * time.Millisecond},
 		events.Options{OwnerLostAfter: 500 * time.Millisecond},
 		tcp.New(tcp.Options{}))
-	if err := m.RegisterPeer(c.info); err != nil {
+	if err := m.RegisterPeer(c.Info); err != nil {
 		t.Fatal(err)
 	}
 	ctx := testCtx(t)
 	call := func(handler string, payload []byte) []byte {
 		t.Helper()
-		out, err := m.Unary(handler).RawPayload(payload).Instance(c.info.ID).Send(ctx)
+		out, err := m.Unary(handler).RawPayload(payload).Instance(c.Info.ID).Send(ctx)
 		if err != nil {
 			t.Fatalf("%s in the child: %v", handler, err)
 		}
@@ -544,7 +544,7 @@ func TestEventOwnerKilled(t *testing.T) {
 	}
 	childSubscribed(len(hs))
 	start := time.Now()
-	c.kill(t)
+	c.Kill()
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for i, aw := range aws {

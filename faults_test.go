@@ -268,13 +268,13 @@ func TestFaultPeerKilledMidCall(t *testing.T) {
 		}
 	}}
 	m := newMessenger(t, velo.Options{}, tap)
-	if err := m.RegisterPeer(c.info); err != nil {
+	if err := m.RegisterPeer(c.Info); err != nil {
 		t.Fatal(err)
 	}
 	ctx := testCtx(t)
 	echo := func(p string) {
 		t.Helper()
-		got, err := m.Unary("echo").RawPayload([]byte(p)).Instance(c.info.ID).Send(ctx)
+		got, err := m.Unary("echo").RawPayload([]byte(p)).Instance(c.Info.ID).Send(ctx)
 		if err != nil || string(got) != p {
 			t.Fatalf("echo(%q) = %q, %v", p, got, err)
 		}
@@ -287,7 +287,7 @@ func TestFaultPeerKilledMidCall(t *testing.T) {
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		_, err := m.Unary("block").Instance(c.info.ID).Send(ctx)
+		_, err := m.Unary("block").Instance(c.Info.ID).Send(ctx)
 		done <- outcome{err, time.Now()}
 	}()
 	select {
@@ -307,7 +307,7 @@ func TestFaultPeerKilledMidCall(t *testing.T) {
 	}
 
 	killed := time.Now()
-	c.kill(t)
+	c.Kill()
 	select {
 	case o := <-done:
 		if !errors.Is(o.err, velo.ErrPeerLost) {

@@ -20,6 +20,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/internal/testchild"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/system"
@@ -107,24 +108,24 @@ func procStatus(field string) uint64 {
 }
 
 // memChild starts a child server and a messenger that knows it.
-func memChild(t *testing.T) (*child, *velo.Messenger) {
+func memChild(t *testing.T) (*testchild.Child, *velo.Messenger) {
 	t.Helper()
 	c := startChild(t)
 	m := newMessenger(t, velo.Options{})
-	if err := m.RegisterPeer(c.info); err != nil {
+	if err := m.RegisterPeer(c.Info); err != nil {
 		t.Fatal(err)
 	}
 	return c, m
 }
 
 // memStats asks the child for its memory; reset also restarts its peak.
-func memStats(t *testing.T, m *velo.Messenger, c *child, reset bool) memChildStats {
+func memStats(t *testing.T, m *velo.Messenger, c *testchild.Child, reset bool) memChildStats {
 	t.Helper()
 	var p []byte
 	if reset {
 		p = []byte("reset")
 	}
-	b, err := m.Unary("memstats").RawPayload(p).Instance(c.info.ID).Send(testCtx(t))
+	b, err := m.Unary("memstats").RawPayload(p).Instance(c.Info.ID).Send(testCtx(t))
 	if err != nil {
 		t.Fatalf("memstats: %v", err)
 	}
@@ -137,7 +138,7 @@ func memStats(t *testing.T, m *velo.Messenger, c *child, reset bool) memChildSta
 
 func (st memChildStats) String() string {
 	return fmt.Sprintf("heap %s (in use %s), RSS %s, peak RSS %s",
-		soakMiB(st.HeapAlloc), soakMiB(st.HeapInuse), soakMiB(st.VmRSS), soakMiB(st.VmHWM))
+		mib(st.HeapAlloc), mib(st.HeapInuse), mib(st.VmRSS), mib(st.VmHWM))
 }
 
 // peakFactor bounds the growth of a server's peak resident set by the
@@ -177,7 +178,7 @@ func TestHostileMemoryTrickledFrames(t *testing.T) {
 	before := memStats(t, m, c, true)
 	t.Logf("before: %v", before)
 
-	addr := c.info.Addresses[tcp.Name]
+	addr := c.Info.Addresses[tcp.Name]
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	closed := make(chan int, conns) // bytes written before the server closed the connection
@@ -225,11 +226,11 @@ func TestHostileMemoryTrickledFrames(t *testing.T) {
 	}
 	t.Logf("after 2 s of %d connections trickling 16 MiB frames (%d closed by the server): %v", conns, n, during)
 	heap := growth(during.HeapAlloc, before.HeapAlloc)
-	t.Logf("live heap growth %s (bound %s), peak RSS growth %s", soakMiB(heap), soakMiB(bound),
-		soakMiB(growth(during.VmHWM, before.VmRSS)))
+	t.Logf("live heap growth %s (bound %s), peak RSS growth %s", mib(heap), mib(bound),
+		mib(growth(during.VmHWM, before.VmRSS)))
 	if heap > bound {
 		t.Errorf("live heap grew by %s with %d connections that sent 20 bytes each; want less than %s",
-			soakMiB(heap), conns, soakMiB(bound))
+			mib(heap), conns, mib(bound))
 	}
 }
 
@@ -272,7 +273,7 @@ func TestHostileMemoryHugeHello(t *testing.T) {
 	before := memStats(t, m, c, true)
 	t.Logf("before: %v", before)
 
-	addr := c.info.Addresses[tcp.Name]
+	addr := c.Info.Addresses[tcp.Name]
 	type outcome struct {
 		status wire.Status
 		err    error // the connection closed: refused
@@ -312,25 +313,25 @@ func TestHostileMemoryHugeHello(t *testing.T) {
 			t.Logf("hello of %d handler names refused: status %d, %v", names, o.status, o.err)
 		}
 	}
-	t.Logf("four %s hellos answered in %v", soakMiB(uint64(len(hello))), time.Since(start).Round(time.Millisecond))
+	t.Logf("four %s hellos answered in %v", mib(uint64(len(hello))), time.Since(start).Round(time.Millisecond))
 	checkGrowth(t, m, c, before, bound, peak, fmt.Sprintf("%d refused hellos", conns))
 }
 
 // checkGrowth measures the child's memory again and fails the test if its
 // live heap grew by more than bound, or its peak resident set by more
 // than peak, since before; what names the attack for the messages.
-func checkGrowth(t *testing.T, m *velo.Messenger, c *child, before memChildStats, bound, peak uint64, what string) {
+func checkGrowth(t *testing.T, m *velo.Messenger, c *testchild.Child, before memChildStats, bound, peak uint64, what string) {
 	t.Helper()
 	after := memStats(t, m, c, false)
 	t.Logf("after: %v", after)
 	heap, hwm := growth(after.HeapAlloc, before.HeapAlloc), growth(after.VmHWM, before.VmRSS)
 	t.Logf("live heap growth %s (bound %s), peak RSS growth %s (bound %s; peak since reset: %v)",
-		soakMiB(heap), soakMiB(bound), soakMiB(hwm), soakMiB(peak), before.Reset)
+		mib(heap), mib(bound), mib(hwm), mib(peak), before.Reset)
 	if heap > bound {
-		t.Errorf("live heap grew by %s after %s, want less than %s", soakMiB(heap), what, soakMiB(bound))
+		t.Errorf("live heap grew by %s after %s, want less than %s", mib(heap), what, mib(bound))
 	}
 	if before.Reset && hwm > peak {
-		t.Errorf("peak RSS grew by %s after %s, want less than %s (%d × the bytes sent)", soakMiB(hwm), what, soakMiB(peak), peakFactor())
+		t.Errorf("peak RSS grew by %s after %s, want less than %s (%d × the bytes sent)", mib(hwm), what, mib(peak), peakFactor())
 	}
 }
 
@@ -358,7 +359,7 @@ func TestHostileMemoryTypedPayload(t *testing.T) {
 	start := time.Now()
 	for range calls {
 		go func() {
-			_, err := velo.TypedUnary[int](m, "tags").RawPayload(payload).Instance(c.info.ID).Send(testCtx(t))
+			_, err := velo.TypedUnary[int](m, "tags").RawPayload(payload).Instance(c.Info.ID).Send(testCtx(t))
 			errs <- err
 		}()
 	}
@@ -366,13 +367,13 @@ func TestHostileMemoryTypedPayload(t *testing.T) {
 		err := <-errs
 		var ve *velo.Error
 		if !errors.Is(err, velo.ErrBadPayload) || !errors.As(err, &ve) || !ve.Remote {
-			t.Errorf("a %s typed payload of %d empty strings: %v, want ErrBadPayload from the handler", soakMiB(uint64(len(payload))), tags, err)
+			t.Errorf("a %s typed payload of %d empty strings: %v, want ErrBadPayload from the handler", mib(uint64(len(payload))), tags, err)
 		} else {
 			t.Logf("refused: %v", err)
 		}
 	}
 	t.Logf("%d calls answered in %v", calls, time.Since(start).Round(time.Millisecond))
-	checkGrowth(t, m, c, before, bound, peak, fmt.Sprintf("%d refused payloads of %s", calls, soakMiB(uint64(len(payload)))))
+	checkGrowth(t, m, c, before, bound, peak, fmt.Sprintf("%d refused payloads of %s", calls, mib(uint64(len(payload)))))
 }
 
 // TestHostileMemoryHandlerLimit: an instance registers at most

@@ -413,9 +413,9 @@ func TestHostileHelloLengthBomb(t *testing.T) {
 		do()
 		runtime.ReadMemStats(&after)
 		n := after.TotalAlloc - before.TotalAlloc
-		t.Logf("%s: %s allocated in %v", what, soakMiB(n), time.Since(start).Round(time.Millisecond))
+		t.Logf("%s: %s allocated in %v", what, mib(n), time.Since(start).Round(time.Millisecond))
 		if n > limit {
-			t.Errorf("%s: %s allocated, want < %s", what, soakMiB(n), soakMiB(limit))
+			t.Errorf("%s: %s allocated, want < %s", what, mib(n), mib(limit))
 		}
 	}
 

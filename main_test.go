@@ -2,22 +2,22 @@ package velo_test
 
 import (
 	"context"
-	"os"
+	"fmt"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/internal/soak"
+	"github.com/velo-messenger/velo/internal/testchild"
 	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/mem"
 	"github.com/velo-messenger/velo/transport/tcp"
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		runChild() // a peer process started by a test; never returns
-	}
+	testchild.Main(map[string]func() int{peerRole: runPeer, soak.Role: soak.ChildMain})
 	goleak.VerifyTestMain(m)
 }
 
@@ -83,3 +83,6 @@ func mustRegister(t testing.TB, m *velo.Messenger, h *velo.HandlerBuilder) {
 		t.Fatalf("RegisterHandler: %v", err)
 	}
 }
+
+// mib formats a byte count in MiB, for logs and failures.
+func mib(b uint64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }

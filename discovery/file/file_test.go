@@ -1,14 +1,11 @@
 package file
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,44 +15,51 @@ import (
 	"github.com/velo-messenger/velo"
 	"github.com/velo-messenger/velo/discovery"
 	"github.com/velo-messenger/velo/discovery/discoverytest"
+	"github.com/velo-messenger/velo/internal/testchild"
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/transport/tcp"
 )
 
-// childEnv makes the test binary run as an instance registered in the file
-// it names (runChild), so that a test can kill a real process.
-const childEnv = "VELO_DISCOVERY_FILE_CHILD"
+// childRole is the testchild role of an instance registered in the file
+// its argument names (runChild), so that a test can kill a real process.
+const childRole = "registered"
 
 const testTTL = time.Second
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(childEnv); path != "" {
-		runChild(path)
-	}
+	testchild.Main(map[string]func() int{childRole: runChild})
 	goleak.VerifyTestMain(m)
 }
 
-// runChild starts a messenger registered in the file at path, serving
-// "whoami", prints its id, and runs until killed or its stdin closes.
-func runChild(path string) {
+// runChild starts a messenger registered in the file its argument names,
+// serving "whoami", prints its peer.Info, and runs until killed or
+// stopped.
+func runChild() int {
 	ctx := context.Background()
-	reg, err := New(path, Options{TTL: testTTL})
+	args := testchild.Args()
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "child: want the registry file's path as the argument, got", args)
+		return 2
+	}
+	reg, err := New(args[0], Options{TTL: testTTL})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
-		os.Exit(2)
+		return 2
 	}
 	m, err := velo.NewBuilder().AddTransport(tcp.New(tcp.Options{Listen: "127.0.0.1:0"})).Discovery(reg).Build(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
-		os.Exit(2)
+		return 2
 	}
 	m.RegisterHandler(velo.UnaryHandler("whoami", func(context.Context, *velo.Context) ([]byte, error) {
 		return []byte(m.InstanceID().String()), nil
 	}).Build())
-	fmt.Println(m.InstanceID())
-	bufio.NewReader(os.Stdin).ReadString('\n')
+	if err := testchild.PrintInfo(m.PeerInfo()); err != nil {
+		return 2
+	}
+	testchild.WaitStop()
 	m.Shutdown(ctx)
-	os.Exit(0)
+	return 0
 }
 
 func newRegistry(t *testing.T, path string) *Registry {
@@ -84,33 +88,8 @@ func TestConformance(t *testing.T) {
 func TestKilledProcessExpires(t *testing.T) {
 	ctx := discoverytest.Ctx(t)
 	path := filepath.Join(t.TempDir(), "peers.json")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+path)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("child printed no id: %v", err)
-	}
-	id, err := peer.Parse(strings.TrimSpace(line))
-	if err != nil {
-		t.Fatal(err)
-	}
+	child := testchild.Start(t, childRole, testchild.Options{Args: []string{path}})
+	id := child.Info.ID
 
 	r := newRegistry(t, path)
 	m, err := velo.NewBuilder().AddTransport(tcp.New(tcp.Options{Listen: "127.0.0.1:0"})).Discovery(r).Build(ctx)
@@ -134,10 +113,7 @@ func TestKilledProcessExpires(t *testing.T) {
 		}
 	}()
 
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
+	child.Kill()
 	killed := time.Now()
 	if err := discoverytest.Gone(ctx, r, id); err == nil {
 		t.Log("entry already gone right after the kill (it was close to expiry)")

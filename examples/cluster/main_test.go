@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/goleak"
+
+	"github.com/velo-messenger/velo/internal/testchild"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -24,17 +23,10 @@ func TestProgram(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the program")
 	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool in PATH")
-	}
-	bin := filepath.Join(t.TempDir(), "cluster")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testchild.Build(t)
 
 	t.Run("file", func(t *testing.T) {
-		stdout, stderr, err := runProgram(t, bin)
+		stdout, stderr, err := testchild.Run(t, bin)
 		if err != nil {
 			t.Fatalf("cluster: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 		}
@@ -43,7 +35,7 @@ func TestProgram(t *testing.T) {
 
 	t.Run("file given, five instances", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "peers.json")
-		stdout, stderr, err := runProgram(t, bin, "-discovery", "file://"+path, "-n", "5", "-ttl", "2s")
+		stdout, stderr, err := testchild.Run(t, bin, "-discovery", "file://"+path, "-n", "5", "-ttl", "2s")
 		if err != nil {
 			t.Fatalf("cluster: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 		}
@@ -61,7 +53,7 @@ func TestProgram(t *testing.T) {
 			t.Fatal("nats-server not ready")
 		}
 		url := fmt.Sprintf("nats://127.0.0.1:%d", s.Addr().(*net.TCPAddr).Port)
-		stdout, stderr, err := runProgram(t, bin, "-discovery", url)
+		stdout, stderr, err := testchild.Run(t, bin, "-discovery", url)
 		if err != nil {
 			t.Fatalf("cluster: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 		}
@@ -69,7 +61,7 @@ func TestProgram(t *testing.T) {
 	})
 
 	t.Run("unknown scheme", func(t *testing.T) {
-		_, stderr, err := runProgram(t, bin, "-discovery", "carrier-pigeon://coop:1")
+		_, stderr, err := testchild.Run(t, bin, "-discovery", "carrier-pigeon://coop:1")
 		if err == nil {
 			t.Fatal("cluster succeeded with an unknown backend")
 		}
@@ -97,20 +89,4 @@ func checkOutput(t *testing.T, stdout string, n int) {
 	if want := fmt.Sprintf("all %d instances reached each other", n); !strings.Contains(stdout, want) {
 		t.Errorf("no %q in:\n%s", want, stdout)
 	}
-}
-
-// runProgram runs bin with args, bounded in time so that a hung run fails
-// the test instead of stalling it.
-func runProgram(t *testing.T, bin string, args ...string) (stdout, stderr string, err error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	// The instances inherit our stderr pipe; should one outlive the
-	// parent, stop waiting for the pipe to close after a while.
-	cmd.WaitDelay = 10 * time.Second
-	err = cmd.Run()
-	return out.String(), errOut.String(), err
 }

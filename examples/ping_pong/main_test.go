@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/velo-messenger/velo/internal/testchild"
 )
 
 func TestPercentile(t *testing.T) {
@@ -58,14 +57,7 @@ func TestProgram(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the program")
 	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool in PATH")
-	}
-	bin := filepath.Join(t.TempDir(), "ping_pong")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testchild.Build(t)
 
 	for _, mode := range []struct {
 		name string
@@ -83,7 +75,7 @@ func TestProgram(t *testing.T) {
 	}
 
 	t.Run("unknown transport", func(t *testing.T) {
-		_, stderr, err := runProgram(t, bin, "-transport", "carrier-pigeon")
+		_, stderr, err := testchild.Run(t, bin, "-transport", "carrier-pigeon")
 		if err == nil {
 			t.Fatal("ping_pong succeeded with an unknown transport")
 		}
@@ -94,7 +86,7 @@ func TestProgram(t *testing.T) {
 
 	t.Run("tagged transport not built in", func(t *testing.T) {
 		for _, name := range []string{"grpc", "nats"} {
-			_, stderr, err := runProgram(t, bin, "-transport", name)
+			_, stderr, err := testchild.Run(t, bin, "-transport", name)
 			if err == nil {
 				t.Fatalf("ping_pong built without tags ran -transport %s", name)
 			}
@@ -112,14 +104,7 @@ func TestTaggedTransports(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the program")
 	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool in PATH")
-	}
-	bin := filepath.Join(t.TempDir(), "ping_pong")
-	if out, err := exec.Command(goTool, "build", "-tags", "grpc,nats", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags grpc,nats: %v\n%s", err, out)
-	}
+	bin := testchild.Build(t, "grpc", "nats")
 	t.Setenv("VELO_NATS_URL", "")
 	for _, name := range []string{"grpc", "nats"} {
 		t.Run(name, func(t *testing.T) {
@@ -151,7 +136,7 @@ func TestNoGRPCOrNATSByDefault(t *testing.T) {
 // otherwise) and checks its report.
 func checkRun(t *testing.T, bin string, rounds int, args ...string) {
 	t.Helper()
-	stdout, stderr, err := runProgram(t, bin, append([]string{"-rounds", strconv.Itoa(rounds), "-warmup", "20"}, args...)...)
+	stdout, stderr, err := testchild.Run(t, bin, append([]string{"-rounds", strconv.Itoa(rounds), "-warmup", "20"}, args...)...)
 	if err != nil {
 		t.Fatalf("ping_pong: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
@@ -171,20 +156,4 @@ func checkRun(t *testing.T, bin string, rounds int, args ...string) {
 		}
 		prev = v
 	}
-}
-
-// runProgram runs bin with args, bounded in time so that a hung run fails
-// the test instead of stalling it.
-func runProgram(t *testing.T, bin string, args ...string) (stdout, stderr string, err error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	// The server child inherits our stderr pipe; should it outlive its
-	// parent, stop waiting for the pipe to close after a while.
-	cmd.WaitDelay = 10 * time.Second
-	err = cmd.Run()
-	return out.String(), errOut.String(), err
 }

@@ -1,15 +1,9 @@
-// Package mem is an in-memory transport: connections are synchronous
-// in-process pipes, so tests of handlers need no sockets. Instances that
-// should reach each other share one Network.
-//
-//	net := mem.NewNetwork()
-//	a, _ := velo.NewBuilder().AddTransport(mem.New(net)).Build(ctx)
-//	b, _ := velo.NewBuilder().AddTransport(mem.New(net)).Build(ctx)
 package mem
 
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -22,25 +16,46 @@ import (
 // Name is the transport's key in peer.Info.Addresses.
 const Name = "mem"
 
-// Network is a namespace of in-memory listeners.
+// Network is a namespace of in-memory listeners, and the faults between
+// them (Drop, Delay, Partition). Its methods may be called concurrently.
 type Network struct {
-	next      atomic.Uint64
+	next   atomic.Uint64
+	faulty atomic.Bool // some fault is set: rules or cut is not empty
+
 	mu        sync.Mutex
 	listeners map[string]*Transport // guarded by mu
+	rules     map[route]*rule       // guarded by mu: drops and delays
+	cut       map[route]bool        // guarded by mu: partitions, both directions
+	seed      uint64                // guarded by mu
+	// changed is closed, and replaced, whenever the faults or the
+	// listeners change: a dial waiting on a partition looks again.
+	changed chan struct{} // guarded by mu
 }
 
-// NewNetwork returns an empty network.
-func NewNetwork() *Network { return &Network{listeners: make(map[string]*Transport)} }
+// NewNetwork returns an empty network without faults.
+func NewNetwork() *Network {
+	return &Network{
+		listeners: make(map[string]*Transport),
+		rules:     make(map[route]*rule),
+		cut:       make(map[route]bool),
+		seed:      rand.Uint64(), // Seed makes the draws repeatable
+		changed:   make(chan struct{}),
+	}
+}
 
 // Transport is an in-memory transport attached to a Network.
 type Transport struct {
 	net    *Network
 	optErr error // Options.Validate's; Listen and Dial return it
 	group  *stream.Group
+	want   string // Options.Addr
 
 	mu   sync.Mutex
 	addr string           // guarded by mu
 	bind transport.Binder // guarded by mu
+
+	closeOnce sync.Once
+	done      chan struct{} // closed by Close
 }
 
 var (
@@ -62,6 +77,11 @@ type Options struct {
 	// MaxFrame is the largest frame accepted, in bytes. Zero:
 	// DefaultMaxFrame (16 MiB).
 	MaxFrame int
+	// Addr is the address Listen takes: the name by which peers dial
+	// this transport, and by which the Network's faults name it. Listen
+	// fails if another transport on the network has it. Empty: "mem-N",
+	// N a new number.
+	Addr string
 }
 
 // Validate reports every field that no default stands in for, naming the
@@ -85,7 +105,13 @@ func New(n *Network, opts ...Options) *Transport {
 	if o.MaxFrame == 0 {
 		o.MaxFrame = DefaultMaxFrame
 	}
-	return &Transport{net: n, optErr: err, group: stream.NewGroup(stream.Options{MaxFrame: o.MaxFrame, ReadBuffer: readBuffer})}
+	return &Transport{
+		net:    n,
+		optErr: err,
+		group:  stream.NewGroup(stream.Options{MaxFrame: o.MaxFrame, ReadBuffer: readBuffer}),
+		want:   o.Addr,
+		done:   make(chan struct{}),
+	}
 }
 
 // Validate implements transport.Validator: the error of Options.Validate.
@@ -93,6 +119,14 @@ func (t *Transport) Validate() error { return t.optErr }
 
 // Name implements transport.Transport.
 func (t *Transport) Name() string { return Name }
+
+// Addr is the address the transport listens on; empty before Listen. A
+// transport that dials without listening is named "" in faults.
+func (t *Transport) Addr() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.addr
+}
 
 // MaxFrame implements transport.Transport.
 func (t *Transport) MaxFrame() int { return t.group.MaxFrame() }
@@ -102,36 +136,60 @@ func (t *Transport) Listen(_ context.Context, bind transport.Binder) (string, er
 	if t.optErr != nil {
 		return "", t.optErr
 	}
-	addr := fmt.Sprintf("mem-%d", t.net.next.Add(1))
+	addr := t.want
+	t.net.mu.Lock()
+	if addr == "" {
+		addr = fmt.Sprintf("mem-%d", t.net.next.Add(1))
+	}
+	if _, taken := t.net.listeners[addr]; taken {
+		t.net.mu.Unlock()
+		return "", fmt.Errorf("mem: listen %s: address in use", addr)
+	}
+	t.net.listeners[addr] = t
+	t.net.mu.Unlock()
 	t.mu.Lock()
 	t.addr, t.bind = addr, bind
 	t.mu.Unlock()
-	t.net.mu.Lock()
-	t.net.listeners[addr] = t
-	t.net.mu.Unlock()
 	return addr, nil
 }
 
-// Dial implements transport.Transport.
+// Dial implements transport.Transport. Across a partition it waits until
+// the partition heals, ctx ends or the transport closes.
 func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder) (transport.Conn, error) {
 	if t.optErr != nil {
 		return nil, t.optErr
 	}
-	t.net.mu.Lock()
-	dst := t.net.listeners[addr]
-	t.net.mu.Unlock()
-	if dst == nil {
-		return nil, fmt.Errorf("mem: dial %s: connection refused", addr)
+	from := t.Addr()
+	var dst *Transport
+	for {
+		t.net.mu.Lock()
+		dst = t.net.listeners[addr]
+		cut := t.net.cut[route{from, addr}]
+		changed := t.net.changed
+		t.net.mu.Unlock()
+		if dst == nil {
+			return nil, fmt.Errorf("mem: dial %s: connection refused", addr)
+		}
+		if !cut {
+			break
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("mem: dial %s: partitioned from %s: %w", addr, from, ctx.Err())
+		case <-t.done:
+			return nil, transport.ErrClosed
+		}
 	}
 	dst.mu.Lock()
 	dbind := dst.bind
 	dst.mu.Unlock()
 	a, b := net.Pipe()
-	if _, err := dst.group.Serve(b, dbind); err != nil {
+	if _, err := dst.group.Serve(newFaultConn(b, t.net, addr, from), dbind); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("mem: dial %s: %w", addr, err)
 	}
-	c, err := t.group.Serve(a, bind)
+	c, err := t.group.Serve(newFaultConn(a, t.net, from, addr), bind)
 	if err != nil {
 		b.Close()
 		return nil, err
@@ -141,12 +199,14 @@ func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder
 
 // Close implements transport.Transport.
 func (t *Transport) Close() error {
+	t.closeOnce.Do(func() { close(t.done) })
 	t.mu.Lock()
 	addr := t.addr
 	t.mu.Unlock()
 	t.net.mu.Lock()
 	if t.net.listeners[addr] == t {
 		delete(t.net.listeners, addr)
+		t.net.changedLocked()
 	}
 	t.net.mu.Unlock()
 	return t.group.Close()

@@ -1,15 +1,14 @@
 package tcp_test
 
 import (
-	"os"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/velo-messenger/velo/internal/testchild"
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		runChild() // a peer process started by a test; never returns
-	}
+	testchild.Main(map[string]func() int{childRole: runChild})
 	goleak.VerifyTestMain(m)
 }
