@@ -12,6 +12,10 @@ import (
 	"github.com/velo-messenger/velo/system"
 )
 
+// handleRequest is the router: on the connection's receive goroutine,
+// with no hand-off, it decodes a request, finds its handler and tells the
+// handler's actor, which answers through finish. Requests of velo's own
+// protocols (the handshake, events) are taken aside first.
 func (s *session) handleRequest(body []byte) error {
 	req, err := wire.ParseRequest(body, s.limits)
 	if err != nil {
