@@ -263,7 +263,7 @@ func FuzzHelloDecode(f *testing.F) {
 
 // FuzzHandshake: a raw connection sends _hello with an arbitrary payload.
 // The server answers it (OK exactly when the payload decodes with a
-// non-zero instance id) or closes the connection; it never panics and
+// non-zero instance id and this protocol version) or closes the connection; it never panics and
 // keeps serving the good peer.
 func FuzzHandshake(f *testing.F) {
 	fx := newFzFixture(f)
@@ -276,7 +276,7 @@ func FuzzHandshake(f *testing.F) {
 		resp, err := fzReadResponse(bufio.NewReader(c))
 		<-werr
 		h, derr := system.DecodeHello(payload)
-		valid := derr == nil && !h.Info.ID.IsZero()
+		valid := derr == nil && !h.Info.ID.IsZero() && h.Protocol == wire.Version
 		defer func() {
 			if valid {
 				fx.lastID = h.Info.ID
@@ -350,7 +350,10 @@ func FuzzTypedPayload(f *testing.F) {
 		defer cancel()
 		out, err := velo.TypedUnary[fzOut](fx.good, "typed").RawPayload(payload).Instance(fx.server.InstanceID()).Send(ctx)
 		var want fzIn
-		derr := mpcheck.Unmarshal(payload, &want) // vetted, and a decoder panic is an error
+		var derr error // an empty payload is the zero input
+		if len(payload) > 0 {
+			derr = mpcheck.Unmarshal(payload, &want) // vetted, and a decoder panic is an error
+		}
 		switch {
 		case err == nil:
 			if derr != nil {
