@@ -9,6 +9,7 @@ import (
 
 	"github.com/velo-messenger/velo/discovery"
 	"github.com/velo-messenger/velo/events"
+	"github.com/velo-messenger/velo/internal/lograte"
 	"github.com/velo-messenger/velo/internal/optcheck"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
@@ -262,6 +263,9 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		sessions:     make(map[*session]struct{}),
 		eventPaths:   make(map[peer.ID]*session),
 		shutdownDone: make(chan struct{}),
+		oneWayLog:    lograte.New(logBurst, logEvery),
+		busyLog:      lograte.New(logBurst, logEvery),
+		peerLog:      lograte.New(logBurst, logEvery),
 	}
 	m.handlerCtx, m.stopHandlers = context.WithCancel(context.Background())
 	m.runCtx, m.cancelRun = context.WithCancel(context.Background())

@@ -96,7 +96,7 @@ func (m *Messenger) deliverEvent(s *session, req *wire.Request) bool {
 		return true
 	}
 	if req.Handler == events.TriggerHandler && !m.eventSourceTrusted(s) {
-		m.log.Warn("velo: event outcome refused: not on a connection dialed to the owner", "sender", s.peer.ID.Short(), "addr", s.conn.RemoteAddr())
+		m.warn(m.peerLog, "velo: event outcome refused: not on a connection dialed to the owner", "sender", s.peer.ID.Short(), "addr", s.conn.RemoteAddr())
 		return true
 	}
 	if req.Handler == events.SubscribeHandler {
@@ -106,7 +106,7 @@ func (m *Messenger) deliverEvent(s *session, req *wire.Request) bool {
 	}
 	err := m.events.Deliver(m.handlerCtx, s.peer.ID, req.Handler, req.Payload)
 	if errors.Is(err, events.ErrMalformed) {
-		m.log.Warn("velo: malformed event message", "handler", req.Handler, "sender", s.peer.ID.Short(), "err", err)
+		m.warn(m.peerLog, "velo: malformed event message", "handler", req.Handler, "sender", s.peer.ID.Short(), "err", err)
 	}
 	return true
 }

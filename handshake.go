@@ -86,7 +86,7 @@ func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 // opened: one of the two is not who it says.
 func (m *Messenger) admitHello(s *session, id peer.ID) error {
 	if id == m.id && s.tname != selfName {
-		m.log.Warn("velo: handshake refused: a peer claims this instance's id", "addr", s.conn.RemoteAddr())
+		m.warn(m.peerLog, "velo: handshake refused: a peer claims this instance's id", "addr", s.conn.RemoteAddr())
 		return newError(CodePeerUnknown, system.Hello, nil, "%s claims to be this instance (%s)", s.conn.RemoteAddr(), id.Short())
 	}
 	o := m.inboundFrom(s, id)
@@ -104,7 +104,7 @@ func (m *Messenger) admitHello(s *session, id peer.ID) error {
 		}
 	case <-t.C:
 	}
-	m.log.Warn("velo: handshake refused: instance already connected", "peer", id.Short(), "addr", s.conn.RemoteAddr(), "connected_from", o.conn.RemoteAddr())
+	m.warn(m.peerLog, "velo: handshake refused: instance already connected", "peer", id.Short(), "addr", s.conn.RemoteAddr(), "connected_from", o.conn.RemoteAddr())
 	return newError(CodePeerUnknown, system.Hello, nil, "instance %s is already connected from %s", id.Short(), o.conn.RemoteAddr())
 }
 

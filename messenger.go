@@ -2,12 +2,15 @@ package velo
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/velo-messenger/velo/discovery"
 	"github.com/velo-messenger/velo/events"
+	"github.com/velo-messenger/velo/internal/lograte"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/transport"
@@ -66,6 +69,11 @@ type Messenger struct {
 	// came in on, where the outcomes go back. Guarded by mu.
 	eventPaths map[peer.ID]*session
 
+	// Limits on the log lines that peers can cause by the thousand
+	// (see warn): failed one-way messages, refusals by full mailboxes,
+	// and refused handshakes and event messages.
+	oneWayLog, busyLog, peerLog *lograte.Limiter
+
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}
 	shutdownErr  error
@@ -83,3 +91,37 @@ func (m *Messenger) PeerInfo() peer.Info {
 }
 
 func (m *Messenger) draining() bool { return m.state.Load() >= stateDraining }
+
+// A flood of what a peer can cause by the thousand (AMSends to a handler
+// that does not exist, requests refused by a full mailbox, impostor
+// hellos) logs logBurst lines of each kind at once, then one per logEvery;
+// a line that follows refusals says how many lines were left out.
+const (
+	logBurst = 10
+	logEvery = time.Second
+)
+
+// warn logs msg at Warn, unless l refuses it.
+func (m *Messenger) warn(l *lograte.Limiter, msg string, args ...any) {
+	ok, left := l.Allow(time.Now())
+	if !ok {
+		return
+	}
+	if left > 0 {
+		args = append(args, "suppressed", left)
+	}
+	m.log.Warn(msg, args...)
+}
+
+// logOneWay logs the failure of a one-way message, which has nobody to
+// answer. A panic is not logged again here: the handler's actor logged
+// it, with its stack, at Error.
+func (m *Messenger) logOneWay(handler, sender string, err error) {
+	switch {
+	case errors.Is(err, ErrHandlerPanic):
+	case errors.Is(err, ErrHandlerNotFound):
+		m.warn(m.oneWayLog, "velo: am-send to a handler that does not exist", "handler", handler, "sender", sender)
+	default:
+		m.warn(m.oneWayLog, "velo: am-send handler failed", "handler", handler, "sender", sender, "err", err)
+	}
+}

@@ -97,7 +97,7 @@ func (m *Messenger) newActor(h *Handler) (*actor.Actor[peer.ID, *inbound], error
 func (m *Messenger) tellError(handler string, ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, mailbox.ErrFull):
-		m.log.Warn("velo: handler busy, request refused", "handler", handler)
+		m.warn(m.busyLog, "velo: handler busy, request refused", "handler", handler)
 		return newError(CodeBusy, handler, err, "mailbox of %q is full", handler)
 	case m.draining() && (errors.Is(err, actor.ErrStopped) || errors.Is(err, mailbox.ErrClosed) || ctx == nil):
 		return newError(CodeShuttingDown, handler, err, "instance %s is shutting down", m.id.Short())

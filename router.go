@@ -118,7 +118,7 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 	if !in.kind.WantsResponse() {
 		s.finished.Add(1)
 		if herr != nil {
-			s.m.log.Debug("velo: am-send handler failed", "handler", in.c.Handler, "sender", s.peerName(), "err", herr)
+			s.m.logOneWay(in.c.Handler, s.peerName(), herr)
 		}
 		return
 	}
