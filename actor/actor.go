@@ -53,7 +53,7 @@ type Actor[K comparable, M any] struct {
 	// capacity is Config.Mailbox and its policy Config.Overflow. Closing
 	// it is how the actor stops admitting messages: a Tell that got a token
 	// did so before the close, and is counted by work.
-	slots *slots
+	slots *mailbox.Slots
 	// work counts accepted messages not finished plus the actor's own
 	// goroutines (drainers, restart timer); Stop waits for it to reach zero.
 	// An uncapped Spawn goroutine runs on its message's unit.
@@ -76,9 +76,9 @@ type Actor[K comparable, M any] struct {
 	halted    bool
 	stopAsked bool
 
-	qmu     sync.Mutex // guards the queues below
-	fifo    queue[M]   // Spawn: messages waiting for a worker
-	workers int        // Spawn with MaxConcurrency: running workers
+	qmu     sync.Mutex             // guards the queues below
+	fifo    mailbox.Ring[entry[M]] // Spawn: messages waiting for a worker
+	workers int                    // Spawn with MaxConcurrency: running workers
 	// The uncapped Spawn pool (see enqueueSpawn).
 	starting   int         // workers on their way to fifo
 	idle       worker      // sentinel of the idle workers' list
@@ -86,9 +86,9 @@ type Actor[K comparable, M any] struct {
 	reaper     *time.Timer // runs reap while workers are idle
 	reaping    bool        // reaper is armed
 	epoch      uint64      // reap's runs
-	keys       map[K]*queue[M]
-	keysPeak   int         // most keys pending at once since keys was made
-	spare      []*queue[M] // emptied key queues kept for reuse
+	keys       map[K]*mailbox.Ring[entry[M]]
+	keysPeak   int                       // most keys pending at once since keys was made
+	spare      []*mailbox.Ring[entry[M]] // emptied key queues kept for reuse
 	// spareRoom is how many more entries the spare queues may hold between
 	// them: they start with one mailbox's worth, which is as much as all
 	// the queues can ever need at once.
@@ -122,14 +122,14 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 		drop:     cfg.Drop,
 		log:      cfg.Logger.With("handler", cfg.Name),
 		errFull:  fmt.Errorf("%w: %q", mailbox.ErrFull, cfg.Name),
-		slots:    newSlots(cfg.Mailbox, cfg.Overflow),
+		slots:    mailbox.NewSlots(cfg.Mailbox, cfg.Overflow),
 		stopped:  &incarnation[M]{},
 		abort:    make(chan struct{}),
 		stopping: make(chan struct{}),
 		sup:      supervisor{policy: cfg.Restart},
 	}
 	if cfg.Mode == Ordered {
-		a.keys = make(map[K]*queue[M])
+		a.keys = make(map[K]*mailbox.Ring[entry[M]])
 		// A key queue never needs more than Mailbox entries, so its
 		// ring never grows past the next power of two.
 		a.spareRoom = max(4, 1<<bits.Len(uint(cfg.Mailbox-1)))
@@ -157,15 +157,15 @@ func (a *Actor[K, M]) Tell(ctx context.Context, key K, msg M) error {
 	// The unit is taken before the token so that Stop, which closes slots
 	// and then waits for work, cannot miss a message that got a token.
 	a.work.add()
-	var err error
-	if a.slots.fastTake() {
-		err = a.slots.taken()
-	} else if a.wait != nil && a.slots.policy == mailbox.Block {
-		a.wait(msg, true)
-		err = a.slots.acquire(ctx)
-		a.wait(msg, false)
-	} else {
-		err = a.slots.acquire(ctx)
+	err := a.slots.TryAcquire()
+	if err == mailbox.ErrFull { // TryAcquire returns it as is
+		if a.wait != nil && a.slots.Policy() == mailbox.Block {
+			a.wait(msg, true)
+			err = a.slots.Acquire(ctx)
+			a.wait(msg, false)
+		} else {
+			err = a.slots.Acquire(ctx)
+		}
 	}
 	if err != nil {
 		a.work.done()
@@ -215,7 +215,7 @@ type worker struct {
 // worker is coming to take it.
 func (a *Actor[K, M]) enqueueSpawn(ctx context.Context, msg M) {
 	a.qmu.Lock()
-	a.fifo.push(entry[M]{ctx, msg})
+	a.fifo.Push(entry[M]{ctx, msg})
 	if a.starting == 0 {
 		a.kickLocked()
 	}
@@ -249,21 +249,21 @@ func (a *Actor[K, M]) runWorker(w *worker) {
 	defer a.work.done()
 	for {
 		a.qmu.Lock()
-		e, ok := a.fifo.pop()
+		e, ok := a.fifo.Pop()
 		if w.starting {
 			w.starting = false
 			a.starting--
 		}
 		if ok {
-			if a.starting == 0 && a.fifo.len() > 0 {
+			if a.starting == 0 && a.fifo.Len() > 0 {
 				a.kickLocked() // someone must come for the rest
 			}
 			a.qmu.Unlock()
 			a.deliver(e.ctx, e.msg)
 			continue
 		}
-		if len(a.fifo.buf) > keptQueue {
-			a.fifo = queue[M]{} // a burst's ring goes once the burst is over
+		if a.fifo.Cap() > keptQueue {
+			a.fifo = mailbox.Ring[entry[M]]{} // a burst's ring goes once the burst is over
 		}
 		if a.idleClosed {
 			a.qmu.Unlock()
@@ -340,7 +340,7 @@ func (a *Actor[K, M]) refused(ctx context.Context, err error) error {
 
 // finish releases the token and unit of a message that ran or was dropped.
 func (a *Actor[K, M]) finish() {
-	a.slots.release()
+	a.slots.Release()
 	a.work.done()
 }
 
@@ -389,7 +389,7 @@ func (a *Actor[K, M]) deliver(ctx context.Context, msg M) {
 // unit that Stop waits for. Room is freed first so that a sender that waits
 // for the report before sending again always finds room.
 func (a *Actor[K, M]) settle(msg M, perr *PanicError) {
-	a.slots.release()
+	a.slots.Release()
 	if perr != nil {
 		a.callOnPanic(msg, perr)
 	} else if a.after != nil {
@@ -532,7 +532,7 @@ func (a *Actor[K, M]) restartAfter(next *incarnation[M], delay time.Duration) {
 	case <-a.stopping:
 		// Stop closed slots before closing stopping, so every message
 		// that will ever need a handler holds a token by now.
-		if a.slots.len() == 0 {
+		if a.slots.Len() == 0 {
 			return
 		}
 		select {
@@ -594,7 +594,7 @@ func (a *Actor[K, M]) halt(reason error) {
 	a.cur.Store(a.stopped)
 	a.mu.Unlock()
 
-	a.slots.close()
+	a.slots.Close()
 	close(a.abort)
 
 	// Messages still queued are dropped here. A message that got its token
@@ -602,9 +602,9 @@ func (a *Actor[K, M]) halt(reason error) {
 	// of its queue, which exists as long as the queue is not empty, then
 	// finds the stopped incarnation and drops it.
 	a.qmu.Lock()
-	dropped := a.fifo.takeAll(nil)
+	dropped := a.fifo.Drain(nil)
 	for _, q := range a.keys {
-		dropped = q.takeAll(dropped)
+		dropped = q.Drain(dropped)
 	}
 	a.qmu.Unlock()
 	for _, e := range dropped {
@@ -633,7 +633,7 @@ func (a *Actor[K, M]) Stop(ctx context.Context) error {
 	a.stopAsked = true
 	reason := a.err
 	a.mu.Unlock()
-	a.slots.close()
+	a.slots.Close()
 	if first {
 		close(a.stopping)
 		a.closeIdle()
@@ -658,13 +658,13 @@ func (a *Actor[K, M]) Restarts() int { return int(a.restarts.Load()) }
 
 // Refused returns how many Tells were refused because the actor was full
 // (Reject overflow only).
-func (a *Actor[K, M]) Refused() uint64 { return a.slots.refused.Load() }
+func (a *Actor[K, M]) Refused() uint64 { return a.slots.Refused() }
 
 // enqueueFIFO queues a message of a capped Spawn actor and starts a worker
 // if fewer than MaxConcurrency run.
 func (a *Actor[K, M]) enqueueFIFO(ctx context.Context, msg M) {
 	a.qmu.Lock()
-	a.fifo.push(entry[M]{ctx, msg})
+	a.fifo.Push(entry[M]{ctx, msg})
 	start := a.workers < a.maxConc
 	if start {
 		a.workers++
@@ -691,7 +691,7 @@ func (a *Actor[K, M]) drainFIFO() {
 	}()
 	for {
 		a.qmu.Lock()
-		e, ok := a.fifo.pop()
+		e, ok := a.fifo.Pop()
 		if !ok {
 			a.workers--
 			a.qmu.Unlock()
@@ -716,15 +716,15 @@ func (a *Actor[K, M]) enqueueKey(ctx context.Context, key K, msg M) {
 		if n := len(a.spare); n > 0 {
 			q = a.spare[n-1]
 			a.spare = a.spare[:n-1]
-			a.spareRoom += len(q.buf)
+			a.spareRoom += q.Cap()
 		} else {
-			q = new(queue[M])
+			q = new(mailbox.Ring[entry[M]])
 		}
 		a.keys[key] = q
 		a.keysPeak = max(a.keysPeak, len(a.keys))
 		a.work.add()
 	}
-	q.push(entry[M]{ctx, msg})
+	q.Push(entry[M]{ctx, msg})
 	a.qmu.Unlock()
 	if !busy {
 		go a.drainKey(key, q)
@@ -734,7 +734,7 @@ func (a *Actor[K, M]) enqueueKey(ctx context.Context, key K, msg M) {
 // drainKey runs the messages queued for key, one at a time, until its
 // queue is empty; then it removes the key and exits. A key is in the map
 // exactly while its drainer runs, so idle keys cost nothing.
-func (a *Actor[K, M]) drainKey(key K, q *queue[M]) {
+func (a *Actor[K, M]) drainKey(key K, q *mailbox.Ring[entry[M]]) {
 	exited := false
 	defer func() {
 		if !exited {
@@ -747,7 +747,7 @@ func (a *Actor[K, M]) drainKey(key K, q *queue[M]) {
 	}()
 	for {
 		a.qmu.Lock()
-		e, ok := q.pop()
+		e, ok := q.Pop()
 		if !ok {
 			delete(a.keys, key)
 			a.recycle(q)
@@ -762,13 +762,13 @@ func (a *Actor[K, M]) drainKey(key K, q *queue[M]) {
 
 // recycle keeps an emptied key queue for reuse, and remakes the keys map
 // once it is empty after a peak (Go maps never shrink). qmu must be held.
-func (a *Actor[K, M]) recycle(q *queue[M]) {
-	if len(q.buf) <= a.spareRoom && len(a.spare) < maxSpareQueues {
+func (a *Actor[K, M]) recycle(q *mailbox.Ring[entry[M]]) {
+	if q.Cap() <= a.spareRoom && len(a.spare) < maxSpareQueues {
 		a.spare = append(a.spare, q)
-		a.spareRoom -= len(q.buf)
+		a.spareRoom -= q.Cap()
 	}
 	if len(a.keys) == 0 && a.keysPeak >= shrinkKeys {
-		a.keys = make(map[K]*queue[M])
+		a.keys = make(map[K]*mailbox.Ring[entry[M]])
 		a.keysPeak = 0
 	}
 }

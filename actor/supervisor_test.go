@@ -95,60 +95,6 @@ func TestSupervisorFailure(t *testing.T) {
 	}
 }
 
-func TestQueue(t *testing.T) {
-	var q queue[int]
-	next, want := 0, 0
-	// Interleave pushes and pops so the slice slides; pops keep up, so the
-	// queue never holds more than a few values.
-	for round := range 200 {
-		for range round % 5 {
-			q.push(entry[int]{msg: next})
-			next++
-		}
-		for range round % 7 {
-			e, ok := q.pop()
-			if !ok {
-				if q.len() != 0 {
-					t.Fatalf("pop failed with len %d", q.len())
-				}
-				break
-			}
-			if e.msg != want {
-				t.Fatalf("popped %d, want %d", e.msg, want)
-			}
-			want++
-		}
-	}
-	if len(q.buf) > 8 {
-		t.Fatalf("ring grew to %d though it never held more than 5", len(q.buf))
-	}
-	// Grow while the live entries wrap around the end of the ring.
-	for range 3 {
-		q.push(entry[int]{msg: next})
-		next++
-	}
-	for range 2 {
-		if e, _ := q.pop(); e.msg != want {
-			t.Fatalf("popped %d, want %d", e.msg, want)
-		}
-		want++
-	}
-	for range 40 {
-		q.push(entry[int]{msg: next})
-		next++
-	}
-	rest := q.takeAll(nil)
-	for _, e := range rest {
-		if e.msg != want {
-			t.Fatalf("takeAll gave %d, want %d", e.msg, want)
-		}
-		want++
-	}
-	if want != next || q.len() != 0 {
-		t.Fatalf("%d of %d values came out, %d left", want, next, q.len())
-	}
-}
-
 // TestIdleKeysLeaveNoEntry checks that an Ordered actor forgets keys that
 // have gone idle, so its memory does not grow with the keys ever seen.
 func TestIdleKeysLeaveNoEntry(t *testing.T) {
