@@ -6,12 +6,6 @@ import (
 	"sync/atomic"
 )
 
-// entry is a message waiting in a queue, with the ctx its Tell passed.
-type entry[M any] struct {
-	ctx context.Context
-	msg M
-}
-
 // group counts units of outstanding work (accepted messages not finished,
 // goroutines not exited) and lets Stop wait until none is left.
 //

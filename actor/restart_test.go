@@ -1,7 +1,6 @@
 package actor
 
 import (
-	"context"
 	"testing"
 	"time"
 )
@@ -92,60 +91,5 @@ func TestSupervisorFailure(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestIdleKeysLeaveNoEntry checks that an Ordered actor forgets keys that
-// have gone idle, so its memory does not grow with the keys ever seen.
-func TestIdleKeysLeaveNoEntry(t *testing.T) {
-	a, err := New(Config[int, int]{
-		Mode:    Ordered,
-		Factory: func() func(context.Context, int) { return func(context.Context, int) {} },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const keys = 3 * shrinkKeys
-	for k := range keys {
-		if err := a.Tell(context.Background(), k, k); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := a.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	a.qmu.Lock()
-	defer a.qmu.Unlock()
-	if len(a.keys) != 0 {
-		t.Fatalf("%d keys still in the map after they went idle", len(a.keys))
-	}
-	if len(a.spare) > maxSpareQueues {
-		t.Fatalf("%d spare queues kept, limit %d", len(a.spare), maxSpareQueues)
-	}
-}
-
-func TestGroup(t *testing.T) {
-	var g group
-	if err := g.wait(context.Background()); err != nil {
-		t.Fatalf("wait on empty group = %v", err)
-	}
-	g.add()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := g.wait(ctx); err != context.Canceled {
-		t.Fatalf("wait with work left and canceled ctx = %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- g.wait(context.Background()) }()
-	g.done()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("wait did not return once the group emptied")
 	}
 }
