@@ -32,17 +32,19 @@ type incarnation[M any] struct {
 //
 // Each message told has exactly one outcome: Tell returns an error (the
 // message was not taken); or the handler runs it and returns; or the
-// handler panics on it and Config.OnPanic gets it; or the actor stops
-// before running it and Config.Drop gets it.
+// handler panics on it and Config.OnPanic gets it; or its ctx ended before
+// its turn came and Config.Expired gets it; or the actor stops before
+// running it and Config.Drop gets it.
 type Actor[K comparable, M any] struct {
-	name    string
-	factory func() func(context.Context, M)
-	onPanic func(M, *PanicError)
-	after   func(M)
-	wait    func(M, bool)
-	drop    func(M, error)
-	log     *slog.Logger
-	errFull error // returned by Tell when full under Reject
+	name      string
+	factory   func() func(context.Context, M)
+	onPanic   func(M, *PanicError)
+	after     func(M)
+	wait      func(M, bool)
+	onExpired func(M, error)
+	drop      func(M, error)
+	log       *slog.Logger
+	errFull   error // returned by Tell when full under Reject
 
 	// slots holds one slot per accepted message not yet finished; its
 	// capacity is Config.Mailbox and its policy Config.Overflow. Closing
@@ -66,6 +68,7 @@ type Actor[K comparable, M any] struct {
 	// stopping is closed when Stop is first called.
 	stopping chan struct{}
 	restarts atomic.Int64
+	expired  atomic.Uint64
 
 	mu        sync.Mutex // guards the fields below, and cur's transitions
 	sup       supervisor
@@ -83,19 +86,20 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 		return nil, err
 	}
 	a := &Actor[K, M]{
-		name:     cfg.Name,
-		factory:  cfg.Factory,
-		onPanic:  cfg.OnPanic,
-		after:    cfg.After,
-		wait:     cfg.Wait,
-		drop:     cfg.Drop,
-		log:      cfg.Logger.With("handler", cfg.Name),
-		errFull:  fmt.Errorf("%w: %q", mailbox.ErrFull, cfg.Name),
-		slots:    mailbox.NewSlots(cfg.Mailbox, cfg.Overflow),
-		stopped:  &incarnation[M]{},
-		abort:    make(chan struct{}),
-		stopping: make(chan struct{}),
-		sup:      supervisor{policy: cfg.Restart},
+		name:      cfg.Name,
+		factory:   cfg.Factory,
+		onPanic:   cfg.OnPanic,
+		after:     cfg.After,
+		wait:      cfg.Wait,
+		onExpired: cfg.Expired,
+		drop:      cfg.Drop,
+		log:       cfg.Logger.With("handler", cfg.Name),
+		errFull:   fmt.Errorf("%w: %q", mailbox.ErrFull, cfg.Name),
+		slots:     mailbox.NewSlots(cfg.Mailbox, cfg.Overflow),
+		stopped:   &incarnation[M]{},
+		abort:     make(chan struct{}),
+		stopping:  make(chan struct{}),
+		sup:       supervisor{policy: cfg.Restart},
 	}
 	a.exec = newExecutor(a, cfg.Mode, cfg.MaxConcurrency, cfg.Mailbox)
 	fn, err := a.build()
@@ -111,7 +115,9 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 // ctx is passed to the handler as is. While the actor is full, a Block
 // actor makes Tell wait for room until ctx ends (ctx.Err()); a Reject actor
 // returns an error wrapping mailbox.ErrFull at once. Once the actor is
-// stopped, Tell returns an error wrapping ErrStopped.
+// stopped, Tell returns an error wrapping ErrStopped. A message taken
+// whose ctx has ended by the time its turn comes is not run but expired
+// (see Config.Expired).
 //
 // In Inline mode the message runs before Tell returns, on the caller's
 // goroutine; if a restart is pending, Tell waits for it until ctx ends. In
@@ -195,3 +201,7 @@ func (a *Actor[K, M]) Restarts() int { return int(a.restarts.Load()) }
 // Refused returns how many Tells were refused because the actor was full
 // (Reject overflow only).
 func (a *Actor[K, M]) Refused() uint64 { return a.slots.Refused() }
+
+// Expired returns how many accepted messages were not run because their
+// ctx had ended by the time their turn came (see Config.Expired).
+func (a *Actor[K, M]) Expired() uint64 { return a.expired.Load() }

@@ -53,6 +53,10 @@
 //   - the handler runs it and returns;
 //   - the handler panics on it: Config.OnPanic receives it with a
 //     *PanicError carrying the panic value and stack;
+//   - its ctx ended before its turn came (it waited in a queue, or was
+//     told with a ctx already done): the handler is not run, and
+//     Config.Expired receives it with ctx.Err() (Actor.Expired counts
+//     them);
 //   - the actor stops before running it: Config.Drop receives it with the
 //     stop reason.
 //

@@ -6,7 +6,7 @@ import "context"
 // a unit of work for a message, then submits it; the executor runs it on
 // the goroutine its mode calls for, through the actor's deliver (or, for
 // Inline, at once), and each message ends through one of the actor's
-// outcomes (settle, drop), which give the slot and unit back.
+// outcomes (settle, expire, drop), which give the slot and unit back.
 //
 // New picks the executor from Config.Mode and MaxConcurrency, once:
 //

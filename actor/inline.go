@@ -10,7 +10,7 @@ type inline[K comparable, M any] struct {
 
 // submit runs msg now. If a restart is pending it waits for the new
 // handler until ctx ends, and then fails with ctx.Err(): the message was
-// not taken.
+// not taken. A message whose ctx ended before its turn came is expired.
 func (x *inline[K, M]) submit(ctx context.Context, _ K, msg M) error {
 	a := x.a
 	settled := false
@@ -24,6 +24,13 @@ func (x *inline[K, M]) submit(ctx context.Context, _ K, msg M) error {
 		settled = true
 		a.finish()
 		return err
+	}
+	if ctx != nil {
+		if err := ctx.Err(); err != nil {
+			settled = true
+			a.expire(msg, err)
+			return nil
+		}
 	}
 	perr := a.invoke(inc, ctx, msg)
 	settled = true

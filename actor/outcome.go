@@ -9,7 +9,7 @@ import (
 // message's slot and its unit of work, once, so that Stop's wait ends.
 
 // deliver runs a message taken off a queue, or drops it if the actor
-// halted first.
+// halted first, or expires it if its ctx ended while it waited.
 func (a *Actor[K, M]) deliver(ctx context.Context, msg M) {
 	settled := false
 	defer func() {
@@ -23,6 +23,17 @@ func (a *Actor[K, M]) deliver(ctx context.Context, msg M) {
 		a.callDrop(msg, err)
 		a.finish()
 		return
+	}
+	// Its turn has come. A ctx that ended meanwhile (the caller gave up,
+	// its deadline passed) means nobody wants the handler's work any
+	// more: skip it. The check is one call, and the handler would
+	// otherwise be started only to find out.
+	if ctx != nil {
+		if err := ctx.Err(); err != nil {
+			settled = true
+			a.expire(msg, err)
+			return
+		}
 	}
 	perr := a.invoke(inc, ctx, msg)
 	settled = true
@@ -50,6 +61,18 @@ func (a *Actor[K, M]) settle(msg M, perr *PanicError) {
 	a.work.done()
 }
 
+// expire ends a message whose ctx had ended before its turn came, in the
+// same order as settle: room first, then the report (Expired), then the
+// unit.
+func (a *Actor[K, M]) expire(msg M, err error) {
+	a.slots.Release()
+	a.expired.Add(1)
+	if a.onExpired != nil {
+		a.callExpired(msg, err)
+	}
+	a.work.done()
+}
+
 func (a *Actor[K, M]) callOnPanic(msg M, perr *PanicError) {
 	if a.onPanic == nil {
 		return
@@ -73,4 +96,13 @@ func (a *Actor[K, M]) callDrop(msg M, err error) {
 		}
 	}()
 	a.drop(msg, err)
+}
+
+func (a *Actor[K, M]) callExpired(msg M, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.log.Error("velo: Expired panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	a.onExpired(msg, err)
 }
