@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/velo-messenger/velo/internal/lograte"
 	"github.com/velo-messenger/velo/mailbox"
 )
 
@@ -44,6 +45,7 @@ type Actor[K comparable, M any] struct {
 	onExpired func(M, error)
 	drop      func(M, error)
 	log       *slog.Logger
+	panicLog  *lograte.Limiter
 	errFull   error // returned by Tell when full under Reject
 
 	// slots holds one slot per accepted message not yet finished; its
@@ -94,6 +96,7 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 		onExpired: cfg.Expired,
 		drop:      cfg.Drop,
 		log:       cfg.Logger.With("handler", cfg.Name),
+		panicLog:  lograte.New(panicLogBurst, panicLogEvery),
 		errFull:   fmt.Errorf("%w: %q", mailbox.ErrFull, cfg.Name),
 		slots:     mailbox.NewSlots(cfg.Mailbox, cfg.Overflow),
 		stopped:   &incarnation[M]{},

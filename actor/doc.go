@@ -64,8 +64,10 @@
 //
 // # Supervision
 //
-// A panic in a handler is recovered and never reaches the process. The
-// supervisor applies Config.Restart: it either restarts, by
+// A panic in a handler is recovered and never reaches the process. It is
+// logged at Error with its stack, at most ten lines at once and then one
+// a second per actor, the next line written saying how many were left
+// out. The supervisor applies Config.Restart: it either restarts, by
 // calling the factory again (after a backoff, if set; messages that arrive
 // meanwhile wait), or stops the actor, after which Err reports why, queued
 // messages go to Drop and Tell fails with an error wrapping ErrStopped. A

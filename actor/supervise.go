@@ -8,6 +8,15 @@ import (
 	"time"
 )
 
+// The panic lines of one actor are rate-limited: a handler that panics on
+// every message would otherwise write a stack per message. After a burst,
+// one line per period is written, and it says how many were left out.
+// OnPanic still sees every panic, with its stack.
+const (
+	panicLogBurst = 10
+	panicLogEvery = time.Second
+)
+
 // live returns the incarnation to run the next message on, waiting out a
 // pending restart. It fails with the halt reason once the actor halted,
 // and, if ctx is not nil, with ctx.Err() when ctx ends first.
@@ -52,11 +61,9 @@ func (a *Actor[K, M]) invoke(inc *incarnation[M], ctx context.Context, msg M) (p
 			r = goexitValue
 		}
 		perr = &PanicError{Value: r, Stack: debug.Stack()}
-		a.log.Error("velo: handler panicked", "panic", perr.Value)
-		if a.log.Enabled(context.Background(), slog.LevelDebug) {
-			a.log.Debug("velo: handler panic stack", "stack", string(perr.Stack))
-		}
-		a.supervise(inc, perr, time.Now())
+		now := time.Now()
+		a.logPanic(now, perr)
+		a.supervise(inc, perr, now)
 		if goexit {
 			a.callOnPanic(msg, perr)
 		}
@@ -67,6 +74,20 @@ func (a *Actor[K, M]) invoke(inc *incarnation[M], ctx context.Context, msg M) (p
 		inc.proven.Store(true)
 	}
 	return nil
+}
+
+// logPanic writes the panic and its stack in one Error line, unless the
+// actor's panic lines are over their rate.
+func (a *Actor[K, M]) logPanic(now time.Time, perr *PanicError) {
+	ok, suppressed := a.panicLog.Allow(now)
+	if !ok {
+		return
+	}
+	attrs := []slog.Attr{slog.Any("panic", perr.Value), slog.String("stack", string(perr.Stack))}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Uint64("suppressed", suppressed))
+	}
+	a.log.LogAttrs(context.Background(), slog.LevelError, "velo: handler panicked", attrs...)
 }
 
 // supervise decides, after inc failed at now, between a restart and a
