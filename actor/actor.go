@@ -129,9 +129,9 @@ func (a *Actor[K, M]) Tell(ctx context.Context, key K, msg M) error {
 	// The unit is taken before the slot so that Stop, which closes slots
 	// and then waits for work, cannot miss a message that got a slot.
 	a.work.add()
-	err := a.slots.TryAcquire()
-	if err == mailbox.ErrFull { // TryAcquire returns it unwrapped
-		if a.wait != nil && a.slots.Policy() == mailbox.Block {
+	var err error
+	if !a.slots.TryAcquire() {
+		if a.wait != nil && a.slots.Policy() == mailbox.Block && !a.slots.Closed() {
 			a.wait(msg, true)
 			err = a.slots.Acquire(ctx)
 			a.wait(msg, false)

@@ -23,5 +23,5 @@
 // Close makes every later take fail with ErrClosed and wakes the senders
 // waiting, while the slots already held stay held until released: the
 // owner drains what it accepted. Taking and releasing a slot while nobody
-// waits is one atomic operation each.
+// waits is one atomic operation each (TryAcquire, Release).
 package mailbox

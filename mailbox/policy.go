@@ -32,9 +32,8 @@ func (p Policy) Valid() bool { return p == Block || p == Reject }
 
 var (
 	// ErrFull is returned by Slots.Acquire that found no free slot under
-	// the Reject policy, and by Slots.TryAcquire under either policy.
+	// the Reject policy.
 	ErrFull = errors.New("velo: mailbox full")
-	// ErrClosed is returned by Slots.Acquire and Slots.TryAcquire once the
-	// slots are closed.
+	// ErrClosed is returned by Slots.Acquire once the slots are closed.
 	ErrClosed = errors.New("velo: mailbox closed")
 )

@@ -21,8 +21,12 @@ type Slots struct {
 	capacity int64
 	policy   Policy
 
-	n       atomic.Int64 // slots taken, by senders or handed to waiters
-	closed  atomic.Bool
+	// n is the count of slots taken (by senders, or handed to waiters),
+	// with closedBit set once Close was called. A set bit puts n above any
+	// capacity, so the one compare-and-swap that takes a slot also checks
+	// that the slots are open: a take either comes before Close in n's
+	// order, and Len read after Close counts it, or it fails.
+	n       atomic.Int64
 	waiting atomic.Int32 // len(queue), readable without mu
 	refused atomic.Uint64
 
@@ -31,22 +35,28 @@ type Slots struct {
 	done  chan struct{} // closed by Close
 }
 
+// closedBit is the bit of Slots.n that Close sets. It also bounds the
+// capacity.
+const closedBit = 1 << 62
+
 // waiter is a sender waiting for a slot.
 type waiter struct {
 	granted chan struct{} // capacity 1: a slot was handed over
 }
 
-// NewSlots returns Slots with capacity free slots (a capacity below 1 is
-// treated as 1) and the given overflow policy. It panics if policy is not
-// Block or Reject, a programming error like a negative channel size.
+// NewSlots returns Slots with capacity free slots and the given overflow
+// policy. A capacity below 1 is treated as 1, and one above 1<<62 - 1 (no
+// memory holds that many messages) as 1<<62 - 1. It panics if policy is
+// not Block or Reject, a programming error like a negative channel size.
 func NewSlots(capacity int, policy Policy) *Slots {
 	if !policy.Valid() {
 		panic("velo: mailbox.NewSlots: undefined " + policy.String())
 	}
-	return &Slots{capacity: int64(max(capacity, 1)), policy: policy, done: make(chan struct{})}
+	c := min(max(int64(capacity), 1), closedBit-1)
+	return &Slots{capacity: c, policy: policy, done: make(chan struct{})}
 }
 
-// tryTake takes a slot if one is free.
+// tryTake takes a slot if one is free and the slots are open.
 func (s *Slots) tryTake() bool {
 	for {
 		n := s.n.Load()
@@ -59,18 +69,13 @@ func (s *Slots) tryTake() bool {
 	}
 }
 
-// TryAcquire takes a slot if one is free and no sender is waiting for
-// one, and never waits. It returns ErrClosed after Close, and ErrFull
-// otherwise when it took nothing, whatever the policy; that ErrFull is not
-// counted as a refusal (see Refused), so a caller may go on to Acquire.
-func (s *Slots) TryAcquire() error {
-	if s.waiting.Load() == 0 && s.tryTake() {
-		return s.taken()
-	}
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	return ErrFull
+// TryAcquire takes a slot if one is free, no sender is waiting for one
+// and the slots are open, and reports whether it did. It never waits and
+// counts no refusal: a caller that got false may go on to Acquire, which
+// waits, or says why there is no slot. It is the fast path, small enough
+// to be inlined.
+func (s *Slots) TryAcquire() bool {
+	return s.waiting.Load() == 0 && s.tryTake()
 }
 
 // Acquire takes a slot. When none is free, under Block it waits its turn
@@ -79,15 +84,18 @@ func (s *Slots) TryAcquire() error {
 // refusal. After Close it fails with ErrClosed. A slot handed over is kept
 // even if ctx ended meanwhile. A nil ctx waits without end.
 func (s *Slots) Acquire(ctx context.Context) error {
-	if s.waiting.Load() == 0 && s.tryTake() {
-		return s.taken()
+	if s.TryAcquire() {
+		return nil
 	}
-	if s.closed.Load() {
+	if s.Closed() {
 		return ErrClosed
 	}
 	if s.policy == Reject {
 		if s.tryTake() {
-			return s.taken()
+			return nil
+		}
+		if s.Closed() {
+			return ErrClosed
 		}
 		s.refused.Add(1)
 		return ErrFull
@@ -95,7 +103,7 @@ func (s *Slots) Acquire(ctx context.Context) error {
 	s.mu.Lock()
 	if len(s.queue) == 0 && s.tryTake() {
 		s.mu.Unlock()
-		return s.taken()
+		return nil
 	}
 	w := &waiter{granted: make(chan struct{}, 1)}
 	s.queue = append(s.queue, w)
@@ -114,7 +122,7 @@ func (s *Slots) Acquire(ctx context.Context) error {
 	var err error
 	select {
 	case <-w.granted:
-		return s.taken()
+		return s.handedOver()
 	case <-s.done:
 		err = ErrClosed
 	case <-ctxDone:
@@ -134,14 +142,15 @@ func (s *Slots) Acquire(ctx context.Context) error {
 		s.Release()
 		return err
 	}
-	return s.taken()
+	return s.handedOver()
 }
 
-// taken ends a successful take. The closed check follows the take: so a
-// caller that closes the slots and then reads Len either sees this slot
-// or makes this take fail, and Len read after Close never misses a holder.
-func (s *Slots) taken() error {
-	if s.closed.Load() {
+// handedOver ends a wait that was handed a slot. The slot stayed taken
+// through the hand-over, so Len never missed it; but a sender that waited
+// across Close does not come back with it: after Close, no Acquire
+// succeeds.
+func (s *Slots) handedOver() error {
+	if s.Closed() {
 		s.Release()
 		return ErrClosed
 	}
@@ -149,7 +158,8 @@ func (s *Slots) taken() error {
 }
 
 // Release gives up a slot taken by Acquire or TryAcquire: to the first
-// waiting sender if there is one, else back to the free ones.
+// waiting sender if there is one, else back to the free ones. It leaves
+// closedBit alone: n counts at least this slot.
 func (s *Slots) Release() {
 	if s.waiting.Load() > 0 {
 		s.mu.Lock()
@@ -190,13 +200,16 @@ func (s *Slots) grantFree() {
 // wakes the senders waiting, which fail the same way. Slots already held
 // stay held until released. Close is idempotent.
 func (s *Slots) Close() {
-	if !s.closed.Swap(true) {
+	if s.n.Or(closedBit)&closedBit == 0 {
 		close(s.done)
 	}
 }
 
+// Closed reports whether Close was called.
+func (s *Slots) Closed() bool { return s.n.Load()&closedBit != 0 }
+
 // Len returns how many slots are taken.
-func (s *Slots) Len() int { return int(s.n.Load()) }
+func (s *Slots) Len() int { return int(s.n.Load() &^ closedBit) }
 
 // Cap returns the capacity given to NewSlots (at least 1).
 func (s *Slots) Cap() int { return int(s.capacity) }

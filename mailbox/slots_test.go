@@ -3,6 +3,7 @@ package mailbox_test
 import (
 	"context"
 	"errors"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -228,6 +229,7 @@ func TestNewSlots(t *testing.T) {
 		{"zero", 0, mailbox.Reject, 1},
 		{"one", 1, mailbox.Block, 1},
 		{"many", 64, mailbox.Reject, 64},
+		{"beyond any memory", math.MaxInt, mailbox.Block, 1<<62 - 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -255,11 +257,11 @@ func TestSlotsTryAcquire(t *testing.T) {
 	for _, policy := range []mailbox.Policy{mailbox.Block, mailbox.Reject} {
 		t.Run(policy.String(), func(t *testing.T) {
 			s := mailbox.NewSlots(1, policy)
-			if err := s.TryAcquire(); err != nil {
-				t.Fatalf("TryAcquire on free slots = %v", err)
+			if !s.TryAcquire() {
+				t.Fatal("TryAcquire on free slots = false")
 			}
-			if err := s.TryAcquire(); !errors.Is(err, mailbox.ErrFull) {
-				t.Fatalf("TryAcquire on full slots = %v, want ErrFull", err)
+			if s.TryAcquire() {
+				t.Fatal("TryAcquire on full slots = true")
 			}
 			if n := s.Refused(); n != 0 {
 				t.Fatalf("Refused() = %d after TryAcquire, want 0", n)
@@ -269,8 +271,11 @@ func TestSlotsTryAcquire(t *testing.T) {
 				t.Fatalf("Len() = %d after Release, want 0", s.Len())
 			}
 			s.Close()
-			if err := s.TryAcquire(); !errors.Is(err, mailbox.ErrClosed) {
-				t.Fatalf("TryAcquire after Close = %v, want ErrClosed", err)
+			if !s.Closed() {
+				t.Fatal("Closed() = false after Close")
+			}
+			if s.TryAcquire() {
+				t.Fatal("TryAcquire after Close = true")
 			}
 			if s.Len() != 0 {
 				t.Fatalf("Len() = %d after a refused TryAcquire, want 0", s.Len())
@@ -280,8 +285,8 @@ func TestSlotsTryAcquire(t *testing.T) {
 
 	t.Run("waiter first", func(t *testing.T) {
 		s := mailbox.NewSlots(1, mailbox.Block)
-		if err := s.TryAcquire(); err != nil {
-			t.Fatal(err)
+		if !s.TryAcquire() {
+			t.Fatal("TryAcquire on free slots = false")
 		}
 		got := make(chan error, 1)
 		go func() { got <- s.Acquire(context.Background()) }()
@@ -291,8 +296,8 @@ func TestSlotsTryAcquire(t *testing.T) {
 		// The slot goes to the waiter as it is released: nothing is free
 		// for TryAcquire in between.
 		s.Release()
-		if err := s.TryAcquire(); !errors.Is(err, mailbox.ErrFull) {
-			t.Fatalf("TryAcquire while a sender waits = %v, want ErrFull", err)
+		if s.TryAcquire() {
+			t.Fatal("TryAcquire while a sender waits = true")
 		}
 		select {
 		case err := <-got:
@@ -304,4 +309,59 @@ func TestSlotsTryAcquire(t *testing.T) {
 		}
 		s.Release()
 	})
+}
+
+// TestSlotsCloseRacingTakes checks the promise Len makes after Close: every
+// take that succeeds is counted by a Len read once Close has returned, so
+// an owner that closes and then finds Len zero knows no holder is left.
+func TestSlotsCloseRacingTakes(t *testing.T) {
+	for range 20 {
+		s := mailbox.NewSlots(1<<16, mailbox.Reject)
+		const senders = 4
+		took := make(chan int, senders)
+		for g := range senders {
+			go func() {
+				n := 0
+				for i := 0; ; i++ {
+					var err error
+					if (g+i)%2 == 0 {
+						if !s.TryAcquire() {
+							err = s.Acquire(context.Background())
+							if err == nil {
+								n++
+							}
+						} else {
+							n++
+						}
+					} else if err = s.Acquire(context.Background()); err == nil {
+						n++
+					}
+					if errors.Is(err, mailbox.ErrClosed) {
+						took <- n // slots are never released: all still held
+						return
+					}
+				}
+			}()
+		}
+		for s.Len() < 100 {
+			runtime.Gosched()
+		}
+		s.Close()
+		held := s.Len()
+		total := 0
+		for range senders {
+			select {
+			case n := <-took:
+				total += n
+			case <-time.After(long):
+				t.Fatal("a sender never saw the slots close")
+			}
+		}
+		if total != held {
+			t.Fatalf("Len() = %d right after Close, but %d takes succeeded", held, total)
+		}
+		if s.TryAcquire() || s.Len() != held {
+			t.Fatalf("a take succeeded after Close (Len %d, was %d)", s.Len(), held)
+		}
+	}
 }
