@@ -55,6 +55,11 @@ type Actor[K comparable, M any] struct {
 	slots *mailbox.Slots
 	// exec runs the accepted messages, as Config.Mode says.
 	exec executor[K, M]
+	// inline is exec in Inline mode, nil otherwise. Tell calls it directly:
+	// a call through the interface to a generic type's method goes through
+	// a wrapper, a cost that shows on the one path with no queue and no
+	// hand-off to amortize it.
+	inline *inline[K, M]
 	// work counts accepted messages not finished plus the actor's own
 	// goroutines (workers, drainers, restart timer); Stop waits for it to
 	// reach zero. A pool worker runs on its own unit, each message on its
@@ -105,6 +110,7 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 		sup:       supervisor{policy: cfg.Restart},
 	}
 	a.exec = newExecutor(a, cfg.Mode, cfg.MaxConcurrency, cfg.Mailbox)
+	a.inline, _ = a.exec.(*inline[K, M])
 	fn, err := a.build()
 	if err != nil {
 		return nil, fmt.Errorf("velo: actor %q: %w", cfg.Name, err)
@@ -118,9 +124,9 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 // ctx is passed to the handler as is. While the actor is full, a Block
 // actor makes Tell wait for room until ctx ends (ctx.Err()); a Reject actor
 // returns an error wrapping mailbox.ErrFull at once. Once the actor is
-// stopped, Tell returns an error wrapping ErrStopped. A message taken
-// whose ctx has ended by the time its turn comes is not run but expired
-// (see Config.Expired).
+// stopped, Tell returns an error wrapping ErrStopped. Outside Inline
+// mode, a message taken whose ctx has ended by the time its turn comes is
+// not run but expired (see Config.Expired).
 //
 // In Inline mode the message runs before Tell returns, on the caller's
 // goroutine; if a restart is pending, Tell waits for it until ctx ends. In
@@ -142,6 +148,9 @@ func (a *Actor[K, M]) Tell(ctx context.Context, key K, msg M) error {
 	if err != nil {
 		a.work.done()
 		return a.refused(ctx, err)
+	}
+	if a.inline != nil {
+		return a.inline.submit(ctx, key, msg)
 	}
 	return a.exec.submit(ctx, key, msg)
 }

@@ -63,8 +63,9 @@ type Config[K comparable, M any] struct {
 	// (the caller gave up, or its deadline passed) by the time its turn
 	// came, with ctx.Err(), instead of the handler: a message that waited
 	// in a queue (behind MaxConcurrency, behind its key in Ordered mode,
-	// or for a worker) or, in Inline mode, one told with a ctx already
-	// done. It runs on the goroutine that would have run the handler, once
+	// or for a worker), or was told with a ctx already done. Inline mode
+	// runs each message at its Tell and does not check. It runs on the
+	// goroutine that would have run the handler, once
 	// the message's room in the mailbox is free again, like After; After
 	// and OnPanic are not called for such a message. A panic in it is
 	// recovered and logged. When Expired is nil such messages are only

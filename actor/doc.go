@@ -54,9 +54,9 @@
 //   - the handler panics on it: Config.OnPanic receives it with a
 //     *PanicError carrying the panic value and stack;
 //   - its ctx ended before its turn came (it waited in a queue, or was
-//     told with a ctx already done): the handler is not run, and
-//     Config.Expired receives it with ctx.Err() (Actor.Expired counts
-//     them);
+//     told with a ctx already done; not in Inline mode, where the turn is
+//     the Tell): the handler is not run, and Config.Expired receives it
+//     with ctx.Err() (Actor.Expired counts them);
 //   - the actor stops before running it: Config.Drop receives it with the
 //     stop reason.
 //

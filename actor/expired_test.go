@@ -96,11 +96,23 @@ func TestQueuedMessageWhoseCtxEndsIsNotRun(t *testing.T) {
 	}
 }
 
-// TestMessageToldWithEndedCtxIsNotRun: in every mode, a message told with a
-// ctx already done is accepted (Tell returns nil, as the actor had room)
-// and expired, not run.
+// queuedModes are the modes whose messages may wait for their turn: all
+// but Inline, which runs each message at its Tell and checks no ctx.
+var queuedModes = []struct {
+	name string
+	mode actor.Mode
+	conc int
+}{
+	{"spawn", actor.Spawn, 0},
+	{"spawn-capped", actor.Spawn, 2},
+	{"ordered", actor.Ordered, 0},
+}
+
+// TestMessageToldWithEndedCtxIsNotRun: in every queued mode, a message
+// told with a ctx already done is accepted (Tell returns nil, as the actor
+// had room) and expired, not run.
 func TestMessageToldWithEndedCtxIsNotRun(t *testing.T) {
-	for _, m := range modes {
+	for _, m := range queuedModes {
 		t.Run(m.name, func(t *testing.T) {
 			ran := make(chan int, 1)
 			expired := make(chan expiry, 1)
@@ -132,7 +144,7 @@ func TestMessageToldWithEndedCtxIsNotRun(t *testing.T) {
 // TestExpiredWithoutCallbackFreesRoom: with Expired nil, an expired
 // message is counted and its room freed.
 func TestExpiredWithoutCallbackFreesRoom(t *testing.T) {
-	for _, m := range modes {
+	for _, m := range queuedModes {
 		t.Run(m.name, func(t *testing.T) {
 			ran := make(chan int, 2)
 			a := mustNew(t, actor.Config[int, int]{
