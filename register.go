@@ -87,6 +87,13 @@ func (m *Messenger) newActor(h *Handler) (*actor.Actor[peer.ID, *inbound], error
 			// The actor has logged the panic; its stack is in p for errors.As.
 			in.s.finish(in, nil, &Error{Code: CodeHandlerPanic, Handler: name, Message: fmt.Sprint(p.Value), cause: p})
 		},
+		// A request whose ctx ended while it waited for its turn (the
+		// caller gave up, its deadline passed, Shutdown stopped the
+		// handlers) is not run; it is answered with the ctx's error, as a
+		// handler that honours its ctx would have answered.
+		Expired: func(in *inbound, err error) {
+			in.s.finish(in, nil, err)
+		},
 		Drop: func(in *inbound, err error) {
 			in.s.finish(in, nil, m.tellError(name, nil, err))
 		},

@@ -59,6 +59,18 @@ type Config[K comparable, M any] struct {
 	// while there is room. velo uses it to tell a connection whose receive
 	// path waits on a handler from one that went silent.
 	Wait func(msg M, waiting bool)
+	// Expired, if set, receives each accepted message whose ctx had ended
+	// (the caller gave up, or its deadline passed) by the time its turn
+	// came, with ctx.Err(), instead of the handler: a message that waited
+	// in a queue (behind MaxConcurrency, behind its key in Ordered mode,
+	// or for a worker), or was told with a ctx already done. Inline mode
+	// runs each message at its Tell and does not check. It runs on the
+	// goroutine that would have run the handler, once
+	// the message's room in the mailbox is free again, like After; After
+	// and OnPanic are not called for such a message. A panic in it is
+	// recovered and logged. When Expired is nil such messages are only
+	// counted (see Actor.Expired) and their room freed.
+	Expired func(msg M, err error)
 	// Drop, if set, receives each accepted message that will never run
 	// because the actor stopped first (the supervisor gave up, or Stop's
 	// ctx ended before the queue drained), with the stop reason, which

@@ -8,9 +8,9 @@
 //
 // The Mode says where a message runs:
 //
-//   - Spawn: on a goroutine of its own, so messages run in parallel. With
-//     MaxConcurrency set, messages queue and at most that many worker
-//     goroutines drain them. The handler must be safe for concurrent use.
+//   - Spawn: on a pool of worker goroutines, so messages run in parallel.
+//     With MaxConcurrency set, messages queue and at most that many
+//     workers drain them. The handler must be safe for concurrent use.
 //   - Inline: on the goroutine that calls Tell, before Tell returns. This
 //     is the cheapest mode, and the right one only for handlers that never
 //     block, since they stall whatever calls Tell (in velo, the receive
@@ -41,7 +41,8 @@
 // Block overflow makes Tell wait for room, so a slow handler slows down
 // whoever sends to it, instead of queueing without bound; an actor with the
 // Reject overflow makes Tell fail at once with an error wrapping
-// mailbox.ErrFull, and counts the refusal (Actor.Refused).
+// mailbox.ErrFull, and counts the refusal (Actor.Refused). The count and
+// the queues are package mailbox's Slots and Ring.
 //
 // # Outcomes
 //
@@ -52,6 +53,10 @@
 //   - the handler runs it and returns;
 //   - the handler panics on it: Config.OnPanic receives it with a
 //     *PanicError carrying the panic value and stack;
+//   - its ctx ended before its turn came (it waited in a queue, or was
+//     told with a ctx already done; not in Inline mode, where the turn is
+//     the Tell): the handler is not run, and Config.Expired receives it
+//     with ctx.Err() (Actor.Expired counts them);
 //   - the actor stops before running it: Config.Drop receives it with the
 //     stop reason.
 //
@@ -59,8 +64,10 @@
 //
 // # Supervision
 //
-// A panic in a handler is recovered and never reaches the process. After
-// OnPanic, the supervisor applies Config.Restart: it either restarts, by
+// A panic in a handler is recovered and never reaches the process. It is
+// logged at Error with its stack, at most ten lines at once and then one
+// a second per actor, the next line written saying how many were left
+// out. The supervisor applies Config.Restart: it either restarts, by
 // calling the factory again (after a backoff, if set; messages that arrive
 // meanwhile wait), or stops the actor, after which Err reports why, queued
 // messages go to Drop and Tell fails with an error wrapping ErrStopped. A

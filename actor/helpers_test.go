@@ -87,3 +87,41 @@ func (c *collector[T]) get() []T {
 	defer c.mu.Unlock()
 	return append([]T(nil), c.vals...)
 }
+
+// modes lists the dispatch configurations that every general test runs in.
+var modes = []struct {
+	name string
+	mode actor.Mode
+	conc int
+}{
+	{"spawn", actor.Spawn, 0},
+	{"spawn-capped", actor.Spawn, 2},
+	{"inline", actor.Inline, 0},
+	{"ordered", actor.Ordered, 0},
+}
+
+// blocking returns a handler that reports each message on started and then
+// waits for release to be closed.
+func blocking(started chan<- int, release <-chan struct{}) func() func(context.Context, int) {
+	return stateless(func(_ context.Context, msg int) {
+		started <- msg
+		<-release
+	})
+}
+
+// fill tells msgs to a, from goroutines for an Inline actor (whose Tells
+// block in the handler), and returns a channel of the Tell errors.
+func fill(t *testing.T, a *actor.Actor[int, int], mode actor.Mode, keys, msgs []int) <-chan error {
+	t.Helper()
+	errs := make(chan error, len(msgs))
+	for i, m := range msgs {
+		if mode == actor.Inline {
+			go func() { errs <- a.Tell(context.Background(), keys[i], m) }()
+			continue
+		}
+		if err := a.Tell(context.Background(), keys[i], m); err != nil {
+			t.Fatalf("Tell(%d): %v", m, err)
+		}
+	}
+	return errs
+}

@@ -6,8 +6,11 @@ import "strconv"
 type Mode int
 
 const (
-	// Spawn runs each message on a goroutine of its own, so messages run in
-	// parallel; Config.MaxConcurrency optionally caps how many at once.
+	// Spawn runs messages on a pool of worker goroutines, never on the
+	// caller's, so messages run in parallel: quick handlers run back to
+	// back on one worker, and a handler that blocks leaves the next
+	// messages to another. Idle workers exit after about a second.
+	// Config.MaxConcurrency optionally caps how many run at once.
 	Spawn Mode = iota
 	// Inline runs each message on the goroutine that calls Tell (the
 	// receive path), with no hop: for tiny handlers and the least latency.

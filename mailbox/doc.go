@@ -1,23 +1,27 @@
-// Package mailbox provides a bounded multi-producer queue with an explicit
-// overflow policy, and the policies and errors of velo's handler mailboxes:
-// an actor's capacity (actor.Config.Mailbox, Overflow) follows the same
-// Block and Reject rules and fails with the same ErrFull and ErrClosed,
-// though it counts its messages without a Mailbox in front of it.
+// Package mailbox holds the parts of velo's handler mailboxes: Slots, which
+// bounds how many messages a mailbox holds and applies its overflow Policy,
+// and Ring, the FIFO queue the messages wait in. An actor (package actor)
+// takes a slot for each message it accepts, queues the message in a Ring
+// of its own choosing (one for the whole actor, or one per key), and
+// releases the slot once the message has run.
 //
-// A Mailbox wraps a buffered channel, so a push or pop that does not have
-// to wait costs about as much as a channel operation. What the bare channel
-// lacks, the Mailbox adds:
+// The two are apart because the count and the queue do not line up: a
+// message that runs at once, on the sender's goroutine or on an idle
+// worker, holds a slot without ever being queued, and an actor that keeps
+// per-key order has many queues under one capacity.
 //
-//   - an overflow policy chosen at construction: Block makes a producer wait
-//     for room (backpressure travels up to whoever produces), Reject makes it
-//     fail at once with ErrFull and counts the refusal (see Refused);
-//   - waiting pushers and poppers give up when their context ends;
-//   - Close is safe while producers are pushing: a Push that races Close
-//     either enqueues its value or returns ErrClosed, never panics, and
-//     once Close has returned no value can be enqueued any more;
-//   - after Close, Pop still hands out what was queued, then reports
-//     ErrClosed, so a consumer can drain before it exits.
+// Slots gives the overflow policy chosen at construction:
 //
-// Any number of goroutines may push and pop at once. Values come out in the
-// order they went in.
+//   - Block makes a sender wait for a slot (backpressure travels up to
+//     whoever sends), until its context ends or the slots close. Waiting
+//     senders queue in arrival order, and a release hands its slot to the
+//     first of them, so a sender that keeps coming back cannot overtake
+//     one that waits.
+//   - Reject makes a sender fail at once with ErrFull, and counts the
+//     refusal (Slots.Refused).
+//
+// Close makes every later take fail with ErrClosed and wakes the senders
+// waiting, while the slots already held stay held until released: the
+// owner drains what it accepted. Taking and releasing a slot while nobody
+// waits is one atomic operation each (TryAcquire, Release).
 package mailbox

@@ -8,28 +8,36 @@ import (
 	"github.com/velo-messenger/velo/mailbox"
 )
 
+// A bounded queue of two values that refuses a third: a slot is taken
+// before each push and released after each pop.
 func Example() {
 	ctx := context.Background()
-	m := mailbox.New[string](2, mailbox.Reject)
+	slots := mailbox.NewSlots(2, mailbox.Reject)
+	var queue mailbox.Ring[string]
 
-	_ = m.Push(ctx, "first")
-	_ = m.Push(ctx, "second")
-	if err := m.Push(ctx, "third"); errors.Is(err, mailbox.ErrFull) {
-		fmt.Println("refused:", err, "- refusals so far:", m.Refused())
+	for _, v := range []string{"first", "second", "third"} {
+		if err := slots.Acquire(ctx); err != nil {
+			if errors.Is(err, mailbox.ErrFull) {
+				fmt.Println("refused", v+":", err, "- refusals so far:", slots.Refused())
+			}
+			continue
+		}
+		queue.Push(v)
 	}
 
-	m.Close()
+	slots.Close()
 	for {
-		v, err := m.Pop(ctx)
-		if errors.Is(err, mailbox.ErrClosed) {
-			fmt.Println("drained")
+		v, ok := queue.Pop()
+		if !ok {
 			break
 		}
 		fmt.Println("popped", v)
+		slots.Release()
 	}
+	fmt.Println("held:", slots.Len(), "- after Close:", slots.Acquire(ctx))
 	// Output:
-	// refused: velo: mailbox full - refusals so far: 1
+	// refused third: velo: mailbox full - refusals so far: 1
 	// popped first
 	// popped second
-	// drained
+	// held: 0 - after Close: velo: mailbox closed
 }

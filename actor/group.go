@@ -6,64 +6,6 @@ import (
 	"sync/atomic"
 )
 
-// entry is a message waiting in a queue, with the ctx its Tell passed.
-type entry[M any] struct {
-	ctx context.Context
-	msg M
-}
-
-// queue is a FIFO of entries in a ring buffer whose size is a power of two.
-// It grows only when full, so it never holds more than twice the most
-// entries it had at once. It is not safe for concurrent use; the actor
-// guards it with its queue mutex.
-type queue[M any] struct {
-	buf  []entry[M]
-	head int // index of the oldest entry
-	n    int // entries queued
-}
-
-func (q *queue[M]) len() int { return q.n }
-
-func (q *queue[M]) push(e entry[M]) {
-	if q.n == len(q.buf) {
-		q.grow()
-	}
-	q.buf[(q.head+q.n)&(len(q.buf)-1)] = e
-	q.n++
-}
-
-func (q *queue[M]) grow() {
-	buf := make([]entry[M], max(4, 2*len(q.buf)))
-	// The live entries are buf[head:] followed by buf[:head]; lay them out
-	// from index 0.
-	k := copy(buf, q.buf[q.head:])
-	copy(buf[k:], q.buf[:q.head])
-	q.buf, q.head = buf, 0
-}
-
-func (q *queue[M]) pop() (entry[M], bool) {
-	if q.n == 0 {
-		return entry[M]{}, false
-	}
-	e := q.buf[q.head]
-	q.buf[q.head] = entry[M]{} // let the ctx and msg be collected
-	q.head = (q.head + 1) & (len(q.buf) - 1)
-	q.n--
-	return e, true
-}
-
-// takeAll appends every queued entry to dst in order, empties q and
-// returns dst.
-func (q *queue[M]) takeAll(dst []entry[M]) []entry[M] {
-	for {
-		e, ok := q.pop()
-		if !ok {
-			return dst
-		}
-		dst = append(dst, e)
-	}
-}
-
 // group counts units of outstanding work (accepted messages not finished,
 // goroutines not exited) and lets Stop wait until none is left.
 //

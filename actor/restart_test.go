@@ -1,7 +1,6 @@
 package actor
 
 import (
-	"context"
 	"testing"
 	"time"
 )
@@ -92,114 +91,5 @@ func TestSupervisorFailure(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestQueue(t *testing.T) {
-	var q queue[int]
-	next, want := 0, 0
-	// Interleave pushes and pops so the slice slides; pops keep up, so the
-	// queue never holds more than a few values.
-	for round := range 200 {
-		for range round % 5 {
-			q.push(entry[int]{msg: next})
-			next++
-		}
-		for range round % 7 {
-			e, ok := q.pop()
-			if !ok {
-				if q.len() != 0 {
-					t.Fatalf("pop failed with len %d", q.len())
-				}
-				break
-			}
-			if e.msg != want {
-				t.Fatalf("popped %d, want %d", e.msg, want)
-			}
-			want++
-		}
-	}
-	if len(q.buf) > 8 {
-		t.Fatalf("ring grew to %d though it never held more than 5", len(q.buf))
-	}
-	// Grow while the live entries wrap around the end of the ring.
-	for range 3 {
-		q.push(entry[int]{msg: next})
-		next++
-	}
-	for range 2 {
-		if e, _ := q.pop(); e.msg != want {
-			t.Fatalf("popped %d, want %d", e.msg, want)
-		}
-		want++
-	}
-	for range 40 {
-		q.push(entry[int]{msg: next})
-		next++
-	}
-	rest := q.takeAll(nil)
-	for _, e := range rest {
-		if e.msg != want {
-			t.Fatalf("takeAll gave %d, want %d", e.msg, want)
-		}
-		want++
-	}
-	if want != next || q.len() != 0 {
-		t.Fatalf("%d of %d values came out, %d left", want, next, q.len())
-	}
-}
-
-// TestIdleKeysLeaveNoEntry checks that an Ordered actor forgets keys that
-// have gone idle, so its memory does not grow with the keys ever seen.
-func TestIdleKeysLeaveNoEntry(t *testing.T) {
-	a, err := New(Config[int, int]{
-		Mode:    Ordered,
-		Factory: func() func(context.Context, int) { return func(context.Context, int) {} },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const keys = 3 * shrinkKeys
-	for k := range keys {
-		if err := a.Tell(context.Background(), k, k); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := a.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	a.qmu.Lock()
-	defer a.qmu.Unlock()
-	if len(a.keys) != 0 {
-		t.Fatalf("%d keys still in the map after they went idle", len(a.keys))
-	}
-	if len(a.spare) > maxSpareQueues {
-		t.Fatalf("%d spare queues kept, limit %d", len(a.spare), maxSpareQueues)
-	}
-}
-
-func TestGroup(t *testing.T) {
-	var g group
-	if err := g.wait(context.Background()); err != nil {
-		t.Fatalf("wait on empty group = %v", err)
-	}
-	g.add()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := g.wait(ctx); err != context.Canceled {
-		t.Fatalf("wait with work left and canceled ctx = %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- g.wait(context.Background()) }()
-	g.done()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("wait did not return once the group emptied")
 	}
 }
