@@ -8,7 +8,9 @@ import (
 	"go/parser"
 	"go/token"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +188,69 @@ func TestHandshakeRefusesAnotherProtocolVersion(t *testing.T) {
 	}
 	if _, err := waitPeerClose(c, 5*time.Second); err != nil {
 		t.Errorf("connection still open: %v", err)
+	}
+}
+
+// A request whose caller gave up while it waited in its handler's mailbox
+// (here behind a Concurrency(1) handler that is busy) is answered and
+// never run: the handler does not spend time on work nobody waits for.
+func TestRequestExpiredInMailboxIsNotRun(t *testing.T) {
+	ctx := testCtx(t)
+	a, b := memPair(t)
+	release := make(chan struct{})
+	var runs []string
+	var mu sync.Mutex
+	mustRegister(t, b, velo.UnaryHandler("one-at-a-time", func(_ context.Context, c *velo.Context) ([]byte, error) {
+		mu.Lock()
+		runs = append(runs, string(c.Payload))
+		mu.Unlock()
+		if string(c.Payload) == "first" {
+			<-release
+		}
+		return nil, nil
+	}).Concurrency(1))
+	first := make(chan error, 1)
+	go func() {
+		_, err := a.Unary("one-at-a-time").RawPayload([]byte("first")).Instance(b.InstanceID()).Send(ctx)
+		first <- err
+	}()
+	for { // the first call is running
+		mu.Lock()
+		n := len(runs)
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err := a.Unary("one-at-a-time").RawPayload([]byte("expired")).Instance(b.InstanceID()).Send(short)
+	cancel()
+	if !errors.Is(err, velo.ErrDeadlineExceeded) {
+		t.Fatalf("queued call: %v, want ErrDeadlineExceeded", err)
+	}
+	cctx, ccancel := context.WithCancel(ctx)
+	canceled := make(chan error, 1)
+	go func() {
+		_, err := a.Unary("one-at-a-time").RawPayload([]byte("canceled")).Instance(b.InstanceID()).Send(cctx)
+		canceled <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // queued behind the first
+	ccancel()
+	if err := <-canceled; !errors.Is(err, velo.ErrCanceled) {
+		t.Fatalf("canceled call: %v, want ErrCanceled", err)
+	}
+	time.Sleep(50 * time.Millisecond) // the cancel frame reached b
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Unary("one-at-a-time").RawPayload([]byte("last")).Instance(b.InstanceID()).Send(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"first", "last"}; !slices.Equal(runs, want) {
+		t.Errorf("handler ran %q, want %q: a request whose caller gave up was still run", runs, want)
 	}
 }
