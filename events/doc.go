@@ -48,8 +48,9 @@
 //
 // The package does not import the messenger. It sends through the small
 // Network interface and receives through Manager.Deliver; the messenger
-// registers the reserved handlers SubscribeHandler, TriggerHandler and
-// CompleteHandler, routes their messages to Deliver, and reports
+// hands every one-way message under the reserved names SubscribeHandler,
+// TriggerHandler and CompleteHandler to Deliver on its receive path (no
+// handler is registered under them), and reports
 // connections with PeerConnected and PeerDisconnected.
 //
 // When an owner cannot be reached, the manager keeps trying to re-subscribe
