@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/velo-messenger/velo/peer"
@@ -32,8 +33,17 @@ type PeerDiscovery interface {
 // idempotent. An instance that dies without Close disappears when its
 // time to live runs out.
 type Registration interface {
+	// Update publishes info in place of what the registration published
+	// (the messenger calls it when its handlers change); info has the
+	// registered ID. What the registration publishes again later (after
+	// a lost lease, a refresh) is info from then on. After Close it
+	// fails.
+	Update(ctx context.Context, info peer.Info) error
 	Close(ctx context.Context) error
 }
+
+// ErrClosed is returned by Registration.Update after Close.
+var ErrClosed = errors.New("discovery: registration closed")
 
 // Watcher is implemented by backends that can report changes to the set of
 // registered instances as they happen. The messenger does not need it
@@ -190,6 +200,34 @@ type memRegistration struct {
 	m    *Memory
 	id   peer.ID
 	once sync.Once
+}
+
+// Update implements Registration.
+func (r *memRegistration) Update(ctx context.Context, info peer.Info) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := CheckUpdate(r.id, info); err != nil {
+		return err
+	}
+	r.m.mu.Lock()
+	defer r.m.mu.Unlock()
+	e, ok := r.m.peers[r.id]
+	if !ok || e.reg != r {
+		return ErrClosed
+	}
+	r.m.peers[r.id] = memEntry{info: info.Clone(), reg: r}
+	r.m.notifyLocked()
+	return nil
+}
+
+// CheckUpdate reports what makes info unfit to update the registration
+// of id.
+func CheckUpdate(id peer.ID, info peer.Info) error {
+	if info.ID != id {
+		return fmt.Errorf("discovery: update of %s carries the id %s", id.Short(), info.ID.Short())
+	}
+	return info.Validate()
 }
 
 func (r *memRegistration) Close(context.Context) error {

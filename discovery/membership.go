@@ -42,7 +42,7 @@ func (m Membership) Sync(all []peer.Info) []Change {
 func (m Membership) Apply(c Change) (Change, bool) {
 	switch c.Kind {
 	case Put:
-		if old, ok := m[c.Info.ID]; ok && maps.Equal(old.Addresses, c.Info.Addresses) {
+		if old, ok := m[c.Info.ID]; ok && old.Equal(c.Info) {
 			return Change{}, false
 		}
 		c.Info = c.Info.Clone()

@@ -28,6 +28,9 @@ func NewRecord(info peer.Info) (Record, []byte, error) {
 	return rec, b, err
 }
 
+// Encode returns the entry as a backend stores it.
+func (r Record) Encode() ([]byte, error) { return json.Marshal(r) }
+
 // DecodeRecord reads an entry written by NewRecord.
 func DecodeRecord(b []byte) (Record, error) {
 	var rec Record

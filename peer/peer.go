@@ -74,6 +74,21 @@ type Info struct {
 	// Addresses maps a transport name ("tcp", "uds", ...) to the address that
 	// transport listens on, in the transport's own notation.
 	Addresses map[string]string `msgpack:"addrs" json:"addresses"`
+	// Service names the service the instance belongs to (see
+	// velo.Builder.Service); empty for none.
+	Service string `msgpack:"svc,omitempty" json:"service,omitempty"`
+	// Handlers lists the user handlers the instance offers, sorted: the
+	// names callers route by.
+	Handlers []string `msgpack:"handlers,omitempty" json:"handlers,omitempty"`
+}
+
+// MaxServiceName is the longest service name, in bytes.
+const MaxServiceName = 255
+
+// Offers reports whether the instance lists the handler named name.
+func (i Info) Offers(name string) bool {
+	_, ok := slices.BinarySearch(i.Handlers, name)
+	return ok
 }
 
 // Address returns the address for the named transport, if the instance has one.
@@ -84,7 +99,13 @@ func (i Info) Address(transport string) (string, bool) {
 
 // Clone returns a copy of i that shares no map with it.
 func (i Info) Clone() Info {
-	return Info{ID: i.ID, Addresses: maps.Clone(i.Addresses)}
+	return Info{ID: i.ID, Addresses: maps.Clone(i.Addresses), Service: i.Service, Handlers: slices.Clone(i.Handlers)}
+}
+
+// Equal reports whether i and o say the same: id, addresses, service and
+// handlers.
+func (i Info) Equal(o Info) bool {
+	return i.ID == o.ID && i.Service == o.Service && maps.Equal(i.Addresses, o.Addresses) && slices.Equal(i.Handlers, o.Handlers)
 }
 
 // Validate reports what makes i unusable as a peer registration.
@@ -95,6 +116,12 @@ func (i Info) Validate() error {
 	if len(i.Addresses) == 0 {
 		return fmt.Errorf("peer: info for %s has no transport address", i.ID.Short())
 	}
+	if len(i.Service) > MaxServiceName {
+		return fmt.Errorf("peer: info for %s has a service name of %d bytes, the most is %d", i.ID.Short(), len(i.Service), MaxServiceName)
+	}
+	if !slices.IsSorted(i.Handlers) {
+		return fmt.Errorf("peer: info for %s lists its handlers out of order", i.ID.Short())
+	}
 	return nil
 }
 
@@ -102,6 +129,10 @@ func (i Info) Validate() error {
 func (i Info) String() string {
 	var b strings.Builder
 	b.WriteString(i.ID.Short())
+	if i.Service != "" {
+		b.WriteByte('@')
+		b.WriteString(i.Service)
+	}
 	b.WriteByte('{')
 	for n, name := range slices.Sorted(maps.Keys(i.Addresses)) {
 		if n > 0 {

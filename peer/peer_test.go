@@ -2,6 +2,7 @@ package peer
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -50,5 +51,44 @@ func TestInfo(t *testing.T) {
 	}
 	if err := (Info{ID: NewID()}).Validate(); err == nil {
 		t.Fatal("Info without addresses validated")
+	}
+}
+
+func TestInfoServiceAndHandlers(t *testing.T) {
+	i := Info{ID: NewID(), Addresses: map[string]string{"tcp": "127.0.0.1:1"}, Service: "jobs", Handlers: []string{"a", "c"}}
+	if err := i.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !i.Offers("a") || !i.Offers("c") || i.Offers("b") {
+		t.Errorf("Offers: got a=%v b=%v c=%v, want true false true", i.Offers("a"), i.Offers("b"), i.Offers("c"))
+	}
+	c := i.Clone()
+	if !c.Equal(i) {
+		t.Fatalf("Clone %v differs from %v", c, i)
+	}
+	c.Handlers[0] = "z"
+	if i.Handlers[0] != "a" {
+		t.Error("Clone shares its handler list")
+	}
+	for name, o := range map[string]Info{
+		"service":  {ID: i.ID, Addresses: i.Addresses, Service: "other", Handlers: i.Handlers},
+		"handlers": {ID: i.ID, Addresses: i.Addresses, Service: i.Service, Handlers: []string{"a"}},
+	} {
+		if o.Equal(i) {
+			t.Errorf("another %s compares Equal", name)
+		}
+	}
+	bad := i.Clone()
+	bad.Handlers = []string{"c", "a"}
+	if bad.Validate() == nil {
+		t.Error("Validate accepts unsorted handlers")
+	}
+	bad = i.Clone()
+	bad.Service = string(make([]byte, MaxServiceName+1))
+	if bad.Validate() == nil {
+		t.Error("Validate accepts an overlong service name")
+	}
+	if s := i.String(); !strings.Contains(s, "@jobs{") {
+		t.Errorf("String() = %q, want the service after the id", s)
 	}
 }

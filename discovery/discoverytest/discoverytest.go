@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"testing"
 	"time"
 
@@ -68,6 +67,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("RefreshKeepsAlive", func(t *testing.T) { testRefresh(t, &h) })
 	t.Run("AbandonedExpires", func(t *testing.T) { testAbandoned(t, &h) })
 	t.Run("Watch", func(t *testing.T) { testWatch(t, &h) })
+	t.Run("Update", func(t *testing.T) { testUpdate(t, &h) })
 	t.Run("MessengersReachEachOther", func(t *testing.T) { testMessengers(t, &h) })
 	t.Run("MessengerShutdownWithdraws", func(t *testing.T) { testMessengerShutdown(t, &h) })
 	t.Run("MessengerKilledExpires", func(t *testing.T) { testMessengerKilled(t, &h) })
@@ -105,7 +105,8 @@ func Eventually(within time.Duration, f func() error) (time.Duration, error) {
 	}
 }
 
-// Found returns nil if d finds info (same addresses), else why not.
+// Found returns nil if d finds info (same addresses, service and
+// handlers), else why not.
 func Found(ctx context.Context, d discovery.PeerDiscovery, info peer.Info) error {
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -113,7 +114,7 @@ func Found(ctx context.Context, d discovery.PeerDiscovery, info peer.Info) error
 	if err != nil {
 		return fmt.Errorf("Lookup(%s): %w", info.ID.Short(), err)
 	}
-	if got.ID != info.ID || !maps.Equal(got.Addresses, info.Addresses) {
+	if !got.Equal(info) {
 		return fmt.Errorf("Lookup(%s) = %v, want %v", info.ID.Short(), got, info)
 	}
 	return nil
@@ -308,7 +309,7 @@ func (w *watchState) waitFor(within time.Duration, what string, cond func(discov
 func has(info peer.Info) func(discovery.Membership) bool {
 	return func(m discovery.Membership) bool {
 		got, ok := m[info.ID]
-		return ok && maps.Equal(got.Addresses, info.Addresses)
+		return ok && got.Equal(info)
 	}
 }
 
@@ -351,5 +352,61 @@ func testWatch(t *testing.T, h *Harness) {
 	h.Abandon(t, reg3)
 	if err := w.waitFor(h.TTL+h.slack()+time.Second, "delete of an expired registration", lacks(dead.ID)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testUpdate: Update replaces what a registration publishes, for lookups
+// and watches, keeps it through refreshes, never overwrites a newer
+// registration, and fails after Close.
+func testUpdate(t *testing.T, h *Harness) {
+	ctx := Ctx(t)
+	a, b := h.New(t), h.New(t)
+	info := NewInfo("127.0.0.1:1011")
+	reg := register(t, ctx, a, info)
+	var w *watchState
+	if _, ok := b.(discovery.Watcher); ok {
+		w = startWatch(t, ctx, b)
+	}
+	updated := info.Clone()
+	updated.Service, updated.Handlers = "jobs", []string{"resize", "thumbnail"}
+	if err := reg.Update(ctx, updated); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if err := Found(ctx, b, updated); err != nil {
+		t.Fatalf("after Update: %v", err)
+	}
+	if w != nil {
+		if err := w.waitFor(5*time.Second, "put of the updated info", has(updated)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wrong := updated.Clone()
+	wrong.ID = peer.NewID()
+	if err := reg.Update(ctx, wrong); err == nil {
+		t.Error("Update with another instance's id succeeded")
+	}
+	unsorted := updated.Clone()
+	unsorted.Handlers = []string{"b", "a"}
+	if err := reg.Update(ctx, unsorted); err == nil {
+		t.Error("Update with unsorted handlers succeeded")
+	}
+	// Refreshes publish the updated info, not the registered one.
+	time.Sleep(h.TTL + h.slack())
+	if err := Found(ctx, b, updated); err != nil {
+		t.Fatalf("a TTL after Update: %v", err)
+	}
+	// An older registration's Update leaves a newer registration alone.
+	newer := updated.Clone()
+	newer.Addresses = map[string]string{"tcp": "127.0.0.1:1012"}
+	register(t, ctx, a, newer)
+	stale := updated.Clone()
+	stale.Handlers = []string{"stale"}
+	reg.Update(ctx, stale) // superseded: an error or a no-op, never a write
+	if err := Found(ctx, b, newer); err != nil {
+		t.Fatalf("after an older registration's Update: %v", err)
+	}
+	reg.Close(ctx)
+	if err := reg.Update(ctx, updated); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Update after Close = %v, want ErrClosed", err)
 	}
 }

@@ -158,13 +158,13 @@ type registration struct {
 	id    peer.ID
 	key   string
 	token string
-	value string
 	// lease is the registration's own lease client: closing it ends the
 	// keepalive goroutines it started, and nothing else.
 	lease clientv3.Lease
 
 	leaseMu sync.Mutex
 	leaseID clientv3.LeaseID // guarded by leaseMu: the lease the entry is on
+	value   string           // guarded by leaseMu: the entry as written
 
 	ctx  context.Context // ends when the goroutine must stop (halt)
 	halt context.CancelFunc
@@ -202,9 +202,10 @@ func (g *registration) publish(ctx context.Context, force bool) error {
 	if err != nil {
 		return fmt.Errorf("discovery/etcd: register %s: lease: %w", g.id.Short(), err)
 	}
-	put := clientv3.OpPut(g.key, g.value, clientv3.WithLease(grant.ID))
+	value := g.currentValue()
+	put := clientv3.OpPut(g.key, value, clientv3.WithLease(grant.ID))
 	if force {
-		_, err = g.r.c.Put(ctx, g.key, g.value, clientv3.WithLease(grant.ID))
+		_, err = g.r.c.Put(ctx, g.key, value, clientv3.WithLease(grant.ID))
 	} else {
 		var resp *clientv3.TxnResponse
 		resp, err = g.r.c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(g.key), "=", modRev)).Then(put).Commit()
@@ -220,6 +221,56 @@ func (g *registration) publish(ctx context.Context, force bool) error {
 	g.leaseMu.Lock()
 	g.leaseID = grant.ID
 	g.leaseMu.Unlock()
+	return nil
+}
+
+func (g *registration) currentValue() string {
+	g.leaseMu.Lock()
+	defer g.leaseMu.Unlock()
+	return g.value
+}
+
+// Update implements discovery.Registration: it puts the entry with info
+// on the registration's lease, unless the registration was closed or a
+// newer one owns the key. A lease lost meanwhile is the keepalive
+// goroutine's to restore, and it publishes info.
+func (g *registration) Update(ctx context.Context, info peer.Info) error {
+	if err := discovery.CheckUpdate(g.id, info); err != nil {
+		return err
+	}
+	b, err := discovery.Record{Info: info.Clone(), Token: g.token}.Encode()
+	if err != nil {
+		return err
+	}
+	g.closeMu.Lock()
+	defer g.closeMu.Unlock()
+	if g.closed {
+		return discovery.ErrClosed
+	}
+	g.leaseMu.Lock()
+	g.value = string(b)
+	lease := g.leaseID
+	g.leaseMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, g.r.opts.Timeout)
+	defer cancel()
+	resp, err := g.r.c.Get(ctx, g.key)
+	if err != nil {
+		return fmt.Errorf("discovery/etcd: update %s: %w", g.id.Short(), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil // the lease expired: run publishes the new value
+	}
+	if rec, err := discovery.DecodeRecord(resp.Kvs[0].Value); err == nil && rec.Token != g.token {
+		return errSuperseded
+	}
+	put := clientv3.OpPut(g.key, string(b), clientv3.WithLease(lease))
+	txn, err := g.r.c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(g.key), "=", resp.Kvs[0].ModRevision)).Then(put).Commit()
+	if err == nil && !txn.Succeeded {
+		err = errors.New("the key changed meanwhile")
+	}
+	if err != nil {
+		return fmt.Errorf("discovery/etcd: update %s: %w", g.id.Short(), err)
+	}
 	return nil
 }
 

@@ -108,6 +108,8 @@ type document struct {
 // entry is one registered instance.
 type entry struct {
 	Addresses map[string]string `json:"addresses"`
+	Service   string            `json:"service,omitempty"`
+	Handlers  []string          `json:"handlers,omitempty"`
 	// Expires is when the entry stops being valid, in Unix milliseconds
 	// of the host's clock (every reader is on the same host).
 	Expires int64 `json:"expires"`
@@ -118,6 +120,11 @@ type entry struct {
 }
 
 const formatVersion = 1
+
+// info is the Info the entry publishes for id.
+func (e entry) info(id peer.ID) peer.Info {
+	return peer.Info{ID: id, Addresses: e.Addresses, Service: e.Service, Handlers: e.Handlers}
+}
 
 func (e entry) live(now time.Time) bool { return e.Expires > now.UnixMilli() }
 
@@ -219,7 +226,7 @@ func (r *Registry) Lookup(ctx context.Context, id peer.ID) (peer.Info, error) {
 	if !ok || !e.live(time.Now()) {
 		return peer.Info{}, fmt.Errorf("%w: %s in %s", discovery.ErrNotFound, id, r.path)
 	}
-	return peer.Info{ID: id, Addresses: e.Addresses}, nil
+	return e.info(id), nil
 }
 
 // snapshot returns the live entries of the file.
@@ -232,7 +239,7 @@ func (r *Registry) snapshot() ([]peer.Info, error) {
 	out := make([]peer.Info, 0, len(d.Instances))
 	for id, e := range d.Instances {
 		if e.live(now) {
-			out = append(out, peer.Info{ID: id, Addresses: e.Addresses})
+			out = append(out, e.info(id))
 		}
 	}
 	return out, nil
@@ -281,6 +288,7 @@ func (r *Registry) Register(ctx context.Context, info peer.Info) (discovery.Regi
 	rand.Read(tok[:])
 	g := &registration{
 		r:     r,
+		id:    info.ID,
 		info:  info.Clone(),
 		token: hex.EncodeToString(tok[:]),
 		done:  make(chan struct{}),
@@ -295,8 +303,11 @@ func (r *Registry) Register(ctx context.Context, info peer.Info) (discovery.Regi
 
 type registration struct {
 	r     *Registry
-	info  peer.Info
+	id    peer.ID
 	token string
+
+	mu   sync.Mutex
+	info peer.Info // guarded by mu: what the entry publishes
 
 	// ctx ends when the refresh goroutine must stop (halt), which also
 	// ends a refresh waiting for the lock.
@@ -313,23 +324,45 @@ type registration struct {
 // same instance is left alone, unless force (the first write of a
 // registration, which is the newest).
 func (g *registration) put(ctx context.Context, force bool) error {
+	g.mu.Lock()
+	info := g.info
+	g.mu.Unlock()
 	superseded := false
 	err := g.r.update(ctx, func(m map[peer.ID]entry, now time.Time) bool {
-		if e, ok := m[g.info.ID]; ok && e.Token != g.token && !force {
+		if e, ok := m[info.ID]; ok && e.Token != g.token && !force {
 			superseded = true
 			return false
 		}
-		m[g.info.ID] = entry{
-			Addresses: g.info.Addresses,
+		m[info.ID] = entry{
+			Addresses: info.Addresses,
+			Service:   info.Service,
+			Handlers:  info.Handlers,
 			Expires:   now.Add(g.r.opts.TTL).UnixMilli(),
 			Token:     g.token,
 		}
 		return true
 	})
 	if superseded {
-		g.r.opts.Logger.Debug("discovery/file: a newer registration of this instance exists; not refreshing", "instance", g.info.ID.Short())
+		g.r.opts.Logger.Debug("discovery/file: a newer registration of this instance exists; not refreshing", "instance", info.ID.Short())
 	}
 	return err
+}
+
+// Update implements discovery.Registration: it rewrites the entry with
+// info, unless the registration was closed or a newer one replaced it.
+func (g *registration) Update(ctx context.Context, info peer.Info) error {
+	if err := discovery.CheckUpdate(g.id, info); err != nil {
+		return err
+	}
+	g.closeMu.Lock()
+	defer g.closeMu.Unlock()
+	if g.closed {
+		return discovery.ErrClosed
+	}
+	g.mu.Lock()
+	g.info = info.Clone()
+	g.mu.Unlock()
+	return g.put(ctx, false)
 }
 
 // refresh is the registration's goroutine: it rewrites the expiry every
@@ -349,7 +382,7 @@ func (g *registration) refresh() {
 		err := g.put(ctx, false)
 		cancel()
 		if err != nil && g.ctx.Err() == nil {
-			g.r.opts.Logger.Warn("discovery/file: refresh failed", "instance", g.info.ID.Short(), "path", g.r.path, "err", err)
+			g.r.opts.Logger.Warn("discovery/file: refresh failed", "instance", g.id.Short(), "path", g.r.path, "err", err)
 		}
 	}
 }
@@ -372,8 +405,8 @@ func (g *registration) Close(ctx context.Context) error {
 	g.closed = true
 	g.stop()
 	g.closeErr = g.r.update(ctx, func(m map[peer.ID]entry, _ time.Time) bool {
-		if e, ok := m[g.info.ID]; ok && e.Token == g.token {
-			delete(m, g.info.ID)
+		if e, ok := m[g.id]; ok && e.Token == g.token {
+			delete(m, g.id)
 			return true
 		}
 		return false

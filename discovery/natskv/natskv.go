@@ -260,7 +260,9 @@ type registration struct {
 	r     *Registry
 	id    peer.ID
 	token string
-	value []byte
+
+	mu    sync.Mutex
+	value []byte // guarded by mu: the entry as written
 
 	// ctx ends when the refresh goroutine must stop (halt).
 	ctx         context.Context
@@ -276,13 +278,16 @@ type registration struct {
 // put writes the entry again unless a newer registration of the instance
 // replaced it. Update and Create compare revisions, so a registration
 // racing this one is not overwritten either.
-func (g *registration) put() error {
-	return g.r.do(g.ctx, func(ctx context.Context, kv jetstream.KeyValue) error {
+func (g *registration) put(ctx context.Context) error {
+	g.mu.Lock()
+	value := g.value
+	g.mu.Unlock()
+	return g.r.do(ctx, func(ctx context.Context, kv jetstream.KeyValue) error {
 		e, err := kv.Get(ctx, key(g.id))
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			// Expired during an outage, or the server lost its store.
-			_, err = kv.Create(ctx, key(g.id), g.value)
+			_, err = kv.Create(ctx, key(g.id), value)
 			return err
 		case err != nil:
 			return err
@@ -291,9 +296,33 @@ func (g *registration) put() error {
 			g.r.opts.Logger.Debug("discovery/natskv: a newer registration of this instance exists; not refreshing", "instance", g.id.Short())
 			return nil
 		}
-		_, err = kv.Update(ctx, key(g.id), g.value, e.Revision())
+		_, err = kv.Update(ctx, key(g.id), value, e.Revision())
 		return err
 	})
+}
+
+// Update implements discovery.Registration: it writes the entry with
+// info, unless the registration was closed or a newer one replaced it.
+func (g *registration) Update(ctx context.Context, info peer.Info) error {
+	if err := discovery.CheckUpdate(g.id, info); err != nil {
+		return err
+	}
+	value, err := discovery.Record{Info: info.Clone(), Token: g.token}.Encode()
+	if err != nil {
+		return err
+	}
+	g.closeMu.Lock()
+	defer g.closeMu.Unlock()
+	if g.closed {
+		return discovery.ErrClosed
+	}
+	g.mu.Lock()
+	g.value = value
+	g.mu.Unlock()
+	if err := g.put(ctx); err != nil {
+		return fmt.Errorf("discovery/natskv: update %s: %w", g.id.Short(), err)
+	}
+	return nil
 }
 
 // period is how often the entry must be written: Refresh, or a third of
@@ -328,7 +357,7 @@ func (g *registration) refresh() {
 		case <-g.reconnected:
 			t.Stop()
 		}
-		err := g.put()
+		err := g.put(g.ctx)
 		if g.ctx.Err() != nil {
 			return
 		}
