@@ -26,6 +26,8 @@ type Builder struct {
 	opts       Options
 	eventOpts  eventOptions
 	id         peer.ID
+	service    string
+	handle     []*Handler
 }
 
 // NewBuilder returns a builder with no transport (Build then adds TCP on
@@ -66,6 +68,23 @@ func (o eventOptions) withLogger(l *slog.Logger) events.Options {
 	return o.Options
 }
 
+// Service names the service this instance belongs to: its Info says so
+// in discovery and in its hellos, sends with .Service(name) are routed
+// among the instances of that name that offer the handler, and
+// Instances(name) lists them. An instance belongs to one service or none.
+func (b *Builder) Service(name string) *Builder { b.service = name; return b }
+
+// Handle registers handlers as Build starts the instance, before any
+// transport listens and before the instance is published to discovery,
+// so that no peer ever sees the instance without them. A handler that
+// RegisterHandler would refuse makes Build fail. Handlers may still be
+// registered (and unregistered) later; the instance then publishes its
+// new list.
+func (b *Builder) Handle(h ...*Handler) *Builder {
+	b.handle = append(b.handle, h...)
+	return b
+}
+
 // InstanceID fixes the instance id instead of drawing a random one, for
 // an instance that must keep its identity across restarts.
 func (b *Builder) InstanceID(id peer.ID) *Builder { b.id = id; return b }
@@ -103,6 +122,9 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 	if err := system.CheckAddresses(seen); err != nil {
 		return nil, fmt.Errorf("velo: transports: %w", err)
 	}
+	if len(b.service) > peer.MaxServiceName {
+		return nil, fmt.Errorf("velo: service name of %d bytes, the most is %d", len(b.service), peer.MaxServiceName)
+	}
 	log := b.log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -126,12 +148,24 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		oneWayLog:    lograte.New(logBurst, logEvery),
 		busyLog:      lograte.New(logBurst, logEvery),
 		peerLog:      lograte.New(logBurst, logEvery),
+		retiring:     make(map[*handlerEntry]struct{}),
+		service:      b.service,
+		publish:      make(chan struct{}, 1),
+		changed:      make(chan struct{}),
+		balancer:     opts.Balancer,
 	}
+	if m.balancer == nil {
+		m.balancer = LeastLoaded()
+	}
+	m.budget.init(opts.RetryBudget)
+	m.retryByDefault = opts.Retry.Attempts > 1 || opts.Retry.AttemptTimeout > 0
+	m.routes.Store(&routeTable{})
+	m.routesDirty.Store(true)
 	m.handlerCtx, m.stopHandlers = context.WithCancel(context.Background())
 	m.runCtx, m.cancelRun = context.WithCancel(context.Background())
 	empty := map[string]*handlerEntry{}
 	m.handlers.Store(&empty)
-	m.info = peer.Info{ID: id, Addresses: make(map[string]string)}
+	m.info = peer.Info{ID: id, Addresses: make(map[string]string), Service: b.service}
 
 	fail := func(err error) (*Messenger, error) {
 		for _, t := range transports {
@@ -142,6 +176,7 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		}
 		m.stopHandlers()
 		m.cancelRun()
+		m.wg.Wait() // the discovery watch
 		if m.events != nil {
 			m.events.Close()
 		}
@@ -150,6 +185,11 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 	m.events = events.NewManager(id, eventNetwork{m}, b.eventOpts.withLogger(log))
 	if err := m.registerSystemHandlers(); err != nil {
 		return fail(err)
+	}
+	for _, h := range b.handle {
+		if err := m.RegisterHandler(h); err != nil {
+			return fail(fmt.Errorf("velo: Handle: %w", err))
+		}
 	}
 	for _, t := range transports {
 		if lt, ok := t.(transport.Logged); ok {
@@ -185,6 +225,19 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 	m.mu.Lock()
 	m.learn(m.info).vouched = true // an instance may call its own handlers
 	m.mu.Unlock()
+	if w, ok := m.disc.(discovery.Watcher); ok {
+		ch, err := w.Watch(m.runCtx)
+		if err != nil {
+			m.log.Warn("velo: discovery: cannot watch; instances are looked up as they are called", "err", err)
+		} else {
+			m.watching = true
+			m.wg.Add(1)
+			go m.watchDiscovery(ch)
+		}
+	}
+	// The generation is read before the Info: a handler registered in
+	// between is published again, never missed.
+	published := m.handlerGen.Load()
 	if m.disc != nil {
 		reg, err := m.disc.Register(ctx, m.PeerInfo())
 		if err != nil {
@@ -193,13 +246,20 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		m.reg = reg
 	}
 	m.wg.Add(1)
+	go m.publisher(published)
+	m.wg.Add(1)
 	go m.keepalive()
 	m.log.Debug("velo: instance started", "addresses", m.PeerInfo().String())
 	return m, nil
 }
 
 func (m *Messenger) registerSystemHandlers() error {
-	return m.register(UnaryHandler(system.ListHandlers, func(context.Context, *Context) ([]byte, error) {
-		return system.EncodeNames(m.handlerNames())
-	}).Inline().Build())
+	return errors.Join(
+		m.register(UnaryHandler(system.ListHandlers, func(context.Context, *Context) ([]byte, error) {
+			return system.EncodeNames(m.handlerNames())
+		}).Inline().Build()),
+		m.register(UnaryHandler(system.Ping, func(context.Context, *Context) ([]byte, error) {
+			return nil, nil
+		}).Inline().Build()),
+	)
 }

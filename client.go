@@ -69,11 +69,15 @@ func isCtxErr(err error) bool {
 }
 
 // writeError is the caller's error for a failed write of a request.
+//
+// A write that ended with its ctx withdrew the frame: the request was not
+// delivered. Any other failure may have come after part of the frame, or
+// all of it, left: its outcome is unknown.
 func (s *session) writeError(ctx context.Context, handler string, err error) error {
 	if isCtxErr(err) {
-		return ctxErrorOr(ctx, handler)
+		return undelivered(ctxErrorOr(ctx, handler), handler)
 	}
-	return s.lostError(handler, err)
+	return withOutcome(s.lostError(handler, err), handler, outcomeUnknown)
 }
 
 // roundTrip sends a request and, for AMSync and Unary, waits for the
@@ -100,7 +104,7 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 	}
 
 	if err := s.admit(ctx, req.Handler); err != nil {
-		return nil, err
+		return nil, undelivered(err, req.Handler)
 	}
 	defer func() { <-s.calls }()
 
@@ -112,7 +116,7 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 		err := s.err
 		s.mu.Unlock()
 		callPool.Put(c)
-		return nil, s.lostError(req.Handler, err)
+		return nil, undelivered(s.lostError(req.Handler, err), req.Handler)
 	}
 	s.pending[id] = c
 	s.mu.Unlock()

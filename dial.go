@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/velo-messenger/velo/internal/wire"
@@ -90,6 +91,13 @@ func (m *Messenger) dial(ps *peerState, att *dialAttempt, info peer.Info, delay 
 		if ps.sess == nil {
 			ps.sess = s
 		}
+		// The peer's hello on a connection we dialed speaks for it,
+		// and is newer than what discovery said.
+		ps.toldHandlers = true
+		if ps.info.Service != s.peer.Service || !slices.Equal(ps.info.Handlers, s.peer.Handlers) {
+			ps.info.Service, ps.info.Handlers = s.peer.Service, s.peer.Handlers
+			m.membershipChangedLocked()
+		}
 	}
 	att.err = err
 	m.mu.Unlock()
@@ -160,7 +168,7 @@ func (m *Messenger) dialVia(ctx context.Context, t transport.Transport, addr str
 	if err != nil {
 		return nil, err
 	}
-	hello, err := m.helloPayload()
+	hello, err := m.helloPayload(s)
 	if err != nil {
 		s.close(err)
 		return nil, err
@@ -177,5 +185,6 @@ func (m *Messenger) dialVia(ctx context.Context, t transport.Transport, addr str
 		s.close(err)
 		return nil, err
 	}
+	m.greeted(s)
 	return s, nil
 }

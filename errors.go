@@ -118,6 +118,7 @@ type Error struct {
 	Message string
 	Remote  bool
 	cause   error // local only: the error behind this one, if any
+	outcome outcome
 }
 
 func (e *Error) Error() string {

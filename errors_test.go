@@ -275,11 +275,16 @@ func TestErrorPeerUnknown(t *testing.T) {
 	err = a.AMSync("echo").Instance(stranger).Send(ctx)
 	checkVeloError(t, err, velo.ErrPeerUnknown, "echo", false, stranger.String())
 
-	// No Instance at all: the zero id.
-	_, err = a.Unary("echo").Send(ctx)
-	checkVeloError(t, err, velo.ErrPeerUnknown, "echo", false, "Instance")
-	_, err = velo.TypedUnary[string](a, "echo").Instance(peer.ID{}).Payload("x").Send(ctx)
-	checkVeloError(t, err, velo.ErrPeerUnknown, "echo", false, "")
+	// No Instance at all (or the zero id) routes the call to an instance
+	// that offers the handler; when none does, it is not found, at once.
+	if got, err := velo.TypedUnary[string](a, "echo").Instance(peer.ID{}).Payload("x").Send(ctx); err != nil || got != "x" {
+		t.Errorf("routed call = %q, %v; want the echo from b", got, err)
+	}
+	_, err = a.Unary("nobody-offers-this").Send(ctx)
+	checkVeloError(t, err, velo.ErrHandlerNotFound, "nobody-offers-this", false, "no live instance offers")
+	if !velo.NotDelivered(err) {
+		t.Errorf("NotDelivered(%v) = false for a call no instance could take", err)
+	}
 
 	// The known peer is still reachable.
 	if got, err := a.Unary("echo").RawPayload([]byte("k")).Instance(b.InstanceID()).Send(ctx); err != nil || string(got) != "k" {

@@ -58,9 +58,21 @@ func (m *Messenger) peerUp(s *session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ps := m.learn(peer.Info{ID: s.peer.ID})
+	s.ep.Store(ps.ep)
 	ps.open++
 	if ps.open == 1 {
 		m.events.PeerConnected(s.peer.ID)
+		m.membershipChangedLocked()
+	}
+}
+
+// greeted records that both hellos of s have been exchanged, so that
+// requests may go out on it, and has the peer told of a change to the
+// handlers that its hello predates.
+func (m *Messenger) greeted(s *session) {
+	s.greeted.Store(true)
+	if s.toldGen.Load() < m.handlerGen.Load() {
+		m.poke()
 	}
 }
 
@@ -74,6 +86,7 @@ func (m *Messenger) peerDownLocked(s *session) {
 	ps.open--
 	if ps.open == 0 {
 		m.events.PeerDisconnected(s.peer.ID)
+		m.membershipChangedLocked()
 	}
 }
 

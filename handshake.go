@@ -11,10 +11,17 @@ import (
 	"github.com/velo-messenger/velo/transport"
 )
 
-func (m *Messenger) helloPayload() ([]byte, error) {
+// helloPayload is this instance's hello for the peer of s, which is
+// recorded as told of the handlers it lists.
+func (m *Messenger) helloPayload(s *session) ([]byte, error) {
+	// The generation is read before the names: a change that lands in
+	// between is told again (tellPeers), never missed.
+	s.toldGen.Store(m.handlerGen.Load())
 	// PeerInfo: Build may still be adding addresses while the first
 	// peers connect.
-	h := system.HelloMsg{Info: m.PeerInfo(), Handlers: m.handlerNames(), MaxFrame: m.maxFrame(), Protocol: wire.Version}
+	info := m.PeerInfo()
+	info.Handlers = nil // they travel in the hello's own list
+	h := system.HelloMsg{Info: info, Handlers: m.handlerNames(), MaxFrame: m.maxFrame(), Protocol: wire.Version}
 	return h.Encode()
 }
 
@@ -54,16 +61,19 @@ func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 	if err := s.completeHello(&h); err != nil {
 		return err
 	}
-	reply, err := m.helloPayload()
+	reply, err := m.helloPayload(s)
 	if err != nil {
 		return err
 	}
 	s.finish(in, reply, nil)
+	m.greeted(s)
 	m.mu.Lock()
 	ps, known := m.peers[h.Info.ID]
 	if !known || !ps.vouched {
 		// A hello never replaces what RegisterPeer or discovery said.
-		ps = m.learn(h.Info)
+		ps = m.learn(s.peer)
+		ps.toldHandlers = true
+		m.membershipChangedLocked()
 	}
 	if !known {
 		ps.introduced = true
@@ -123,6 +133,7 @@ func (s *session) completeHello(h *system.HelloMsg) error {
 		return fmt.Errorf("velo: handshake: %w", err)
 	}
 	s.peer = h.Info
+	s.peer.Handlers = sortedNames(h.Handlers)
 	if rl, ok := s.conn.(transport.ReadLimiter); ok {
 		rl.SetReadLimit(s.m.maxFrame())
 	}

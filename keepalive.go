@@ -16,7 +16,7 @@ func (m *Messenger) keepalive() {
 	// A check notices a frame up to one tick after it came (see heard), and
 	// a silence up to one tick after it ran out: ticks of a quarter of the
 	// interval keep detection within KeepaliveTimeout plus half of it.
-	tick := time.NewTicker(min(m.opts.KeepaliveInterval, m.opts.HandshakeTimeout) / 4)
+	tick := time.NewTicker(min(m.opts.KeepaliveInterval, m.opts.HandshakeTimeout, m.opts.EjectAfter) / 4)
 	defer tick.Stop()
 	for {
 		select {
@@ -49,11 +49,13 @@ type linkState struct {
 	lastRecv   time.Time     // when a check last counted the peer as heard
 	lastSend   time.Time     // when the last ping or unasked pong was sent
 	writeStall time.Duration // how long our writes have made no progress; 0 when none wait
+	pending    bool          // calls of ours wait on the connection
+	ejected    bool          // routing left the peer out (see eject.go)
 }
 
 // keepaliveTimes are the options the decision follows.
 type keepaliveTimes struct {
-	interval, timeout, handshake time.Duration
+	interval, timeout, handshake, eject time.Duration
 }
 
 // keepaliveAction is what a check does to a connection.
@@ -81,6 +83,9 @@ type keepaliveVerdict struct {
 	why      closeWhy      // for keepClose
 	after    time.Duration // for keepClose: how long the condition lasted
 	lastRecv time.Time     // the connection's lastRecv after the check
+	// silent: calls wait on the connection and nothing came for the
+	// eject bound: routing should leave the peer out.
+	silent bool
 }
 
 // keepaliveStep decides what a check at now does to a connection in state
@@ -120,7 +125,15 @@ func keepaliveStep(st linkState, now time.Time, t keepaliveTimes) keepaliveVerdi
 		return v
 	}
 	sinceSent := now.Sub(st.lastSend)
+	// Calls that wait on a connection that went quiet: ping at half the
+	// eject bound (a live peer answers at once, even with its handlers
+	// all busy), and call the peer silent at the bound. A peer left out
+	// of routing is pinged as often, until it answers.
+	watched := (st.pending || st.ejected) && !st.stalled
+	v.silent = st.pending && !st.stalled && idle > t.eject
 	switch {
+	case watched && idle >= t.eject/2 && sinceSent >= t.eject/2:
+		v.action = keepPing
 	case sinceSent < t.interval:
 	case st.stalled:
 		// A ping now would be answered by a pong that waits unread behind
@@ -140,10 +153,11 @@ func (m *Messenger) check(s *session, now time.Time) {
 		return
 	}
 	st := s.linkState(now)
-	v := keepaliveStep(st, now, keepaliveTimes{m.opts.KeepaliveInterval, m.opts.KeepaliveTimeout, m.opts.HandshakeTimeout})
+	v := keepaliveStep(st, now, keepaliveTimes{m.opts.KeepaliveInterval, m.opts.KeepaliveTimeout, m.opts.HandshakeTimeout, m.opts.EjectAfter})
 	if !v.lastRecv.Equal(st.lastRecv) {
 		s.lastRecv.Store(v.lastRecv.UnixNano())
 	}
+	m.watchHealth(s, st, v, now)
 	switch v.action {
 	case keepPing:
 		m.sendPing(s, now, false)
@@ -181,6 +195,10 @@ func (s *session) linkState(now time.Time) linkState {
 	st.progressed = f != s.lastFinished
 	s.lastFinished = f
 	st.stalled = s.stalled.Load() > 0
+	st.pending = len(s.calls) > 0
+	if ep := s.ep.Load(); ep != nil {
+		st.ejected = ep.ejected.Load()
+	}
 	if ws, ok := s.conn.(transport.Staller); ok {
 		st.writeStall = ws.WriteStalled(now)
 	}

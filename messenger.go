@@ -57,6 +57,29 @@ type Messenger struct {
 
 	handlers atomic.Pointer[map[string]*handlerEntry] // copy on write
 	hmu      sync.Mutex                               // serialises registration
+	// retiring holds the unregistered handlers whose actors still run
+	// what they accepted. Guarded by hmu.
+	retiring map[*handlerEntry]struct{}
+
+	// Services (service.go, directory.go, route.go): handlerGen numbers
+	// the changes to the user handlers, and publish wakes the goroutine
+	// that tells discovery and the peers of them. routes is the index
+	// of who offers what, rebuilt on the first pick after routesDirty is
+	// set; changed is closed and replaced on every change to it.
+	service     string
+	handlerGen  atomic.Uint64
+	publish     chan struct{}
+	routes      atomic.Pointer[routeTable]
+	routesDirty atomic.Bool
+	changed     chan struct{} // guarded by mu
+	watching    bool          // the discovery backend's Watch feeds the directory
+	balancer    Balancer
+	budget      retryBudget
+	// retryByDefault: Options.Retry has retries or an attempt timeout,
+	// so no call takes the direct path.
+	retryByDefault bool
+	retried        atomic.Uint64 // attempts after the first, of every call
+	ejected        atomic.Int32  // endpoints left out of routing now
 
 	state   atomic.Int32
 	closing chan struct{} // closed when the connections start closing

@@ -33,6 +33,9 @@ const (
 	DefaultMaxHeaderBytes = wire.DefaultMaxHeaderBytes // 16 KiB
 	// DefaultMaxCallsInFlight is the most calls waiting on one peer.
 	DefaultMaxCallsInFlight = 65536
+	// DefaultEjectAfter is how long an instance may keep calls waiting
+	// in silence before routing leaves it out.
+	DefaultEjectAfter = 400 * time.Millisecond
 )
 
 // maxHeaders is the largest MaxHeaders: a request carries its count of
@@ -79,6 +82,24 @@ type Options struct {
 	// once with ErrBusy; by default it waits for a call to end (or for
 	// its ctx).
 	RejectCallsOverLimit bool
+
+	// Balancer picks the instance of each routed call (a send with
+	// .Service, or with no target). Nil: LeastLoaded().
+	Balancer Balancer
+	// Retry is the policy of the calls that set none with .Retry. Zero:
+	// one attempt, no retry.
+	Retry RetryPolicy
+	// RetryBudget bounds the retries of all calls together, so that a
+	// failing service is not flooded with them. Zero fields take their
+	// defaults (DefaultRetryRatio, DefaultMinRetriesPerSecond).
+	RetryBudget RetryBudget
+	// EjectAfter is how long an instance may keep calls of ours waiting
+	// without sending us any frame before routing stops picking it; a
+	// ping goes out when half of it passed, so an instance that is only
+	// slow answers it and stays. It must be below KeepaliveTimeout.
+	// Zero: DefaultEjectAfter (400 ms), or half KeepaliveTimeout if that
+	// is shorter.
+	EjectAfter time.Duration
 }
 
 // Validate reports every field that no default stands in for, naming the
@@ -97,6 +118,9 @@ func (o Options) Validate() error {
 		optcheck.AtMost("", "MaxHeaders", o.MaxHeaders, maxHeaders, "the most a request carries"),
 		optcheck.NotNegative("", "MaxHeaderBytes", o.MaxHeaderBytes),
 		optcheck.NotNegative("", "MaxCallsInFlight", o.MaxCallsInFlight),
+		optcheck.NotNegative("", "EjectAfter", o.EjectAfter),
+		o.Retry.validate("Retry."),
+		o.RetryBudget.validate(),
 	)
 	if err != nil {
 		return err
@@ -105,6 +129,10 @@ func (o Options) Validate() error {
 	if d.KeepaliveTimeout <= d.KeepaliveInterval {
 		err = errors.Join(err, optcheck.Errorf("", "KeepaliveTimeout %v%s does not exceed KeepaliveInterval %v%s",
 			d.KeepaliveTimeout, defaultNote(o.KeepaliveTimeout), d.KeepaliveInterval, defaultNote(o.KeepaliveInterval)))
+	}
+	if o.EjectAfter != 0 && d.EjectAfter >= d.KeepaliveTimeout {
+		err = errors.Join(err, optcheck.Errorf("", "EjectAfter %v%s is not below KeepaliveTimeout %v%s",
+			d.EjectAfter, defaultNote(o.EjectAfter), d.KeepaliveTimeout, defaultNote(o.KeepaliveTimeout)))
 	}
 	if d.MaxReconnectBackoff < d.ReconnectBackoff {
 		err = errors.Join(err, optcheck.Errorf("", "MaxReconnectBackoff %v%s is below ReconnectBackoff %v%s",
@@ -134,6 +162,7 @@ func (o Options) withDefaults() Options {
 	def(&o.DialTimeout, DefaultDialTimeout)
 	def(&o.ReconnectBackoff, DefaultReconnectBackoff)
 	def(&o.MaxReconnectBackoff, DefaultMaxReconnectBackoff)
+	def(&o.EjectAfter, min(DefaultEjectAfter, o.KeepaliveTimeout/2))
 	if o.MaxHeaders == 0 {
 		o.MaxHeaders = DefaultMaxHeaders
 	}

@@ -35,6 +35,14 @@ type peerState struct {
 	// RegisterPeer or discovery; it is forgotten when its last connection
 	// closes, so peers that come and go under new ids cost nothing.
 	introduced bool
+	// listed: the discovery backend's Watch lists the instance now.
+	listed bool
+	// toldHandlers: info.Handlers came from the instance itself (its
+	// hello, its _handlers, or what it published to discovery), not from
+	// RegisterPeer, which may predate its registrations.
+	toldHandlers bool
+	// ep is the instance's routing state; it lives as long as the entry.
+	ep *endpoint
 }
 
 // RegisterPeer tells the messenger how to reach another instance. The
@@ -50,6 +58,7 @@ func (m *Messenger) RegisterPeer(info peer.Info) error {
 	ps.manual = true
 	ps.discovered, ps.stale = false, false
 	m.vouchLocked(ps)
+	m.membershipChangedLocked()
 	return nil
 }
 
@@ -73,7 +82,7 @@ func (m *Messenger) vouchLocked(ps *peerState) {
 func (m *Messenger) learn(info peer.Info) *peerState {
 	ps := m.peers[info.ID]
 	if ps == nil {
-		ps = &peerState{}
+		ps = &peerState{ep: &endpoint{id: info.ID}}
 		m.peers[info.ID] = ps
 	}
 	if len(info.Addresses) > 0 {
@@ -94,10 +103,10 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 		m.mu.RLock()
 		ps := m.peers[id]
 		var s *session
-		known, stale := false, false
+		known, stale, discovered := false, false, false
 		if ps != nil {
 			s = ps.sess
-			known, stale = len(ps.info.Addresses) > 0, ps.stale
+			known, stale, discovered = len(ps.info.Addresses) > 0, ps.stale, ps.discovered
 		}
 		m.mu.RUnlock()
 		if s != nil {
@@ -125,6 +134,14 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 		}
 		select {
 		case <-att.done:
+			if att.err != nil && discovered && m.disc != nil {
+				// A peer that discovery told of cannot be reached: if the
+				// backend no longer lists it, say so rather than that
+				// the connection failed.
+				if err := m.discover(ctx, id, handler); errors.Is(err, discovery.ErrNotFound) {
+					return nil, err
+				}
+			}
 			if att.err != nil {
 				var ve *Error
 				if errors.As(att.err, &ve) {
@@ -157,8 +174,9 @@ func (m *Messenger) discover(ctx context.Context, id peer.ID, handler string) er
 	}
 	m.mu.Lock()
 	ps := m.learn(info)
-	ps.discovered, ps.stale = true, false
+	ps.discovered, ps.stale, ps.toldHandlers = true, false, true
 	m.vouchLocked(ps)
+	m.membershipChangedLocked()
 	m.mu.Unlock()
 	return nil
 }
@@ -210,6 +228,10 @@ func (m *Messenger) sessionClosed(s *session, reason error) {
 	}
 	if ps.sess == nil && ps.introduced && !ps.manual && !ps.discovered && ps.dialing == nil && ps.open == 0 {
 		delete(m.peers, s.peer.ID)
+		if ps.ep.ejected.CompareAndSwap(true, false) {
+			m.ejected.Add(-1)
+		}
+		m.membershipChangedLocked()
 	}
 	if m.state.Load() < stateClosing {
 		m.log.Debug("velo: connection closed", "peer", s.peer.ID.Short(), "transport", s.tname, "reason", reason)

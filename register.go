@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 
 	"github.com/velo-messenger/velo/actor"
 	"github.com/velo-messenger/velo/internal/wire"
@@ -52,6 +53,9 @@ func (m *Messenger) register(h *Handler) error {
 	next := maps.Clone(cur)
 	next[h.name] = &handlerEntry{name: h.name, actor: a}
 	m.handlers.Store(&next)
+	if !system.IsReserved(h.name) {
+		m.handlersChanged()
+	}
 	return nil
 }
 
@@ -164,4 +168,5 @@ func (m *Messenger) ListHandlers(ctx context.Context, id peer.ID) ([]string, err
 type handlerEntry struct {
 	name  string
 	actor *actor.Actor[peer.ID, *inbound]
+	gone  atomic.Bool // unregistered: a request that raced in is not found
 }

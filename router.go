@@ -27,6 +27,10 @@ func (s *session) handleRequest(body []byte) error {
 		}
 		return s.m.acceptHello(s, &req)
 	}
+	if req.Handler == system.HandlersChanged {
+		s.m.peerHandlersChanged(s, &req)
+		return nil
+	}
 	if s.m.deliverEvent(s, &req) {
 		return nil
 	}
@@ -38,7 +42,7 @@ func (s *session) handleRequest(body []byte) error {
 	e := s.handler(req.Handler)
 	if e == nil {
 		s.throttleErrors()
-		s.finish(in, nil, newError(CodeHandlerNotFound, req.Handler, nil, "no handler %q on instance %s", req.Handler, s.m.id.Short()))
+		s.finish(in, nil, s.m.notFound(req.Handler))
 		return nil
 	}
 
@@ -65,9 +69,18 @@ func (s *session) handleRequest(body []byte) error {
 		s.mu.Unlock()
 	}
 	if err := e.actor.Tell(ctx, s.peer.ID, in); err != nil {
-		s.finish(in, nil, s.m.tellError(req.Handler, ctx, err))
+		if e.gone.Load() { // unregistered since it was looked up
+			err = s.m.notFound(req.Handler)
+		} else {
+			err = s.m.tellError(req.Handler, ctx, err)
+		}
+		s.finish(in, nil, err)
 	}
 	return nil
+}
+
+func (m *Messenger) notFound(handler string) error {
+	return newError(CodeHandlerNotFound, handler, nil, "no handler %q on instance %s", handler, m.id.Short())
 }
 
 // Error answers to one peer are rate-limited: a connection may have

@@ -3,6 +3,7 @@ package velo
 import (
 	"context"
 	"maps"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -19,6 +20,19 @@ type spec struct {
 	headers map[string]string
 	payload []byte
 	err     error // an encoding error, reported by Send
+
+	// Routing and retries (route.go, retry.go, hedge.go); a call with
+	// none of them and a target takes the direct path.
+	service  string
+	retry    RetryPolicy
+	hasRetry bool
+	idem     bool
+	hedge    time.Duration
+}
+
+// direct reports whether the call goes straight to its target, once.
+func (s *spec) direct() bool {
+	return !s.target.IsZero() && !s.hasRetry && s.hedge == 0 && !s.m.retryByDefault
 }
 
 func (s *spec) encode(v any) {
@@ -51,9 +65,12 @@ func (s *spec) send(ctx context.Context) ([]byte, error) {
 	if ctx.Err() != nil {
 		return nil, ctxError(ctx, s.handler)
 	}
+	if !s.direct() {
+		return s.call(ctx)
+	}
 	sess, err := m.sessionFor(ctx, s.target, s.handler)
 	if err != nil {
-		return nil, err
+		return nil, undelivered(err, s.handler)
 	}
 	req := wire.Request{Kind: s.kind, Handler: s.handler, Headers: s.headers, Payload: s.payload}
 	return sess.roundTrip(ctx, &req)
@@ -99,6 +116,17 @@ func (b AMSendBuilder) RawPayload(p []byte) AMSendBuilder { b.s.payload, b.s.err
 // Instance sets the target instance.
 func (b AMSendBuilder) Instance(id peer.ID) AMSendBuilder { b.s.target = id; return b }
 
+// Service routes the message to an instance of the named service that
+// offers the handler, chosen by the Balancer; an Instance set too takes
+// precedence.
+func (b AMSendBuilder) Service(name string) AMSendBuilder { b.s.service = name; return b }
+
+// Retry sets the retry policy, in place of Options.Retry.
+func (b AMSendBuilder) Retry(p RetryPolicy) AMSendBuilder {
+	b.s.retry, b.s.hasRetry = p, true
+	return b
+}
+
 // Header adds a header that the handler sees in Context.Headers.
 func (b AMSendBuilder) Header(k, v string) AMSendBuilder { b.s.header(k, v); return b }
 
@@ -120,6 +148,30 @@ func (b AMSyncBuilder) RawPayload(p []byte) AMSyncBuilder { b.s.payload, b.s.err
 
 // Instance sets the target instance.
 func (b AMSyncBuilder) Instance(id peer.ID) AMSyncBuilder { b.s.target = id; return b }
+
+// Service routes the message to an instance of the named service that
+// offers the handler, chosen by the Balancer; an Instance set too takes
+// precedence.
+func (b AMSyncBuilder) Service(name string) AMSyncBuilder { b.s.service = name; return b }
+
+// Retry sets the retry policy, in place of Options.Retry.
+func (b AMSyncBuilder) Retry(p RetryPolicy) AMSyncBuilder {
+	b.s.retry, b.s.hasRetry = p, true
+	return b
+}
+
+// Idempotent declares that running the handler twice does no harm: the
+// call is retried after failures of unknown outcome too (see RetryPolicy).
+func (b AMSyncBuilder) Idempotent() AMSyncBuilder { b.s.idem = true; return b }
+
+// Hedge sends another attempt, to another instance, each time after
+// passes with no answer (as many as the retry policy's Attempts, two at
+// least); the first answer wins and the others are cancelled on their
+// instances. A hedged call is idempotent.
+func (b AMSyncBuilder) Hedge(after time.Duration) AMSyncBuilder {
+	b.s.hedge, b.s.idem = after, true
+	return b
+}
 
 // Header adds a header.
 func (b AMSyncBuilder) Header(k, v string) AMSyncBuilder { b.s.header(k, v); return b }
@@ -143,6 +195,27 @@ func (b UnaryBuilder) RawPayload(p []byte) UnaryBuilder { b.s.payload, b.s.err =
 // Instance sets the target instance.
 func (b UnaryBuilder) Instance(id peer.ID) UnaryBuilder { b.s.target = id; return b }
 
+// Service routes the message to an instance of the named service that
+// offers the handler, chosen by the Balancer; an Instance set too takes
+// precedence.
+func (b UnaryBuilder) Service(name string) UnaryBuilder { b.s.service = name; return b }
+
+// Retry sets the retry policy, in place of Options.Retry.
+func (b UnaryBuilder) Retry(p RetryPolicy) UnaryBuilder { b.s.retry, b.s.hasRetry = p, true; return b }
+
+// Idempotent declares that running the handler twice does no harm: the
+// call is retried after failures of unknown outcome too (see RetryPolicy).
+func (b UnaryBuilder) Idempotent() UnaryBuilder { b.s.idem = true; return b }
+
+// Hedge sends another attempt, to another instance, each time after
+// passes with no answer (as many as the retry policy's Attempts, two at
+// least); the first answer wins and the others are cancelled on their
+// instances. A hedged call is idempotent.
+func (b UnaryBuilder) Hedge(after time.Duration) UnaryBuilder {
+	b.s.hedge, b.s.idem = after, true
+	return b
+}
+
 // Header adds a header.
 func (b UnaryBuilder) Header(k, v string) UnaryBuilder { b.s.header(k, v); return b }
 
@@ -164,6 +237,30 @@ func (b TypedUnaryBuilder[R]) RawPayload(p []byte) TypedUnaryBuilder[R] {
 
 // Instance sets the target instance.
 func (b TypedUnaryBuilder[R]) Instance(id peer.ID) TypedUnaryBuilder[R] { b.s.target = id; return b }
+
+// Service routes the message to an instance of the named service that
+// offers the handler, chosen by the Balancer; an Instance set too takes
+// precedence.
+func (b TypedUnaryBuilder[R]) Service(name string) TypedUnaryBuilder[R] { b.s.service = name; return b }
+
+// Retry sets the retry policy, in place of Options.Retry.
+func (b TypedUnaryBuilder[R]) Retry(p RetryPolicy) TypedUnaryBuilder[R] {
+	b.s.retry, b.s.hasRetry = p, true
+	return b
+}
+
+// Idempotent declares that running the handler twice does no harm: the
+// call is retried after failures of unknown outcome too (see RetryPolicy).
+func (b TypedUnaryBuilder[R]) Idempotent() TypedUnaryBuilder[R] { b.s.idem = true; return b }
+
+// Hedge sends another attempt, to another instance, each time after
+// passes with no answer (as many as the retry policy's Attempts, two at
+// least); the first answer wins and the others are cancelled on their
+// instances. A hedged call is idempotent.
+func (b TypedUnaryBuilder[R]) Hedge(after time.Duration) TypedUnaryBuilder[R] {
+	b.s.hedge, b.s.idem = after, true
+	return b
+}
 
 // Header adds a header.
 func (b TypedUnaryBuilder[R]) Header(k, v string) TypedUnaryBuilder[R] {

@@ -51,6 +51,15 @@ type session struct {
 	lastFinished uint64       // the keepalive goroutine's copy of finished
 	lastSend     atomic.Int64 // UnixNano of the last ping sent
 	nextID       atomic.Uint64
+	// toldGen is the handlerGen of the handler list the peer was last
+	// sent (hello or _handlers).
+	toldGen atomic.Uint64
+	// greeted: our hello went out and the peer's came in; for an
+	// accepted connection, set only once our answer is written, so that
+	// no request of ours precedes it.
+	greeted atomic.Bool
+	// ep is the peer's routing state, set once the handshake is done.
+	ep atomic.Pointer[endpoint]
 
 	// Used by the receive goroutine only: the decoding limits, and the
 	// last handler found, which intern and handler try first.
@@ -228,7 +237,9 @@ func (s *session) Closed(reason error) {
 	// again as soon as its call failed must dial anew, not find this one.
 	s.m.sessionClosed(s, err)
 
-	lost := s.lostError("", err)
+	// The requests of these calls were written: whether their handlers
+	// ran is not known.
+	lost := withOutcome(s.lostError("", err), "", outcomeUnknown)
 	for _, c := range pending {
 		c.ch <- result{err: lost}
 	}

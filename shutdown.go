@@ -3,6 +3,8 @@ package velo
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 )
@@ -44,7 +46,12 @@ func (m *Messenger) Shutdown(ctx context.Context) error {
 		}
 	}
 
-	entries := *m.handlers.Load()
+	m.hmu.Lock()
+	entries := slices.Collect(maps.Values(*m.handlers.Load()))
+	for e := range m.retiring {
+		entries = append(entries, e)
+	}
+	m.hmu.Unlock()
 	var cut error
 	for _, e := range entries {
 		if err := e.actor.Stop(ctx); err != nil && cut == nil {

@@ -75,22 +75,36 @@ func DecodeHello(b []byte) (HelloMsg, error) {
 	return h, nil
 }
 
-// CheckLimits reports the first limit h is over.
+// CheckLimits reports the first limit h is over. The handlers travel in
+// h.Handlers only: a hello whose Info lists handlers too is refused, so
+// that a peer cannot make the receiver keep two lists.
 func (h *HelloMsg) CheckLimits() error {
-	if err := CheckHandlers(len(h.Handlers), 0); err != nil {
+	if err := CheckNames(h.Handlers); err != nil {
+		return err
+	}
+	if len(h.Info.Handlers) > 0 {
+		return fmt.Errorf("%w: handlers listed in the info, not in the hello", ErrHelloLimits)
+	}
+	if len(h.Info.Service) > peer.MaxServiceName {
+		return fmt.Errorf("%w: service name of %d bytes, the most is %d", ErrHelloLimits, len(h.Info.Service), peer.MaxServiceName)
+	}
+	return CheckAddresses(h.Info.Addresses)
+}
+
+// CheckNames reports whether names may be an instance's list of
+// handlers, in a hello or a HandlersChanged message.
+func CheckNames(names []string) error {
+	if err := CheckHandlers(len(names), 0); err != nil {
 		return err
 	}
 	total := 0
-	for i, name := range h.Handlers {
+	for i, name := range names {
 		if name == "" || len(name) > wire.MaxHandlerName {
 			return fmt.Errorf("%w: handler %d has a name of %d bytes, want 1..%d", ErrHelloLimits, i, len(name), wire.MaxHandlerName)
 		}
 		total += len(name)
 	}
-	if err := CheckHandlers(0, total); err != nil {
-		return err
-	}
-	return CheckAddresses(h.Info.Addresses)
+	return CheckHandlers(0, total)
 }
 
 // CheckHandlers reports whether a hello may list n handlers whose names

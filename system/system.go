@@ -9,6 +9,10 @@
 //     and the other limits), so that it fits in wire.MaxHelloFrame.
 //   - _list_handlers: answers the names of the instance's user handlers
 //     as a MessagePack array of strings.
+//   - _handlers: one-way, to every connected peer when the instance's
+//     user handlers change after its hello: the new list, as
+//     _list_handlers answers it, so that routing stays current.
+//   - _ping: answers an empty result at once; Messenger.Ping times it.
 //   - _event_subscribe, _event_trigger, _event_complete: the distributed
 //     events protocol, one-way messages between an event's owner and the
 //     instances that await or complete it. Their byte layout belongs to
@@ -28,6 +32,11 @@ import (
 const (
 	Hello        = "_hello"
 	ListHandlers = "_list_handlers"
+	// HandlersChanged carries an instance's new list of user handlers to
+	// its connected peers.
+	HandlersChanged = "_handlers"
+	// Ping answers at once, with nothing.
+	Ping = "_ping"
 
 	// EventSubscribe carries subscriber → owner: "tell me when these
 	// events complete".
@@ -51,9 +60,15 @@ func IsReserved(name string) bool { return strings.HasPrefix(name, "_") }
 // EncodeNames returns the payload of a _list_handlers answer.
 func EncodeNames(names []string) ([]byte, error) { return msgpack.Marshal(names) }
 
-// DecodeNames reads the payload of a _list_handlers answer.
+// DecodeNames reads the payload of a _list_handlers answer or a
+// HandlersChanged message, and checks it against the limits of a hello.
 func DecodeNames(b []byte) ([]string, error) {
 	var names []string
-	err := mpcheck.Unmarshal(b, &names)
-	return names, err
+	if err := mpcheck.Unmarshal(b, &names); err != nil {
+		return nil, err
+	}
+	if err := CheckNames(names); err != nil {
+		return nil, err
+	}
+	return names, nil
 }

@@ -64,22 +64,20 @@ const whoami = "whoami"
 func startInstance(t *testing.T, ctx context.Context, h *Harness, id peer.ID, tag string) *instance {
 	t.Helper()
 	rec := &recorder{PeerDiscovery: h.New(t)}
-	b := velo.NewBuilder().AddTransport(tcp.New(tcp.Options{Listen: "127.0.0.1:0"})).Discovery(rec)
-	if !id.IsZero() {
-		b.InstanceID(id)
+	if id.IsZero() {
+		id = peer.NewID()
 	}
+	self := id.String() + " " + tag
+	// Handle: the instance is published with its handler, never without.
+	b := velo.NewBuilder().AddTransport(tcp.New(tcp.Options{Listen: "127.0.0.1:0"})).Discovery(rec).InstanceID(id).
+		Handle(velo.UnaryHandler(whoami, func(context.Context, *velo.Context) ([]byte, error) {
+			return []byte(self), nil
+		}).Inline().Build())
 	m, err := b.Build(ctx)
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
 	t.Cleanup(func() { shutdown(t, m) })
-	self := m.InstanceID().String() + " " + tag
-	err = m.RegisterHandler(velo.UnaryHandler(whoami, func(context.Context, *velo.Context) ([]byte, error) {
-		return []byte(self), nil
-	}).Inline().Build())
-	if err != nil {
-		t.Fatalf("RegisterHandler: %v", err)
-	}
 	return &instance{m: m, rec: rec}
 }
 

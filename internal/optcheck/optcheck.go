@@ -8,7 +8,7 @@ import "fmt"
 
 // Number is what the numeric checks take: counts, sizes and durations.
 type Number interface {
-	~int | ~int32 | ~int64
+	~int | ~int32 | ~int64 | ~float64
 }
 
 // Errorf returns the error for a bad option of the package named scope
