@@ -235,6 +235,10 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 			go m.watchDiscovery(ch)
 		}
 	}
+	if m.disc != nil {
+		// The first calls know every instance the backend lists.
+		m.list(ctx)
+	}
 	// The generation is read before the Info: a handler registered in
 	// between is published again, never missed.
 	published := m.handlerGen.Load()

@@ -86,7 +86,7 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 	if dl, ok := ctx.Deadline(); ok {
 		req.Timeout = time.Until(dl)
 		if req.Timeout <= 0 {
-			return nil, ctxErrorOr(ctx, req.Handler)
+			return nil, undelivered(ctxErrorOr(ctx, req.Handler), req.Handler)
 		}
 	}
 	if n := wire.RequestLen(req) - wire.PrefixLen; n > s.maxFrame() {

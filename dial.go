@@ -26,6 +26,11 @@ func (m *Messenger) startDial(id peer.ID) (*dialAttempt, *session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ps := m.peers[id]
+	if ps == nil { // forgotten since the caller looked (it left discovery)
+		att := &dialAttempt{done: make(chan struct{}), err: newError(CodePeerUnknown, "", nil, "instance %s is no longer known", id)}
+		close(att.done)
+		return att, nil
+	}
 	if ps.sess != nil {
 		return nil, ps.sess
 	}
@@ -86,7 +91,11 @@ func (m *Messenger) dial(ps *peerState, att *dialAttempt, info peer.Info, delay 
 		ps.failures++
 		ps.lastFail = time.Now()
 		ps.stale = ps.discovered
+		if m.state.Load() < stateClosing {
+			m.eject(ps.ep, "cannot connect")
+		}
 	} else {
+		m.readmit(ps.ep)
 		ps.failures = 0
 		if ps.sess == nil {
 			ps.sess = s

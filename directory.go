@@ -5,6 +5,7 @@ import (
 	"context"
 	"iter"
 	"slices"
+	"time"
 
 	"github.com/velo-messenger/velo/discovery"
 	"github.com/velo-messenger/velo/peer"
@@ -154,28 +155,88 @@ func (m *Messenger) watchDiscovery(ch <-chan discovery.Change) {
 		m.mu.Lock()
 		switch c.Kind {
 		case discovery.Put:
-			if c.Info.Validate() != nil {
-				break
-			}
-			ps := m.peers[c.Info.ID]
-			if ps == nil || !ps.manual {
-				ps = m.learn(c.Info)
-				ps.discovered, ps.stale, ps.toldHandlers = true, false, true
-				m.vouchLocked(ps)
-			}
-			ps.listed = true
+			m.listedLocked(c.Info)
 		case discovery.Delete:
 			if ps := m.peers[c.Info.ID]; ps != nil {
-				ps.listed = false
+				ps.listed, ps.dropped = false, true
 				// The next call asks the backend again rather than dial
 				// the address it had.
 				ps.stale = ps.discovered
 				m.droppedLocked(ps)
+				m.forgetLocked(ps)
 			}
 		}
 		m.membershipChangedLocked()
 		m.mu.Unlock()
 	}
+}
+
+// listedLocked records an instance the backend lists. m.mu is held.
+func (m *Messenger) listedLocked(info peer.Info) {
+	if info.ID == m.id || info.Validate() != nil {
+		return
+	}
+	ps := m.peers[info.ID]
+	if ps == nil || !ps.manual {
+		ps = m.learn(info)
+		ps.discovered, ps.stale = true, false
+		m.vouchLocked(ps)
+	} else {
+		// RegisterPeer's addresses stand; what the instance published of
+		// itself is newer than what it was registered with.
+		ps.info.Service, ps.info.Handlers = info.Service, slices.Clone(info.Handlers)
+	}
+	ps.listed, ps.dropped, ps.toldHandlers = true, false, true
+	m.membershipChangedLocked()
+}
+
+// listEvery is the least time between two listings of the backend made
+// because a routed call found no instance.
+const listEvery = 100 * time.Millisecond
+
+// list asks the backend for every instance it lists, if it can
+// (discovery.Lister), and records them. Concurrent callers share one
+// listing, and a listing is not repeated within listEvery; it reports
+// whether it listed.
+func (m *Messenger) list(ctx context.Context) bool {
+	l, ok := m.disc.(discovery.Lister)
+	if !ok {
+		return false
+	}
+	m.listMu.Lock()
+	if wait := m.listing; wait != nil {
+		m.listMu.Unlock()
+		select {
+		case <-wait:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	if !m.listedAt.IsZero() && time.Since(m.listedAt) < listEvery {
+		m.listMu.Unlock()
+		return false
+	}
+	done := make(chan struct{})
+	m.listing = done
+	m.listMu.Unlock()
+
+	lctx, cancel := context.WithTimeout(ctx, m.opts.DialTimeout)
+	all, err := l.List(lctx)
+	cancel()
+	if err != nil {
+		m.log.Debug("velo: discovery: listing failed", "err", err)
+	}
+	m.mu.Lock()
+	for _, info := range all {
+		m.listedLocked(info)
+	}
+	m.mu.Unlock()
+	m.listMu.Lock()
+	m.listing, m.listedAt = nil, time.Now()
+	m.listMu.Unlock()
+	close(done)
+	return err == nil
 }
 
 // sortedNames returns names sorted, without repeats, in a slice of its own.

@@ -2,6 +2,8 @@ package velo
 
 import (
 	"time"
+
+	"github.com/velo-messenger/velo/peer"
 )
 
 // Outlier ejection. Routing stops picking an instance at once when it
@@ -48,13 +50,35 @@ func (m *Messenger) watchHealth(s *session, st linkState, v keepaliveVerdict, no
 		m.eject(ep, "calls wait and it has sent nothing for "+now.Sub(v.lastRecv).Round(time.Millisecond).String())
 		m.mu.RLock()
 		ps := m.peers[ep.id]
-		gone := m.watching && ps != nil && !ps.listed && !ps.manual
+		gone := ps != nil && ps.dropped && !ps.manual
 		m.mu.RUnlock()
 		if gone {
 			m.closeAside(s, newError(CodePeerLost, "", nil, "%s is gone from discovery and silent for %v", s.peerName(), now.Sub(v.lastRecv).Round(time.Millisecond)))
 		}
 	case heard && st.ejected:
 		m.readmit(ep)
+	}
+}
+
+// probeUnreachable dials, in the background, the live instances left out
+// of routing because no connection to them could be made, once their
+// reconnect backoff has passed: nobody picks them, so nobody else would
+// find out that they are back. It runs on the keepalive goroutine.
+func (m *Messenger) probeUnreachable(now time.Time) {
+	if m.ejected.Load() == 0 {
+		return
+	}
+	var ids []peer.ID
+	m.mu.RLock()
+	for id, ps := range m.peers {
+		if ps.ep.ejected.Load() && ps.sess == nil && ps.dialing == nil && ps.failures > 0 &&
+			m.liveLocked(ps) && now.Sub(ps.lastFail) >= m.backoff(ps.failures) {
+			ids = append(ids, id)
+		}
+	}
+	m.mu.RUnlock()
+	for _, id := range ids {
+		m.startDial(id)
 	}
 }
 

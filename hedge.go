@@ -39,7 +39,7 @@ func (s *spec) hedged(ctx context.Context, p RetryPolicy) ([]byte, error) {
 			if ep != nil {
 				id = ep.id
 			}
-			b, err := s.attemptTo(hctx, p, ep, id)
+			b, err := s.attemptTo(hctx, ctx, p, ep, id)
 			answers <- answer{b, err}
 		}()
 		return nil

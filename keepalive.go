@@ -34,6 +34,7 @@ func (m *Messenger) keepalive() {
 		for _, s := range sessions {
 			m.check(s, now)
 		}
+		m.probeUnreachable(now)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testchild.Main(map[string]func() int{peerRole: runPeer, soak.Role: soak.ChildMain})
+	testchild.Main(map[string]func() int{peerRole: runPeer, soak.Role: soak.ChildMain, workerRole: runWorker})
 	goleak.VerifyTestMain(m)
 }
 

@@ -73,6 +73,9 @@ type Messenger struct {
 	routesDirty atomic.Bool
 	changed     chan struct{} // guarded by mu
 	watching    bool          // the discovery backend's Watch feeds the directory
+	listMu      sync.Mutex
+	listing     chan struct{} // guarded by listMu: closed when the listing in progress ends
+	listedAt    time.Time     // guarded by listMu: when the last listing ended
 	balancer    Balancer
 	budget      retryBudget
 	// retryByDefault: Options.Retry has retries or an attempt timeout,

@@ -35,8 +35,9 @@ type peerState struct {
 	// RegisterPeer or discovery; it is forgotten when its last connection
 	// closes, so peers that come and go under new ids cost nothing.
 	introduced bool
-	// listed: the discovery backend's Watch lists the instance now.
-	listed bool
+	// listed: the discovery backend's Watch lists the instance now;
+	// dropped: its Watch reported it gone (not merely not yet listed).
+	listed, dropped bool
 	// toldHandlers: info.Handlers came from the instance itself (its
 	// hello, its _handlers, or what it published to discovery), not from
 	// RegisterPeer, which may predate its registrations.
@@ -54,7 +55,17 @@ func (m *Messenger) RegisterPeer(info peer.Info) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	old := m.peers[info.ID]
+	keep := old != nil && old.toldHandlers && len(info.Handlers) == 0 && info.Service == ""
+	var svc string
+	var handlers []string
+	if keep { // what the instance said of itself outlives an Info without it
+		svc, handlers = old.info.Service, old.info.Handlers
+	}
 	ps := m.learn(info)
+	if keep {
+		ps.info.Service, ps.info.Handlers = svc, handlers
+	}
 	ps.manual = true
 	ps.discovered, ps.stale = false, false
 	m.vouchLocked(ps)
@@ -76,6 +87,20 @@ func (m *Messenger) vouchLocked(ps *peerState) {
 			}
 		}
 	}
+}
+
+// forgetLocked drops ps if nothing holds it: no connection open or being
+// made, not registered by hand, not listed by discovery. Peers that come
+// and go under new ids then cost nothing. m.mu is held.
+func (m *Messenger) forgetLocked(ps *peerState) {
+	if ps.sess != nil || ps.dialing != nil || ps.open > 0 || ps.manual || ps.listed || ps.info.ID == m.id {
+		return
+	}
+	delete(m.peers, ps.info.ID)
+	if ps.ep.ejected.CompareAndSwap(true, false) {
+		m.ejected.Add(-1)
+	}
+	m.membershipChangedLocked()
 }
 
 // learn records info; m.mu is held.
@@ -226,12 +251,8 @@ func (m *Messenger) sessionClosed(s *session, reason error) {
 			break
 		}
 	}
-	if ps.sess == nil && ps.introduced && !ps.manual && !ps.discovered && ps.dialing == nil && ps.open == 0 {
-		delete(m.peers, s.peer.ID)
-		if ps.ep.ejected.CompareAndSwap(true, false) {
-			m.ejected.Add(-1)
-		}
-		m.membershipChangedLocked()
+	if ps.introduced && !ps.discovered {
+		m.forgetLocked(ps)
 	}
 	if m.state.Load() < stateClosing {
 		m.log.Debug("velo: connection closed", "peer", s.peer.ID.Short(), "transport", s.tname, "reason", reason)

@@ -17,8 +17,15 @@ import (
 // by this call yet.
 func (s *spec) pick(ctx context.Context, tried []*endpoint) (*endpoint, error) {
 	all := s.m.routeTable().candidates(s.service, s.handler)
-	if len(all) == 0 && s.m.askHandlers(ctx, s.handler) {
-		all = s.m.routeTable().candidates(s.service, s.handler)
+	if len(all) == 0 {
+		// The backend may list an instance its Watch has not reported
+		// yet, and RegisterPeer may have given one whose handlers we do
+		// not know: look before saying nobody offers it.
+		listed := s.m.list(ctx)
+		asked := s.m.askHandlers(ctx, s.handler)
+		if listed || asked {
+			all = s.m.routeTable().candidates(s.service, s.handler)
+		}
 	}
 	if len(all) == 0 {
 		return nil, s.noInstance()
@@ -69,58 +76,99 @@ func (s *spec) noInstance() error {
 // picked. It returns the endpoint it used when routed.
 func (s *spec) attempt(ctx context.Context, p RetryPolicy, tried []*endpoint) ([]byte, *endpoint, error) {
 	if !s.target.IsZero() {
-		out, err := s.attemptTo(ctx, p, nil, s.target)
+		out, err := s.attemptTo(ctx, ctx, p, nil, s.target)
 		return out, nil, err
 	}
 	ep, err := s.pick(ctx, tried)
 	if err != nil {
 		return nil, nil, err
 	}
-	out, err := s.attemptTo(ctx, p, ep, ep.id)
+	out, err := s.attemptTo(ctx, ctx, p, ep, ep.id)
 	return out, ep, err
 }
 
-// attemptTo sends the call to id, within p.AttemptTimeout if set, and
-// keeps ep's counters when the call is routed.
-func (s *spec) attemptTo(ctx context.Context, p RetryPolicy, ep *endpoint, id peer.ID) ([]byte, error) {
+// attemptTo sends the call to id, within ctx and p.AttemptTimeout, and
+// keeps ep's counters when the call is routed. callCtx is the call's own
+// ctx: a hedge ends ctx when another attempt won, not callCtx.
+func (s *spec) attemptTo(ctx, callCtx context.Context, p RetryPolicy, ep *endpoint, id peer.ID) ([]byte, error) {
 	actx := ctx
 	if p.AttemptTimeout > 0 {
 		var cancel context.CancelFunc
 		actx, cancel = context.WithTimeout(ctx, p.AttemptTimeout)
 		defer cancel()
 	}
+	if ep == nil {
+		sess, err := s.m.sessionFor(actx, id, s.handler)
+		if err != nil {
+			return nil, undelivered(err, s.handler)
+		}
+		req := wire.Request{Kind: s.kind, Handler: s.handler, Headers: s.headers, Payload: s.payload}
+		return sess.roundTrip(actx, &req)
+	}
+	// A routed call counts as in flight from its pick on, connection
+	// included: calls piling up on an instance being dialed are load.
+	ep.inflight.Add(1)
+	defer ep.inflight.Add(-1)
+	if err := s.m.backingOff(ep.id, s.handler); err != nil {
+		return nil, err // another instance may take it at once
+	}
 	sess, err := s.m.sessionFor(actx, id, s.handler)
 	if err != nil {
 		return nil, undelivered(err, s.handler)
 	}
 	req := wire.Request{Kind: s.kind, Handler: s.handler, Headers: s.headers, Payload: s.payload}
-	if ep == nil {
-		return sess.roundTrip(actx, &req)
+	if !s.kind.WantsResponse() {
+		return sess.roundTrip(actx, &req) // a one-way message's write is no latency sample
 	}
-	ep.inflight.Add(1)
 	start := time.Now()
 	out, err := sess.roundTrip(actx, &req)
-	ep.inflight.Add(-1)
-	s.m.settle(ep, err, start, ctx)
+	s.m.settle(ep, err, start, callCtx)
 	return out, err
 }
 
+// backingOff fails a routed attempt at once when its instance has no
+// connection and the last attempt to make one failed within the
+// reconnect backoff: a .Instance call would wait for the next attempt,
+// but a routed one is better sent elsewhere.
+func (m *Messenger) backingOff(id peer.ID, handler string) error {
+	m.mu.RLock()
+	ps := m.peers[id]
+	wait := ps != nil && ps.sess == nil && ps.failures > 0 && time.Since(ps.lastFail) < m.backoff(ps.failures)
+	m.mu.RUnlock()
+	if !wait {
+		return nil
+	}
+	e := newError(CodePeerLost, handler, nil, "instance %s is unreachable: waiting to reconnect", id.Short())
+	e.outcome = outcomeNotDelivered
+	return e
+}
+
 // settle folds an attempt's end into its endpoint: an answer (success or
-// an error the instance sent) is a latency sample; consecutive attempts
-// that timed out on their own bound eject the instance.
+// an error the instance sent) is a latency sample. An attempt given up
+// without an answer (its timeout, or a hedge that won elsewhere) took at
+// least as long as it ran, which counts when it is more than the average:
+// an instance whose attempts are all abandoned must not look fast.
+// Consecutive attempts that timed out on their own bound eject the
+// instance.
 func (m *Messenger) settle(ep *endpoint, err error, start time.Time, callCtx context.Context) {
+	now := time.Now()
+	took := now.Sub(start)
 	var ve *Error
 	switch {
 	case err == nil, errors.As(err, &ve) && ve.Remote:
-		now := time.Now()
-		ep.sample(now.Sub(start), now.Unix())
+		ep.sample(took, now.Unix())
 		if ep.timeouts.Load() != 0 {
 			ep.timeouts.Store(0)
 		}
-	case errors.Is(err, ErrDeadlineExceeded) && callCtx.Err() == nil:
-		if ep.timeouts.Add(1) >= ejectTimeouts {
-			m.eject(ep, "consecutive attempts timed out")
-		}
+		return
+	case callCtx.Err() != nil:
+		return // the caller gave up: that says nothing of the instance
+	}
+	if took > ep.latency(now.Unix()) && (errors.Is(err, ErrDeadlineExceeded) || errors.Is(err, ErrCanceled)) {
+		ep.sample(took, now.Unix())
+	}
+	if errors.Is(err, ErrDeadlineExceeded) && ep.timeouts.Add(1) >= ejectTimeouts {
+		m.eject(ep, "consecutive attempts timed out")
 	}
 }
 

@@ -38,7 +38,9 @@ func (s *spec) direct() bool {
 func (s *spec) encode(v any) {
 	b, err := msgpack.Marshal(v)
 	if err != nil {
-		s.err = newError(CodeBadPayload, s.handler, err, "encoding %T: %v", v, err)
+		e := newError(CodeBadPayload, s.handler, err, "encoding %T: %v", v, err)
+		e.outcome = outcomeNotDelivered
+		s.err = e
 		return
 	}
 	s.payload, s.err = b, nil

@@ -65,6 +65,17 @@ type Watcher interface {
 	Watch(ctx context.Context) (<-chan Change, error)
 }
 
+// Lister is implemented by backends that can list every registered
+// instance at once. The messenger lists at Build, so that its first calls
+// know every instance the backend knows, and again, at most every 100 ms,
+// when a routed call finds no instance offering its handler, so that a
+// call sent as soon as an instance appears finds it even before the
+// Watch reports it.
+type Lister interface {
+	// List returns the Info of every instance registered now.
+	List(ctx context.Context) ([]peer.Info, error)
+}
+
 // ChangeKind says what happened to an instance.
 type ChangeKind uint8
 
@@ -110,6 +121,7 @@ type memEntry struct {
 var (
 	_ PeerDiscovery = (*Memory)(nil)
 	_ Watcher       = (*Memory)(nil)
+	_ Lister        = (*Memory)(nil)
 )
 
 // NewMemory returns an empty in-memory registry.
@@ -200,6 +212,20 @@ type memRegistration struct {
 	m    *Memory
 	id   peer.ID
 	once sync.Once
+}
+
+// List implements Lister.
+func (m *Memory) List(ctx context.Context) ([]peer.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]peer.Info, 0, len(m.peers))
+	for _, e := range m.peers {
+		out = append(out, e.info.Clone())
+	}
+	return out, nil
 }
 
 // Update implements Registration.

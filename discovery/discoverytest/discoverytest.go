@@ -68,6 +68,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("AbandonedExpires", func(t *testing.T) { testAbandoned(t, &h) })
 	t.Run("Watch", func(t *testing.T) { testWatch(t, &h) })
 	t.Run("Update", func(t *testing.T) { testUpdate(t, &h) })
+	t.Run("List", func(t *testing.T) { testList(t, &h) })
 	t.Run("MessengersReachEachOther", func(t *testing.T) { testMessengers(t, &h) })
 	t.Run("MessengerShutdownWithdraws", func(t *testing.T) { testMessengerShutdown(t, &h) })
 	t.Run("MessengerKilledExpires", func(t *testing.T) { testMessengerKilled(t, &h) })
@@ -408,5 +409,41 @@ func testUpdate(t *testing.T, h *Harness) {
 	reg.Close(ctx)
 	if err := reg.Update(ctx, updated); !errors.Is(err, discovery.ErrClosed) {
 		t.Errorf("Update after Close = %v, want ErrClosed", err)
+	}
+}
+
+// testList: List gives every registration, with its service and
+// handlers, and not one closed.
+func testList(t *testing.T, h *Harness) {
+	ctx := Ctx(t)
+	a, b := h.New(t), h.New(t)
+	l, ok := b.(discovery.Lister)
+	if !ok {
+		t.Skip("the backend does not implement discovery.Lister")
+	}
+	one, two := NewInfo("127.0.0.1:1013"), NewInfo("127.0.0.1:1014")
+	two.Service, two.Handlers = "jobs", []string{"run"}
+	register(t, ctx, a, one)
+	reg := register(t, ctx, a, two)
+	listed := func() map[peer.ID]peer.Info {
+		all, err := l.List(ctx)
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		m := make(map[peer.ID]peer.Info)
+		for _, info := range all {
+			m[info.ID] = info
+		}
+		return m
+	}
+	got := listed()
+	for _, want := range []peer.Info{one, two} {
+		if !got[want.ID].Equal(want) {
+			t.Errorf("List has %v for %s, want %v (handlers %v)", got[want.ID], want.ID.Short(), want, want.Handlers)
+		}
+	}
+	reg.Close(ctx)
+	if _, ok := listed()[two.ID]; ok {
+		t.Error("List still has a closed registration")
 	}
 }

@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -41,14 +42,19 @@ func (r *Registry) Watch(ctx context.Context) (<-chan discovery.Change, error) {
 	return out, nil
 }
 
-// watchOnce lists, then watches until the watch ends. It reports whether
-// the listing succeeded.
-func (r *Registry) watchOnce(ctx context.Context, known discovery.Membership, out chan<- discovery.Change) bool {
+// List implements discovery.Lister: one read of the prefix.
+func (r *Registry) List(ctx context.Context) ([]peer.Info, error) {
+	all, _, err := r.list(ctx)
+	return all, err
+}
+
+// list reads every entry of the prefix, and the revision it read at.
+func (r *Registry) list(ctx context.Context) ([]peer.Info, int64, error) {
 	lctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	resp, err := r.c.Get(lctx, r.opts.Prefix, clientv3.WithPrefix())
 	cancel()
 	if err != nil {
-		return false
+		return nil, 0, fmt.Errorf("discovery/etcd: list: %w", err)
 	}
 	all := make([]peer.Info, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -56,12 +62,22 @@ func (r *Registry) watchOnce(ctx context.Context, known discovery.Membership, ou
 			all = append(all, info)
 		}
 	}
+	return all, resp.Header.Revision, nil
+}
+
+// watchOnce lists, then watches until the watch ends. It reports whether
+// the listing succeeded.
+func (r *Registry) watchOnce(ctx context.Context, known discovery.Membership, out chan<- discovery.Change) bool {
+	all, rev, err := r.list(ctx)
+	if err != nil {
+		return false
+	}
 	if !send(ctx, out, known.Sync(all)...) {
 		return true
 	}
 	wctx, cancelWatch := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancelWatch()
-	wch := r.c.Watch(wctx, r.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	wch := r.c.Watch(wctx, r.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	defer func() {
 		// Drain so that the client's watch goroutine is not left
 		// blocked on us.

@@ -229,6 +229,14 @@ func (r *Registry) Lookup(ctx context.Context, id peer.ID) (peer.Info, error) {
 	return e.info(id), nil
 }
 
+// List implements discovery.Lister: the live entries of the file.
+func (r *Registry) List(ctx context.Context) ([]peer.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return r.snapshot()
+}
+
 // snapshot returns the live entries of the file.
 func (r *Registry) snapshot() ([]peer.Info, error) {
 	d, err := r.read()

@@ -2,6 +2,8 @@ package natskv
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -137,9 +139,49 @@ func (w *watch) run(ctx context.Context) bool {
 	}
 }
 
+// List implements discovery.Lister: a watcher's first pass over the
+// bucket (the latest entry of every key), then it stops.
+func (r *Registry) List(ctx context.Context) ([]peer.Info, error) {
+	var out []peer.Info
+	err := r.do(ctx, func(ctx context.Context, kv jetstream.KeyValue) error {
+		out = out[:0]
+		kw, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+		if err != nil {
+			return err
+		}
+		defer func() {
+			kw.Stop()
+			for range kw.Updates() {
+			}
+		}()
+		for {
+			select {
+			case e, ok := <-kw.Updates():
+				if !ok {
+					return errors.New("watcher closed")
+				}
+				if e == nil { // the end of the first pass
+					return nil
+				}
+				if info, ok := entryInfo(e); ok {
+					out = append(out, info)
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("discovery/natskv: list: %w", err)
+	}
+	return out, nil
+}
+
 // entry decodes a put; a delete, a purge, an expiry marker or a value that
 // does not decode yields false.
-func (w *watch) entry(e jetstream.KeyValueEntry) (peer.Info, bool) {
+func (w *watch) entry(e jetstream.KeyValueEntry) (peer.Info, bool) { return entryInfo(e) }
+
+func entryInfo(e jetstream.KeyValueEntry) (peer.Info, bool) {
 	if e.Operation() != jetstream.KeyValuePut {
 		return peer.Info{}, false
 	}

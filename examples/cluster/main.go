@@ -1,7 +1,8 @@
-// Command cluster starts three velo instances as separate processes that
-// find each other through a discovery backend, with no RegisterPeer: each
-// calls the others' "whoami" handler and prints who answered, then they
-// all shut down and withdraw.
+// Command cluster starts three velo instances of one service as separate
+// processes that find each other through a discovery backend, with no
+// RegisterPeer and no hand-written picker: each calls the service's
+// "whoami" handler, velo choosing the instance, until every instance has
+// answered, prints who did, then they all shut down and withdraw.
 //
 // Usage:
 //

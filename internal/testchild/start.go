@@ -157,6 +157,12 @@ func (c *Child) Kill() {
 	<-c.done
 }
 
+// Signal sends sig to the child: syscall.SIGSTOP freezes it (its sockets
+// stay open, it answers nothing) and syscall.SIGCONT thaws it. A test
+// that freezes a child must thaw it before the test ends, or Stop waits
+// StopTimeout for it and kills it.
+func (c *Child) Signal(sig os.Signal) error { return c.cmd.Process.Signal(sig) }
+
 // Stop closes the child's stdin, which makes WaitStop return in the child,
 // and waits for the child to exit, StopTimeout at most: then it kills it.
 // It returns an error if the child exited with a status other than 0 (a

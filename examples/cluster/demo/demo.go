@@ -1,7 +1,9 @@
 // Package demo is the body of the cluster example: a program that starts
-// several velo instances as separate processes (copies of itself), which
-// find each other through a discovery backend alone (no RegisterPeer),
-// call each other's "whoami" handler, print who answered, and shut down.
+// several velo instances of one service as separate processes (copies of
+// itself), which find each other through a discovery backend alone (no
+// RegisterPeer), call the service's "whoami" handler (velo picks the
+// instance) until every instance has answered, print who did, and shut
+// down.
 //
 // The program's main chooses the backends it links: examples/cluster
 // offers the file registry (the default) and NATS; the etcd module's
@@ -54,6 +56,7 @@ const (
 	childEnv   = "VELO_CLUSTER_CHILD" // set in a child's environment: its index
 	idsEnv     = "VELO_CLUSTER_IDS"   // every instance's id, comma-separated
 	whoami     = "whoami"
+	service    = "cluster"
 	doneLine   = "done" // a child's last line: it reached every other instance
 	callTry    = 2 * time.Second
 	stopWithin = 5 * time.Second
@@ -270,9 +273,10 @@ func (k *kid) kill() {
 	k.cmd.Wait()
 }
 
-// child is instance i: it serves whoami, asks every other instance who it
-// is, prints the answers and doneLine, and shuts down when its stdin
-// closes.
+// child is instance i: an instance of the service that serves whoami.
+// It waits until discovery lists every instance, then calls the service
+// (velo picks the instance) until each instance has answered, prints who
+// did and doneLine, and shuts down when its stdin closes.
 func child(c config, backends map[string]Backend) error {
 	i, err := strconv.Atoi(os.Getenv(childEnv))
 	if err != nil {
@@ -298,10 +302,17 @@ func child(c config, backends map[string]Backend) error {
 	}
 	defer closeBackend()
 
+	var me string
+	// Handle registers whoami before the instance is published: no
+	// caller can find it without the handler.
 	m, err := velo.NewBuilder().
 		AddTransport(tcp.New(tcp.Options{Listen: "127.0.0.1:0"})).
 		InstanceID(ids[i]).
 		Discovery(d).
+		Service(service).
+		Handle(velo.UnaryHandler(whoami, func(context.Context, *velo.Context) ([]byte, error) {
+			return []byte(me), nil
+		}).Build()).
 		Build(ctx)
 	if err != nil {
 		return err
@@ -312,54 +323,37 @@ func child(c config, backends map[string]Backend) error {
 		err = errors.Join(err, m.Shutdown(sctx))
 	}()
 	addr, _ := m.PeerInfo().Address("tcp")
-	me := fmt.Sprintf("instance %d (%s, pid %d, %s)", i, m.InstanceID().Short(), os.Getpid(), addr)
-	err = m.RegisterHandler(velo.UnaryHandler(whoami, func(context.Context, *velo.Context) ([]byte, error) {
-		return []byte(me), nil
-	}).Build())
-	if err != nil {
-		return err
-	}
-	fmt.Printf("%s registered\n", me)
+	me = fmt.Sprintf("instance %d (%s, pid %d, %s)", i, m.InstanceID().Short(), os.Getpid(), addr)
+	fmt.Printf("%s serving %s in service %q\n", me, whoami, service)
 
-	for j, id := range ids {
-		if j == i {
-			continue
+	for list := range m.WatchInstances(ctx, service) {
+		if len(list) == len(ids) {
+			break
 		}
-		answer, tries, err := ask(ctx, m, id)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("instance %d: not every instance showed up: %w", i, ctx.Err())
+	}
+	answered := make(map[string]bool)
+	for calls := 1; len(answered) < len(ids); calls++ {
+		if calls > 100*len(ids) {
+			return fmt.Errorf("instance %d: %d calls reached only %d of %d instances", i, calls, len(answered), len(ids))
+		}
+		cctx, cancel := context.WithTimeout(ctx, callTry)
+		b, err := m.Unary(whoami).Service(service).
+			Retry(velo.RetryPolicy{Attempts: 3, Backoff: 20 * time.Millisecond}).
+			Send(cctx)
+		cancel()
 		if err != nil {
-			return fmt.Errorf("instance %d asking instance %d (%s): %w", i, j, id.Short(), err)
+			return fmt.Errorf("instance %d calling the service: %w", i, err)
 		}
-		note := ""
-		if tries > 1 {
-			note = fmt.Sprintf(" (after %d tries: it had not registered yet)", tries)
+		if !answered[string(b)] {
+			answered[string(b)] = true
+			fmt.Printf("call %d answered by %s\n", calls, b)
 		}
-		fmt.Printf("asked instance %d: answered by %s%s\n", j, answer, note)
 	}
 	fmt.Println(doneLine)
 	// Serve until the parent says every instance is done.
 	io.Copy(io.Discard, os.Stdin)
 	return nil
-}
-
-// ask calls whoami on id until it answers. An instance that has not
-// registered yet is unknown to discovery: try again shortly.
-func ask(ctx context.Context, m *velo.Messenger, id peer.ID) (string, int, error) {
-	for tries := 1; ; tries++ {
-		cctx, cancel := context.WithTimeout(ctx, callTry)
-		b, err := m.Unary(whoami).Instance(id).Send(cctx)
-		cancel()
-		if err == nil {
-			return string(b), tries, nil
-		}
-		if ctx.Err() != nil || !errors.Is(err, velo.ErrPeerUnknown) && !errors.Is(err, velo.ErrPeerLost) {
-			return "", tries, err
-		}
-		t := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return "", tries, err
-		case <-t.C:
-		}
-	}
 }
