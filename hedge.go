@@ -11,7 +11,10 @@ import (
 // Attempts (two at least). The first answer wins; returning cancels the
 // attempts still out, and each sends its instance a cancel, so that
 // their handlers see their ctx end.
-func (s *spec) hedged(ctx context.Context, p RetryPolicy) ([]byte, error) {
+//
+// It takes the spec by value: its attempts' goroutines hold the copy, so
+// that the builder of an unhedged call stays on its caller's stack.
+func (s spec) hedged(ctx context.Context, p RetryPolicy) ([]byte, error) {
 	m := s.m
 	attempts := max(p.Attempts, 2)
 	hctx, cancel := context.WithCancel(ctx)

@@ -126,6 +126,14 @@ func (s *spec) attemptTo(ctx, callCtx context.Context, p RetryPolicy, ep *endpoi
 	return out, err
 }
 
+// remote reports whether err was answered by the called instance. (Its
+// own function: the *Error that errors.As fills escapes, and must not be
+// allocated on the success path.)
+func remote(err error) bool {
+	var ve *Error
+	return errors.As(err, &ve) && ve.Remote
+}
+
 // backingOff fails a routed attempt at once when its instance has no
 // connection and the last attempt to make one failed within the
 // reconnect backoff: a .Instance call would wait for the next attempt,
@@ -153,15 +161,14 @@ func (m *Messenger) backingOff(id peer.ID, handler string) error {
 func (m *Messenger) settle(ep *endpoint, err error, start time.Time, callCtx context.Context) {
 	now := time.Now()
 	took := now.Sub(start)
-	var ve *Error
-	switch {
-	case err == nil, errors.As(err, &ve) && ve.Remote:
+	if err == nil || remote(err) {
 		ep.sample(took, now.Unix())
 		if ep.timeouts.Load() != 0 {
 			ep.timeouts.Store(0)
 		}
 		return
-	case callCtx.Err() != nil:
+	}
+	if callCtx.Err() != nil {
 		return // the caller gave up: that says nothing of the instance
 	}
 	if took > ep.latency(now.Unix()) && (errors.Is(err, ErrDeadlineExceeded) || errors.Is(err, ErrCanceled)) {

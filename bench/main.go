@@ -21,6 +21,7 @@
 //
 //	go run -C bench . [-quick] [-systems ...] [-transports ...] [-modes ...] [-payloads ...] [-reps 3] [-out results]
 //	go run -C bench . -mode inflight [-calls 100000]
+//	go run -C bench . -mode mesh [-instances 64]
 //
 // bench is a module of its own (its chart library stays out of velo's
 // go.mod), so it runs from its folder: relative paths in -out and
@@ -53,26 +54,28 @@ func main() {
 
 // config is what the flags say.
 type config struct {
-	rounds   int // measured calls per system per repetition, for payloads up to 4 KiB
-	warmup   int // unmeasured calls before each measured batch
-	reps     int
-	payloads []int // bytes
-	modes    []string
-	inFlight []int // calls in flight in the concurrent mode
-	out      string
-	pin      string // pinNone, pinSame or pinSplit
-	chart    bool
-	systems  []System
-	program  string // programSuite or programInflight
-	calls    int    // -mode inflight: calls in flight
-	serve    string // non-empty: be the server process of this kind
-	profile  string // non-empty: write CPU profiles of every process here
+	rounds    int // measured calls per system per repetition, for payloads up to 4 KiB
+	warmup    int // unmeasured calls before each measured batch
+	reps      int
+	payloads  []int // bytes
+	modes     []string
+	inFlight  []int // calls in flight in the concurrent mode
+	out       string
+	pin       string // pinNone, pinSame or pinSplit
+	chart     bool
+	systems   []System
+	program   string // programSuite or programInflight
+	calls     int    // -mode inflight: calls in flight
+	instances int    // -mode mesh: instances in the service
+	serve     string // non-empty: be the server process of this kind
+	profile   string // non-empty: write CPU profiles of every process here
 }
 
 // The programs -mode selects.
 const (
 	programSuite    = "suite"
 	programInflight = "inflight"
+	programMesh     = "mesh"
 )
 
 // serveFlag makes the binary a server process; it is not in the usage.
@@ -117,7 +120,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.out, "out", "results", "folder for bench.csv and bench.png (created if missing; relative to bench/)")
 	fs.StringVar(&cfg.pin, "pin", defaultPin, "CPU placement: "+pinSame+" (servers and client on one CPU), "+pinSplit+" (servers on one CPU, client on another) or "+pinNone+" (the scheduler's)")
 	fs.BoolVar(&cfg.chart, "chart", true, "draw bench.png")
-	fs.StringVar(&cfg.program, "mode", programSuite, "what to run: "+programSuite+" (the comparison) or "+programInflight+" (client heap per call pending on a slow handler)")
+	fs.StringVar(&cfg.program, "mode", programSuite, "what to run: "+programSuite+" (the comparison), "+programInflight+" (client heap per call pending on a slow handler) or "+programMesh+" (one service of -instances instances calling each other)")
+	fs.IntVar(&cfg.instances, "instances", 64, "-mode mesh: instances in the service")
 	fs.IntVar(&cfg.calls, "calls", 100000, "-mode inflight: calls in flight at once")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "folder for CPU profiles: client.pprof, and one per server process named after it")
 	fs.StringVar(&cfg.serve, serveFlag, "", "internal: run as the server process of the named kind")
@@ -159,8 +163,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-reps %d, want at least 1", cfg.reps)
 	case cfg.pin != pinNone && cfg.pin != pinSame && cfg.pin != pinSplit:
 		return cfg, fmt.Errorf("-pin %q, want %s, %s or %s", cfg.pin, pinNone, pinSame, pinSplit)
-	case cfg.program != programSuite && cfg.program != programInflight:
-		return cfg, fmt.Errorf("-mode %q, want %s or %s", cfg.program, programSuite, programInflight)
+	case cfg.program != programSuite && cfg.program != programInflight && cfg.program != programMesh:
+		return cfg, fmt.Errorf("-mode %q, want %s, %s or %s", cfg.program, programSuite, programInflight, programMesh)
+	case cfg.instances < 2:
+		return cfg, fmt.Errorf("-instances %d, want at least 2", cfg.instances)
 	case cfg.calls < 1 || cfg.calls > holdMailbox:
 		return cfg, fmt.Errorf("-calls %d, want 1..%d", cfg.calls, holdMailbox)
 	}
@@ -283,8 +289,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return runChild(kind, envFromProcess(), stdin, stdout)
 	}
-	if cfg.program == programInflight {
+	switch cfg.program {
+	case programInflight:
 		return runInflight(cfg, stdout, stderr)
+	case programMesh:
+		return runMesh(cfg, stdout)
 	}
 	return runSuite(cfg, stdout, stderr)
 }

@@ -138,6 +138,7 @@ func TestFlagsRejectNonsense(t *testing.T) {
 		{"-systems", "nats-pub", "-modes", "latency", "-transports", "tcp", "-mode", "everything"},
 		{"-pin", "elsewhere"},
 		{"-calls", "0"},
+		{"-mode", "mesh", "-instances", "1"},
 		{"extra"},
 	} {
 		if _, err := parseFlags(args, &bytes.Buffer{}); err == nil {
@@ -187,6 +188,24 @@ func TestScaled(t *testing.T) {
 	} {
 		if got := scaled(tc.n, tc.payload, tc.least); got != tc.want {
 			t.Errorf("scaled(%d, %d, %d) = %d, want %d", tc.n, tc.payload, tc.least, got, tc.want)
+		}
+	}
+}
+
+// TestMeshMode runs -mode mesh with a few instances: every call through
+// .Service succeeds and the report has its figures.
+func TestMeshMode(t *testing.T) {
+	cfg, err := parseFlags([]string{"-mode", "mesh", "-instances", "8"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runMesh(cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"every instance saw all 8", "calls through .Service", "connections made: "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, &out)
 		}
 	}
 }
