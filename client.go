@@ -15,6 +15,10 @@ import (
 // call is one request of ours awaiting its response.
 type call struct {
 	ch chan result // capacity 1: the single delivery never blocks
+	// abandon: a routed idempotent call, failed at once (unknown
+	// outcome, so retried elsewhere) when its instance is ejected for
+	// silence, instead of waiting for the keepalive or its deadline.
+	abandon bool
 }
 
 type result struct {
@@ -83,6 +87,12 @@ func (s *session) writeError(ctx context.Context, handler string, err error) err
 // roundTrip sends a request and, for AMSync and Unary, waits for the
 // response, the caller's ctx, or the end of the session.
 func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, error) {
+	return s.exchange(ctx, req, false)
+}
+
+// exchange is roundTrip; an abandonable call may also end when its
+// instance is ejected (see abandonSilent).
+func (s *session) exchange(ctx context.Context, req *wire.Request, abandonable bool) ([]byte, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		req.Timeout = time.Until(dl)
 		if req.Timeout <= 0 {
@@ -109,6 +119,7 @@ func (s *session) roundTrip(ctx context.Context, req *wire.Request) ([]byte, err
 	defer func() { <-s.calls }()
 
 	c := callPool.Get().(*call)
+	c.abandon = abandonable
 	id := s.nextID.Add(1)
 	req.ID = id
 	s.mu.Lock()
@@ -205,6 +216,24 @@ func (r *result) errorFor(handler string) error {
 		return r.err
 	}
 	return fromStatus(r.status, r.msg, handler)
+}
+
+// abandonSilent fails the abandonable calls waiting on s with err, and
+// returns how many there were.
+func (s *session) abandonSilent(err error) int {
+	s.mu.Lock()
+	var out []*call
+	for id, c := range s.pending {
+		if c.abandon {
+			delete(s.pending, id)
+			out = append(out, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range out {
+		c.ch <- result{err: err}
+	}
+	return len(out)
 }
 
 // forget removes a pending call and reports whether it was still there, in

@@ -12,7 +12,9 @@ import (
 // a live instance answers pings from its receive path even when all its
 // handlers are busy), or ejectTimeouts attempts in a row to it ran out of
 // their own time. Keepalive pings it every half EjectAfter meanwhile; the
-// first frame from it readmits it. If discovery no longer lists it either,
+// first frame from it readmits it. The routed idempotent calls waiting on
+// a silent instance fail at once, as of unknown outcome, so that they are
+// retried elsewhere. If discovery no longer lists it either,
 // its connection is closed: its calls fail with ErrPeerLost at once
 // instead of at their deadlines (or at KeepaliveTimeout).
 
@@ -47,7 +49,13 @@ func (m *Messenger) watchHealth(s *session, st linkState, v keepaliveVerdict, no
 	heard := v.lastRecv.Equal(now)
 	switch {
 	case v.silent:
-		m.eject(ep, "calls wait and it has sent nothing for "+now.Sub(v.lastRecv).Round(time.Millisecond).String())
+		quiet := now.Sub(v.lastRecv).Round(time.Millisecond)
+		m.eject(ep, "calls wait and it has sent nothing for "+quiet.String())
+		// Idempotent routed calls waiting on it go elsewhere now.
+		lost := withOutcome(newError(CodePeerLost, "", nil, "%s stopped answering (silent for %v)", s.peerName(), quiet), "", outcomeUnknown)
+		if n := s.abandonSilent(lost); n > 0 {
+			m.log.Debug("velo: idempotent calls moved off a silent instance", "peer", ep.id.Short(), "calls", n)
+		}
 		m.mu.RLock()
 		ps := m.peers[ep.id]
 		gone := ps != nil && ps.dropped && !ps.manual

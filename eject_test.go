@@ -148,3 +148,53 @@ func TestEjectGoneFromDiscoveryFailsPendingAtOnce(t *testing.T) {
 		t.Errorf("pending call: %v after %v, want ErrPeerLost within 1s", err, took)
 	}
 }
+
+// TestEjectMovesIdempotentCalls: routed idempotent calls waiting on an
+// instance that goes silent are retried elsewhere as it is ejected, so
+// every call succeeds, long before the keepalive bound or its deadline.
+func TestEjectMovesIdempotentCalls(t *testing.T) {
+	ctx := testCtx(t)
+	n := mem.NewNetwork()
+	d := discovery.NewMemory()
+	var aRuns, bRuns atomic.Int64
+	memInstance(t, n, d, "a", "m", velo.Options{}, counting(&aRuns, time.Millisecond, nil))
+	memInstance(t, n, d, "b", "m", velo.Options{}, counting(&bRuns, time.Millisecond, nil))
+	c := build(t, velo.NewBuilder().AddTransport(mem.New(n, mem.Options{Addr: "c"})).Discovery(d))
+	waitInstances(t, c, "m", "job", 2)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var slowest time.Duration
+	var failed []error
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				_, err := c.Unary("job").Service("m").Retry(velo.RetryPolicy{Attempts: 3}).Idempotent().Send(ctx)
+				mu.Lock()
+				slowest = max(slowest, time.Since(start))
+				if err != nil {
+					failed = append(failed, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	n.Partition("a", "c")
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("a ran %d, b ran %d; slowest call %v; %d failed", aRuns.Load(), bRuns.Load(), slowest.Round(time.Millisecond), len(failed))
+	if len(failed) > 0 {
+		t.Errorf("%d calls failed, the first: %v", len(failed), failed[0])
+	}
+	if slowest > time.Second {
+		t.Errorf("a call took %v: calls caught on the silent instance were not moved at its ejection", slowest)
+	}
+}

@@ -121,7 +121,7 @@ func (s *spec) attemptTo(ctx, callCtx context.Context, p RetryPolicy, ep *endpoi
 		return sess.roundTrip(actx, &req) // a one-way message's write is no latency sample
 	}
 	start := time.Now()
-	out, err := sess.roundTrip(actx, &req)
+	out, err := sess.exchange(actx, &req, s.idem)
 	s.m.settle(ep, err, start, callCtx)
 	return out, err
 }

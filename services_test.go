@@ -508,3 +508,21 @@ func TestRetryBudgetBoundsRetries(t *testing.T) {
 		t.Errorf("%d runs for %d calls, want at most %d", runs.Load(), n, most)
 	}
 }
+
+// TestRetryDefaultPolicyFromOptions: Options.Retry applies to calls that
+// set no policy, .Instance ones included; a call's own .Retry replaces it.
+func TestRetryDefaultPolicyFromOptions(t *testing.T) {
+	ctx := testCtx(t)
+	d := discovery.NewMemory()
+	var runs atomic.Int64
+	w := instanceOf(t, d, "busy", velo.Options{}, counting(&runs, 0, velo.ErrBusy))
+	c := build(t, velo.NewBuilder().Discovery(d).Options(velo.Options{Retry: velo.RetryPolicy{Attempts: 3}}))
+	waitInstances(t, c, "busy", "job", 1)
+	if _, err := c.Unary("job").Instance(w.InstanceID()).Send(ctx); !errors.Is(err, velo.ErrBusy) || runs.Load() != 3 {
+		t.Errorf("default policy: %v after %d runs, want ErrBusy after 3", err, runs.Load())
+	}
+	runs.Store(0)
+	if _, err := c.Unary("job").Service("busy").Retry(velo.RetryPolicy{Attempts: 1}).Send(ctx); !errors.Is(err, velo.ErrBusy) || runs.Load() != 1 {
+		t.Errorf("own policy: %v after %d runs, want ErrBusy after 1", err, runs.Load())
+	}
+}
