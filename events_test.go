@@ -29,18 +29,7 @@ import (
 // newEventMessenger is newMessenger with event options.
 func newEventMessenger(t testing.TB, opts velo.Options, eo events.Options, tr transport.Transport) *velo.Messenger {
 	t.Helper()
-	m, err := velo.NewBuilder().Options(opts).EventOptions(eo).AddTransport(tr).Build(context.Background())
-	if err != nil {
-		t.Fatalf("Build: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := m.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return m
+	return build(t, velo.NewBuilder().Options(opts).EventOptions(eo).AddTransport(tr))
 }
 
 // mesh starts n messengers over TCP that all know each other.

@@ -37,6 +37,13 @@ func newMessenger(t testing.TB, opts velo.Options, ts ...transport.Transport) *v
 	for _, tr := range ts {
 		b.AddTransport(tr)
 	}
+	return build(t, b)
+}
+
+// build starts the messenger b describes (on TCP on loopback unless b
+// has a transport) and shuts it down when the test ends.
+func build(t testing.TB, b *velo.Builder) *velo.Messenger {
+	t.Helper()
 	m, err := b.Build(context.Background())
 	if err != nil {
 		t.Fatalf("Build: %v", err)

@@ -15,24 +15,6 @@ import (
 	"github.com/velo-messenger/velo/transport/tcp"
 )
 
-// build starts the messenger b describes, on TCP on loopback unless b has
-// a transport, and shuts it down when the test ends.
-func build(t testing.TB, b *velo.Builder) *velo.Messenger {
-	t.Helper()
-	m, err := b.Build(context.Background())
-	if err != nil {
-		t.Fatalf("Build: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := m.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return m
-}
-
 // instanceOf starts an instance of service svc on d with the handlers hs.
 func instanceOf(t testing.TB, d discovery.PeerDiscovery, svc string, opts velo.Options, hs ...*velo.HandlerBuilder) *velo.Messenger {
 	t.Helper()
