@@ -148,6 +148,7 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		oneWayLog:    lograte.New(logBurst, logEvery),
 		busyLog:      lograte.New(logBurst, logEvery),
 		peerLog:      lograte.New(logBurst, logEvery),
+		authLog:      lograte.New(logBurst, logEvery),
 		retiring:     make(map[*handlerEntry]struct{}),
 		service:      b.service,
 		publish:      make(chan struct{}, 1),

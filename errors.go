@@ -34,6 +34,8 @@ const (
 	CodeInternal         Code = 14
 	CodeOwnerLost        Code = 15
 	CodeEventPoisoned    Code = 16
+	CodePermissionDenied Code = 17
+	CodeUnauthenticated  Code = 18
 )
 
 var codeText = map[Code]string{
@@ -53,6 +55,8 @@ var codeText = map[Code]string{
 	CodeInternal:         "internal error",
 	CodeOwnerLost:        "owner lost",
 	CodeEventPoisoned:    "event poisoned",
+	CodePermissionDenied: "permission denied",
+	CodeUnauthenticated:  "unauthenticated",
 }
 
 func (c Code) String() string {
@@ -80,6 +84,12 @@ var (
 	ErrShuttingDown     = &Error{Code: CodeShuttingDown}
 	ErrHandlerStopped   = &Error{Code: CodeHandlerStopped}
 	ErrBadRequest       = &Error{Code: CodeBadRequest}
+	// ErrPermissionDenied: Options.Authorize refused the caller; the
+	// handler did not run.
+	ErrPermissionDenied = &Error{Code: CodePermissionDenied}
+	// ErrUnauthenticated: the call needs an authenticated identity (mutual
+	// TLS, or a Unix socket's credentials) and its connection has none.
+	ErrUnauthenticated = &Error{Code: CodeUnauthenticated}
 )
 
 // Event errors, returned by events.Awaiter.Wait: velo re-exports those of
@@ -233,6 +243,8 @@ var codeStatus = [...]wire.Status{
 	CodeInternal:         wire.StatusInternal,
 	CodeOwnerLost:        wire.StatusOwnerLost,
 	CodeEventPoisoned:    wire.StatusEventPoisoned,
+	CodePermissionDenied: wire.StatusPermissionDenied,
+	CodeUnauthenticated:  wire.StatusUnauthenticated,
 }
 
 // statusCode is codeStatus the other way round.

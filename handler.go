@@ -21,6 +21,12 @@ type Context struct {
 	Msg *Messenger
 	// Sender is the instance that sent the message.
 	Sender peer.ID
+	// Identity is who the sender's connection authenticated it as: the
+	// verified client certificate's URI SAN, else its DNS SAN, else its
+	// subject CN, under mutual TLS; "unix:uid=N" over a Unix socket; ""
+	// when the connection authenticates nobody. Unlike Sender, which the
+	// peer states, Identity is proven (see docs/security.md).
+	Identity string
 	// Handler is the name the message was sent to.
 	Handler string
 	// Payload is the message body as sent. It belongs to the handler.

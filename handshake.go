@@ -54,6 +54,11 @@ func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 		s.finish(in, nil, newError(CodeBadRequest, system.Hello, err, "%v", err))
 		return fmt.Errorf("velo: handshake: %w", err)
 	}
+	s.identity = peerIdentity(s.conn)
+	if err := m.checkIdentity(s, h.Info.ID); err != nil {
+		s.finish(in, nil, err)
+		return err
+	}
 	if err := m.admitHello(s, h.Info.ID); err != nil {
 		s.finish(in, nil, err)
 		return err
@@ -131,6 +136,12 @@ func (s *session) completeHello(h *system.HelloMsg) error {
 	}
 	if err := h.CheckProtocol(); err != nil {
 		return fmt.Errorf("velo: handshake: %w", err)
+	}
+	if s.dialed {
+		s.identity = peerIdentity(s.conn)
+		if err := s.m.checkIdentity(s, h.Info.ID); err != nil {
+			return err
+		}
 	}
 	s.peer = h.Info
 	s.peer.Handlers = sortedNames(h.Handlers)

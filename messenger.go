@@ -98,7 +98,8 @@ type Messenger struct {
 	// Limits on the log lines that peers can cause by the thousand
 	// (see warn): failed one-way messages, refusals by full mailboxes,
 	// and refused handshakes and event messages.
-	oneWayLog, busyLog, peerLog *lograte.Limiter
+	oneWayLog, busyLog, peerLog, authLog *lograte.Limiter
+	denied                               atomic.Uint64 // requests Authorize refused
 
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}

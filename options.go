@@ -1,6 +1,7 @@
 package velo
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -100,6 +101,19 @@ type Options struct {
 	// Zero: DefaultEjectAfter (400 ms), or half KeepaliveTimeout if that
 	// is shorter.
 	EjectAfter time.Duration
+
+	// Authorize, when set, decides whether the peer with the given
+	// identity (Context.Identity: "" when its connection authenticated
+	// none) may call handler. It is called on the connection's receive
+	// path for every request but the handshake, before the request takes
+	// a mailbox slot, so it must be quick; the reserved handlers
+	// (IsSystemHandler) are asked about too. A non-nil error refuses the
+	// request: the caller gets ErrPermissionDenied (ErrUnauthenticated if
+	// the identity is empty, or if the error is ErrUnauthenticated), the
+	// handler never runs, and the refusal is counted (Denied) and logged
+	// at Warn, rate-limited. ctx ends when the messenger stops. Nil:
+	// every request is allowed.
+	Authorize func(ctx context.Context, identity, handler string) error
 }
 
 // Validate reports every field that no default stands in for, naming the

@@ -46,7 +46,7 @@ func NotDelivered(err error) bool {
 	}
 	switch e.Code {
 	case CodeHandlerNotFound, CodeBusy, CodeShuttingDown, CodeHandlerStopped,
-		CodeBadRequest, CodePayloadTooLarge, CodePeerUnknown:
+		CodeBadRequest, CodePayloadTooLarge, CodePeerUnknown, CodePermissionDenied, CodeUnauthenticated:
 		return true
 	}
 	return false

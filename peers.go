@@ -233,6 +233,9 @@ func (m *Messenger) sessionClosed(s *session, reason error) {
 	defer m.mu.Unlock()
 	delete(m.sessions, s)
 	if !s.ready() {
+		if !s.dialed {
+			m.logBrokenHandshake(s, reason)
+		}
 		return
 	}
 	if m.eventPaths[s.peer.ID] == s {

@@ -27,6 +27,11 @@ func (s *session) handleRequest(body []byte) error {
 		}
 		return s.m.acceptHello(s, &req)
 	}
+	if err := s.authorize(&req); err != nil {
+		s.throttleErrors()
+		s.finish(newInbound(s, &req), nil, err)
+		return nil
+	}
 	if req.Handler == system.HandlersChanged {
 		s.m.peerHandlersChanged(s, &req)
 		return nil
@@ -218,6 +223,6 @@ type inbound struct {
 // newInbound records req, received on s, for its handler.
 func newInbound(s *session, req *wire.Request) *inbound {
 	return &inbound{s: s, kind: req.Kind, id: req.ID, c: Context{
-		Msg: s.m, Sender: s.peer.ID, Handler: req.Handler, Payload: req.Payload, Headers: req.Headers,
+		Msg: s.m, Sender: s.peer.ID, Identity: s.identity, Handler: req.Handler, Payload: req.Payload, Headers: req.Headers,
 	}}
 }

@@ -25,6 +25,7 @@ type session struct {
 	// before helloDone is set; it is read only after.
 	helloDone atomic.Bool
 	peer      peer.Info
+	identity  string       // what the transport authenticated of the peer ("" for nothing)
 	peerMax   atomic.Int64 // largest frame the peer reads
 	created   time.Time
 

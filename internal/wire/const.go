@@ -17,7 +17,7 @@ package wire
 import "time"
 
 // Version is the frame format version this package writes and accepts.
-const Version = 1
+const Version = 2
 
 // Sizes of the fixed parts, in bytes.
 const (
@@ -149,8 +149,10 @@ const (
 	StatusInternal         Status = 14
 	StatusOwnerLost        Status = 15
 	StatusEventPoisoned    Status = 16
+	StatusPermissionDenied Status = 17
+	StatusUnauthenticated  Status = 18
 )
 
 // known reports whether s is one of the codes above. Decoders refuse the
 // others; keep it in step when a code is added.
-func (s Status) known() bool { return s <= StatusEventPoisoned }
+func (s Status) known() bool { return s <= StatusUnauthenticated }

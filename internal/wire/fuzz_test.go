@@ -61,7 +61,7 @@ func seedFrames() map[string][]byte {
 	seeds["bad-version"] = bad(golden, wire.PrefixLen, 2)
 	seeds["bad-type"] = bad(golden, wire.PrefixLen+1, 7)
 	seeds["bad-kind"] = bad(golden, wire.HeaderLen, 4)
-	seeds["bad-status"] = bad(seeds["response-golden"], wire.HeaderLen+8, 17)
+	seeds["bad-status"] = bad(seeds["response-golden"], wire.HeaderLen+8, 19)
 	seeds["bad-empty-name"] = frameOf(wire.TypeRequest, rawRequestBody(wire.KindUnary, 1, 0, "", nil, ""))
 	seeds["bad-timeout"] = frameOf(wire.TypeRequest, rawRequestBody(wire.KindUnary, 1, math.MaxUint64, "h", nil, ""))
 	seeds["bad-duplicate-header"] = frameOf(wire.TypeRequest,

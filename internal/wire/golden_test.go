@@ -36,7 +36,7 @@ func unhex(t *testing.T, s string) []byte {
 // goldenRequest is the worked example of docs/wire.md.
 const goldenRequest = `
 	00 00 00 24             // length 36
-	01                      // version 1
+	02                      // version 2
 	01                      // type request
 	03                      // kind unary
 	01 02 03 04 05 06 07 08 // id 0x0102030405060708
@@ -62,7 +62,7 @@ var goldenRequestValue = wire.Request{
 
 const goldenResponse = `
 	00 00 00 15             // length 21
-	01                      // version 1
+	02                      // version 2
 	02                      // type response
 	00 00 00 00 00 00 00 2a // id 42
 	02                      // status handler error
@@ -115,10 +115,10 @@ func TestGoldenControl(t *testing.T) {
 		golden string
 		got    []byte
 	}{
-		{"cancel", `00 00 00 0a | 01 | 03 | 00 00 00 00 00 00 00 2a`, wire.AppendCancel(nil, 42)},
-		{"ping", `00 00 00 0a | 01 | 04 | 01 02 03 04 05 06 07 08`, wire.AppendPing(nil, false, 0x0102030405060708)},
-		{"pong", `00 00 00 0a | 01 | 05 | 01 02 03 04 05 06 07 08`, wire.AppendPing(nil, true, 0x0102030405060708)},
-		{"goaway", `00 00 00 0a | 01 | 06 | 0b | 00 00 00 03 | 62 79 65`,
+		{"cancel", `00 00 00 0a | 02 | 03 | 00 00 00 00 00 00 00 2a`, wire.AppendCancel(nil, 42)},
+		{"ping", `00 00 00 0a | 02 | 04 | 01 02 03 04 05 06 07 08`, wire.AppendPing(nil, false, 0x0102030405060708)},
+		{"pong", `00 00 00 0a | 02 | 05 | 01 02 03 04 05 06 07 08`, wire.AppendPing(nil, true, 0x0102030405060708)},
+		{"goaway", `00 00 00 0a | 02 | 06 | 0b | 00 00 00 03 | 62 79 65`,
 			wire.AppendGoAway(nil, wire.GoAway{Status: wire.StatusShuttingDown, Message: "bye"})},
 	}
 	for _, tt := range tests {
@@ -157,14 +157,14 @@ func TestCodesNeverChange(t *testing.T) {
 		wire.StatusBusy, wire.StatusDeadlineExceeded, wire.StatusCanceled, wire.StatusPeerUnknown,
 		wire.StatusPeerLost, wire.StatusPayloadTooLarge, wire.StatusBadPayload, wire.StatusShuttingDown,
 		wire.StatusHandlerStopped, wire.StatusBadRequest, wire.StatusInternal, wire.StatusOwnerLost,
-		wire.StatusEventPoisoned,
+		wire.StatusEventPoisoned, wire.StatusPermissionDenied, wire.StatusUnauthenticated,
 	}
 	for want, got := range statuses {
 		if int(got) != want {
 			t.Errorf("status #%d has value %d", want, got)
 		}
 	}
-	if wire.Version != 1 {
+	if wire.Version != 2 {
 		t.Errorf("Version = %d; a new version needs new golden frames", wire.Version)
 	}
 	if wire.PrefixLen != 4 || wire.HeaderLen != 6 {

@@ -61,7 +61,7 @@ func TestRejectKind(t *testing.T) {
 }
 
 func TestRejectStatus(t *testing.T) {
-	for _, s := range []wire.Status{wire.StatusEventPoisoned + 1, 0x80, 0xff} {
+	for _, s := range []wire.Status{wire.StatusUnauthenticated + 1, 0x80, 0xff} {
 		r := wire.Response{ID: 1, Status: s}
 		_, err := wire.ParseResponse(body(t, wire.AppendResponse(nil, &r), wire.TypeResponse))
 		mustMalformed(t, err, "ParseResponse of an unknown status")

@@ -91,6 +91,7 @@ func (o Options) withDefaults() Options {
 // pending buffer (MaxPending), and that wait ends with its ctx.
 type Conn struct {
 	nc   net.Conn
+	orig net.Conn  // nc as given to New, before rawio wrapped it: for PeerIdentity
 	try  tryWriter // nc's non-blocking write; nil if it has none
 	h    transport.Handler
 	opts Options
@@ -165,7 +166,7 @@ func New(nc net.Conn, bind transport.Binder, opts Options) *Conn {
 	if err := opts.Validate(); err != nil {
 		panic(err)
 	}
-	c := &Conn{nc: rawio.Wrap(nc), opts: opts.withDefaults(), done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	c := &Conn{nc: rawio.Wrap(nc), orig: nc, opts: opts.withDefaults(), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.try, _ = c.nc.(tryWriter)
 	c.room.L = &c.mu
 	c.h = bind(c)

@@ -5,6 +5,7 @@ package tcp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,6 +68,18 @@ type Options struct {
 	// files...), at Warn and at most one line a second. Nil: the
 	// messenger's logger.
 	Logger *slog.Logger
+	// TLS, when set, makes every connection TLS, both ways: the one
+	// config serves accepted connections (Certificates or GetCertificate
+	// or GetConfigForClient; ClientCAs and ClientAuth for mutual TLS) and
+	// dialed ones (RootCAs to verify the peer, Certificates as the client
+	// certificate; ServerName, when empty, is the host of the address
+	// dialed). MinVersion below TLS 1.2 is refused; zero means TLS 1.2,
+	// and TLS 1.3 is preferred whenever both ends have it. An accepted
+	// connection does its handshake on its own goroutine, bounded with
+	// the hello by the messenger's HandshakeTimeout; a dial does it
+	// within DialTimeout. Every instance that dials this one needs TLS
+	// too: plain and TLS instances do not talk. See docs/security.md.
+	TLS *tls.Config
 }
 
 // Validate reports every field that no default stands in for, naming the
@@ -77,6 +90,7 @@ func (o Options) Validate() error {
 		optcheck.NotNegative(Name, "MaxFrame", o.MaxFrame),
 		optcheck.NotNegative(Name, "MaxConns", o.MaxConns),
 		optcheck.NotNegative(Name, "ReadBuffer", o.ReadBuffer),
+		transport.CheckTLS(Name, o.TLS),
 	)
 }
 
@@ -100,6 +114,7 @@ func (o Options) withDefaults() Options {
 	if o.ReadBuffer == 0 {
 		o.ReadBuffer = DefaultReadBuffer
 	}
+	o.TLS = transport.WithTLSDefaults(o.TLS)
 	return o
 }
 
@@ -158,7 +173,7 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 	t.mu.Lock()
 	t.ln = ln
 	t.mu.Unlock()
-	if err := t.group.Accept(tcpListener{ln.(*net.TCPListener)}, bind, t.opts.MaxConns, t.logger()); err != nil {
+	if err := t.group.Accept(tcpListener{ln.(*net.TCPListener), t.opts.TLS}, bind, t.opts.MaxConns, t.logger()); err != nil {
 		return "", err
 	}
 	if t.opts.Advertise != "" {
@@ -186,6 +201,11 @@ func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder
 		return nil, err
 	}
 	tune(nc)
+	if t.opts.TLS != nil {
+		if nc, err = transport.ClientTLS(ctx, nc, t.opts.TLS, addr); err != nil {
+			return nil, fmt.Errorf("tcp: %w", err)
+		}
+	}
 	c, err := t.group.Serve(nc, bind)
 	if err != nil {
 		return nil, err
@@ -196,9 +216,15 @@ func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder
 // Close implements transport.Transport.
 func (t *Transport) Close() error { return t.group.Close() }
 
-// tcpListener sets TCP_NODELAY on accepted connections. Go sets it by
-// default today; setting it here keeps the latency contract explicit.
-type tcpListener struct{ *net.TCPListener }
+// tcpListener sets TCP_NODELAY on accepted connections (Go sets it by
+// default today; setting it here keeps the latency contract explicit),
+// and wraps them in TLS when the transport has a config: the handshake
+// happens on the connection's first read, on its own goroutine, never in
+// the accept loop.
+type tcpListener struct {
+	*net.TCPListener
+	tls *tls.Config
+}
 
 func (l tcpListener) Accept() (net.Conn, error) {
 	nc, err := l.TCPListener.Accept()
@@ -206,6 +232,9 @@ func (l tcpListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tune(nc)
+	if l.tls != nil {
+		return tls.Server(nc, l.tls), nil
+	}
 	return nc, nil
 }
 

@@ -1,0 +1,311 @@
+package velo_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/internal/testcerts"
+	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/transport/tcp"
+	"github.com/velo-messenger/velo/transport/uds"
+)
+
+// tlsInstance starts an instance on TCP with the TLS config c.
+func tlsInstance(t *testing.T, c *tls.Config, opts velo.Options, hs ...*velo.HandlerBuilder) *velo.Messenger {
+	t.Helper()
+	b := velo.NewBuilder().AddTransport(tcp.New(tcp.Options{TLS: c})).Options(opts)
+	for _, h := range hs {
+		b.Handle(h.Build())
+	}
+	return build(t, b)
+}
+
+// whoCalls is a handler "who" that answers the caller's identity and
+// counts its runs.
+func whoCalls(runs *atomic.Int64) *velo.HandlerBuilder {
+	return velo.UnaryHandler("who", func(_ context.Context, c *velo.Context) ([]byte, error) {
+		runs.Add(1)
+		return []byte(c.Identity), nil
+	})
+}
+
+// callWho calls "who" on to from m.
+func callWho(m *velo.Messenger, to peer.ID) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b, err := m.Unary("who").Instance(to).Send(ctx)
+	return string(b), err
+}
+
+// TestTLSIdentityAndAuthorize: under mutual TLS a handler sees the
+// caller's certificate identity; a handler that Authorize allows only to
+// X is reachable by X and refused to Y with ErrPermissionDenied across the
+// wire, and never runs for Y.
+func TestTLSIdentityAndAuthorize(t *testing.T) {
+	ca := testcerts.NewCA(t, "velo test CA")
+	const x, y = "spiffe://velo.test/x", "spiffe://velo.test/y"
+	var whoRuns, secretRuns atomic.Int64
+	authorize := func(_ context.Context, identity, handler string) error {
+		if handler == "secret" && identity != x {
+			return errors.New("secret is for x only")
+		}
+		return nil
+	}
+	s := tlsInstance(t, testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/server"})),
+		velo.Options{Authorize: authorize}, whoCalls(&whoRuns),
+		velo.UnaryHandler("secret", func(context.Context, *velo.Context) ([]byte, error) {
+			secretRuns.Add(1)
+			return []byte("s3cr3t"), nil
+		}))
+	cx := tlsInstance(t, testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: x})), velo.Options{})
+	cy := tlsInstance(t, testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{DNS: []string{"y.velo.test"}, URI: y})), velo.Options{})
+	for _, c := range []*velo.Messenger{cx, cy} {
+		if err := c.RegisterPeer(s.PeerInfo()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		m    *velo.Messenger
+		want string
+	}{{cx, x}, {cy, y}} {
+		got, err := callWho(tc.m, s.InstanceID())
+		if err != nil || got != tc.want {
+			t.Errorf("who from %s = %q, %v; want its identity", tc.want, got, err)
+		}
+	}
+	if got, err := cx.Unary("secret").Instance(s.InstanceID()).Send(ctx); err != nil || string(got) != "s3cr3t" {
+		t.Errorf("secret from x: %q, %v", got, err)
+	}
+	_, err := cy.Unary("secret").Instance(s.InstanceID()).Send(ctx)
+	if !errors.Is(err, velo.ErrPermissionDenied) || !velo.NotDelivered(err) {
+		t.Errorf("secret from y: %v, want ErrPermissionDenied, not delivered", err)
+	}
+	if err := cy.AMSync("secret").Instance(s.InstanceID()).Send(ctx); !errors.Is(err, velo.ErrPermissionDenied) {
+		t.Errorf("secret from y by AMSync: %v, want ErrPermissionDenied", err)
+	}
+	if secretRuns.Load() != 1 {
+		t.Errorf("secret ran %d times, want once (for x)", secretRuns.Load())
+	}
+	if s.Denied() != 2 {
+		t.Errorf("Denied() = %d, want 2", s.Denied())
+	}
+}
+
+// logBuffer collects a messenger's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+// TestTLSRefusals: an instance under mutual TLS refuses a plaintext
+// client, a certificate from another CA, an expired certificate, an
+// identity Authorize does not allow, and a handshake that never comes
+// (within HandshakeTimeout); a rotated certificate serves new connections
+// while the old ones keep working; and a good peer keeps its latency
+// meanwhile.
+func TestTLSRefusals(t *testing.T) {
+	ca, other := testcerts.NewCA(t, "velo test CA"), testcerts.NewCA(t, "another CA")
+	var logs logBuffer
+	var current atomic.Pointer[tls.Certificate]
+	first := ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/server"})
+	current.Store(&first)
+	serverTLS := testcerts.Mutual(ca, first)
+	serverTLS.Certificates = nil
+	serverTLS.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current.Load(), nil }
+	const evil = "spiffe://velo.test/evil"
+	var runs atomic.Int64
+	s := build(t, velo.NewBuilder().
+		AddTransport(tcp.New(tcp.Options{TLS: serverTLS})).
+		Logger(slog.New(slog.NewTextHandler(&logs, nil))).
+		Options(velo.Options{HandshakeTimeout: 300 * time.Millisecond, Authorize: func(_ context.Context, id, _ string) error {
+			if id == evil {
+				return errors.New("not this one")
+			}
+			return nil
+		}}).
+		Handle(whoCalls(&runs).Build()))
+	good := tlsInstance(t, testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/good"})), velo.Options{})
+	if err := good.RegisterPeer(s.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	p50 := func(n int) time.Duration {
+		var took []time.Duration
+		for range n {
+			start := time.Now()
+			if _, err := callWho(good, s.InstanceID()); err != nil {
+				t.Fatalf("good peer: %v", err)
+			}
+			took = append(took, time.Since(start))
+		}
+		slices.Sort(took)
+		return took[len(took)/2]
+	}
+	before := p50(200)
+
+	// The good peer keeps calling while the attacks run.
+	stop := make(chan struct{})
+	var during []time.Duration
+	var goodErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			start := time.Now()
+			if _, err := callWho(good, s.InstanceID()); err != nil {
+				goodErr = err
+				return
+			}
+			during = append(during, time.Since(start))
+		}
+	})
+
+	addr, _ := s.PeerInfo().Address("tcp")
+	attack := func(name string, c *tls.Config, wantIs error, wantText string) {
+		t.Helper()
+		m := build(t, velo.NewBuilder().AddTransport(tcp.New(tcp.Options{TLS: c})).Options(velo.Options{DialTimeout: 2 * time.Second}))
+		if err := m.RegisterPeer(s.PeerInfo()); err != nil {
+			t.Fatal(err)
+		}
+		_, err := callWho(m, s.InstanceID())
+		if err == nil || !errors.Is(err, wantIs) || !strings.Contains(err.Error(), wantText) {
+			t.Errorf("%s: %v, want %v mentioning %q", name, err, wantIs, wantText)
+		}
+	}
+	attack("plaintext client", nil, velo.ErrPeerLost, "")
+	attack("certificate of another CA", testcerts.Mutual(ca, other.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/intruder"})), velo.ErrPeerLost, "tls")
+	attack("expired certificate", testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/old",
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})), velo.ErrPeerLost, "tls")
+	attack("server of another CA", testcerts.Mutual(other, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/lost"})), velo.ErrPeerLost, "certificate")
+	attack("identity not allowed", testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: evil})), velo.ErrPermissionDenied, "not this one")
+
+	// A connection that never completes its TLS handshake is closed
+	// within the handshake timeout.
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = raw.Read(make([]byte, 1))
+	stalled := time.Since(start)
+	raw.Close()
+	if err == nil || stalled > 2*time.Second {
+		t.Errorf("a silent TLS client was left open for %v (read: %v), want a close within the 300ms handshake timeout", stalled, err)
+	}
+
+	// Rotation: new connections get the new certificate, the old
+	// connection keeps working.
+	second := ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/server"})
+	current.Store(&second)
+	probe := testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/probe"}))
+	probe.ServerName = "127.0.0.1"
+	tc, err := tls.Dial("tcp", addr, probe)
+	if err != nil {
+		t.Fatalf("dial after the rotation: %v", err)
+	}
+	served := tc.ConnectionState().PeerCertificates[0]
+	tc.Close()
+	if !served.Equal(second.Leaf) {
+		t.Errorf("after the rotation a new connection got serial %v, want the new certificate's %v", served.SerialNumber, second.Leaf.SerialNumber)
+	}
+	close(stop)
+	wg.Wait()
+	if goodErr != nil {
+		t.Fatalf("the good peer failed during the attacks: %v", goodErr)
+	}
+	if _, err := callWho(good, s.InstanceID()); err != nil {
+		t.Errorf("the good peer's connection after the rotation: %v", err)
+	}
+	slices.Sort(during)
+	mid := during[len(during)/2]
+	t.Logf("good peer p50 %v before the attacks, %v during (%d calls); %d TLS handshake failures logged",
+		before.Round(time.Microsecond), mid.Round(time.Microsecond), len(during), logs.count("TLS handshake failed"))
+	if mid > 2*before {
+		t.Errorf("good peer p50 %v during the attacks, over twice its %v before", mid, before)
+	}
+	if logs.count("TLS handshake failed") == 0 {
+		t.Error("no TLS handshake failure was logged")
+	}
+}
+
+// TestTLSImpersonationRefused: while an instance is connected under its
+// certificate's identity, a connection that claims its instance id with
+// another certificate is refused, and the genuine connection keeps
+// working.
+func TestTLSImpersonationRefused(t *testing.T) {
+	ca := testcerts.NewCA(t, "velo test CA")
+	var runs atomic.Int64
+	s := tlsInstance(t, testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/server"})), velo.Options{}, whoCalls(&runs))
+	a := tlsInstance(t, testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/a"})), velo.Options{})
+	if err := a.RegisterPeer(s.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := callWho(a, s.InstanceID()); err != nil || got != "spiffe://velo.test/a" {
+		t.Fatalf("genuine a: %q, %v", got, err)
+	}
+	impostor := build(t, velo.NewBuilder().InstanceID(a.InstanceID()).
+		AddTransport(tcp.New(tcp.Options{TLS: testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/mallory"}))})))
+	if err := impostor.RegisterPeer(s.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	before := runs.Load()
+	_, err := callWho(impostor, s.InstanceID())
+	if !errors.Is(err, velo.ErrPermissionDenied) || !strings.Contains(err.Error(), "spiffe://velo.test/a") {
+		t.Errorf("impostor: %v, want ErrPermissionDenied naming the identity a is connected under", err)
+	}
+	if runs.Load() != before {
+		t.Error("the impostor's call ran")
+	}
+	for range 10 {
+		if got, err := callWho(a, s.InstanceID()); err != nil || got != "spiffe://velo.test/a" {
+			t.Fatalf("genuine a after the impostor: %q, %v", got, err)
+		}
+	}
+}
+
+// TestUnixSocketIdentity: over a Unix socket the handler sees the peer
+// process's user, from the kernel.
+func TestUnixSocketIdentity(t *testing.T) {
+	var runs atomic.Int64
+	dir := t.TempDir()
+	s := build(t, velo.NewBuilder().AddTransport(uds.New(uds.Options{Path: dir + "/s.sock"})).Handle(whoCalls(&runs).Build()))
+	c := build(t, velo.NewBuilder().AddTransport(uds.New(uds.Options{Path: dir + "/c.sock"})))
+	if err := c.RegisterPeer(s.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := callWho(c, s.InstanceID())
+	want := "unix:uid=" + strconv.Itoa(os.Getuid())
+	if err != nil || got != want {
+		t.Errorf("who over uds = %q, %v; want %q", got, err, want)
+	}
+}
