@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -19,6 +20,8 @@ import (
 	"github.com/velo-messenger/velo"
 	"github.com/velo-messenger/velo/internal/testcerts"
 	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/transport"
+	velohttp "github.com/velo-messenger/velo/transport/http"
 	"github.com/velo-messenger/velo/transport/tcp"
 	"github.com/velo-messenger/velo/transport/uds"
 )
@@ -123,13 +126,34 @@ func (l *logBuffer) count(s string) int {
 	return strings.Count(l.b.String(), s)
 }
 
+// tlsTransports are the network transports that take a TLS config, each
+// made with a bound on the TLS handshake of the connections it accepts.
+var tlsTransports = []struct {
+	name string
+	mk   func(c *tls.Config, handshake time.Duration) transport.Transport
+	// logs: a failed TLS handshake is logged at Warn by the messenger
+	// (http's are logged by net/http's error log, at Debug).
+	logs bool
+}{
+	{"tcp", func(c *tls.Config, _ time.Duration) transport.Transport { return tcp.New(tcp.Options{TLS: c}) }, true},
+	{"http", func(c *tls.Config, d time.Duration) transport.Transport {
+		return velohttp.New(velohttp.Options{TLS: c, DialTimeout: d})
+	}, false},
+}
+
 // TestTLSRefusals: an instance under mutual TLS refuses a plaintext
 // client, a certificate from another CA, an expired certificate, an
 // identity Authorize does not allow, and a handshake that never comes
 // (within HandshakeTimeout); a rotated certificate serves new connections
 // while the old ones keep working; and a good peer keeps its latency
-// meanwhile.
+// meanwhile. On every transport that takes TLS.
 func TestTLSRefusals(t *testing.T) {
+	for _, tr := range tlsTransports {
+		t.Run(tr.name, func(t *testing.T) { testTLSRefusals(t, tr.mk, tr.logs) })
+	}
+}
+
+func testTLSRefusals(t *testing.T, mk func(*tls.Config, time.Duration) transport.Transport, logged bool) {
 	ca, other := testcerts.NewCA(t, "velo test CA"), testcerts.NewCA(t, "another CA")
 	var logs logBuffer
 	var current atomic.Pointer[tls.Certificate]
@@ -141,7 +165,7 @@ func TestTLSRefusals(t *testing.T) {
 	const evil = "spiffe://velo.test/evil"
 	var runs atomic.Int64
 	s := build(t, velo.NewBuilder().
-		AddTransport(tcp.New(tcp.Options{TLS: serverTLS})).
+		AddTransport(mk(serverTLS, 300*time.Millisecond)).
 		Logger(slog.New(slog.NewTextHandler(&logs, nil))).
 		Options(velo.Options{HandshakeTimeout: 300 * time.Millisecond, Authorize: func(_ context.Context, id, _ string) error {
 			if id == evil {
@@ -150,7 +174,7 @@ func TestTLSRefusals(t *testing.T) {
 			return nil
 		}}).
 		Handle(whoCalls(&runs).Build()))
-	good := tlsInstance(t, testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/good"})), velo.Options{})
+	good := build(t, velo.NewBuilder().AddTransport(mk(testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/good"})), 0)))
 	if err := good.RegisterPeer(s.PeerInfo()); err != nil {
 		t.Fatal(err)
 	}
@@ -189,10 +213,17 @@ func TestTLSRefusals(t *testing.T) {
 		}
 	})
 
-	addr, _ := s.PeerInfo().Address("tcp")
+	var addr string
+	for _, a := range s.PeerInfo().Addresses {
+		addr = a
+	}
+	hostPort := addr
+	if u, err := url.Parse(addr); err == nil && u.Host != "" {
+		hostPort = u.Host
+	}
 	attack := func(name string, c *tls.Config, wantIs error, wantText string) {
 		t.Helper()
-		m := build(t, velo.NewBuilder().AddTransport(tcp.New(tcp.Options{TLS: c})).Options(velo.Options{DialTimeout: 2 * time.Second}))
+		m := build(t, velo.NewBuilder().AddTransport(mk(c, 0)).Options(velo.Options{DialTimeout: 2 * time.Second}))
 		if err := m.RegisterPeer(s.PeerInfo()); err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +232,17 @@ func TestTLSRefusals(t *testing.T) {
 			t.Errorf("%s: %v, want %v mentioning %q", name, err, wantIs, wantText)
 		}
 	}
-	attack("plaintext client", nil, velo.ErrPeerLost, "")
+	plain := build(t, velo.NewBuilder().AddTransport(mk(nil, 0)).Options(velo.Options{DialTimeout: 2 * time.Second}))
+	info := s.PeerInfo()
+	for name, a := range info.Addresses { // a plaintext dialer speaks http:// to the https:// address
+		info.Addresses[name] = strings.Replace(a, "https://", "http://", 1)
+	}
+	if err := plain.RegisterPeer(info); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := callWho(plain, s.InstanceID()); !errors.Is(err, velo.ErrPeerLost) {
+		t.Errorf("plaintext client: %v, want ErrPeerLost", err)
+	}
 	attack("certificate of another CA", testcerts.Mutual(ca, other.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/intruder"})), velo.ErrPeerLost, "tls")
 	attack("expired certificate", testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/old",
 		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})), velo.ErrPeerLost, "tls")
@@ -210,7 +251,7 @@ func TestTLSRefusals(t *testing.T) {
 
 	// A connection that never completes its TLS handshake is closed
 	// within the handshake timeout.
-	raw, err := net.Dial("tcp", addr)
+	raw, err := net.Dial("tcp", hostPort)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +270,7 @@ func TestTLSRefusals(t *testing.T) {
 	current.Store(&second)
 	probe := testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/probe"}))
 	probe.ServerName = "127.0.0.1"
-	tc, err := tls.Dial("tcp", addr, probe)
+	tc, err := tls.Dial("tcp", hostPort, probe)
 	if err != nil {
 		t.Fatalf("dial after the rotation: %v", err)
 	}
@@ -253,7 +294,7 @@ func TestTLSRefusals(t *testing.T) {
 	if mid > 2*before {
 		t.Errorf("good peer p50 %v during the attacks, over twice its %v before", mid, before)
 	}
-	if logs.count("TLS handshake failed") == 0 {
+	if logged && logs.count("TLS handshake failed") == 0 {
 		t.Error("no TLS handshake failure was logged")
 	}
 }

@@ -2,7 +2,9 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"github.com/velo-messenger/velo/transport"
 	"io"
 	"net"
 	nethttp "net/http"
@@ -26,6 +28,7 @@ type serverConn struct {
 	body   io.ReadCloser
 	local  net.Addr
 	remote string
+	tls    *tls.ConnectionState // the request's, over HTTPS
 
 	mu      sync.Mutex
 	idle    sync.Cond // signalled when active drops to zero
@@ -36,7 +39,7 @@ type serverConn struct {
 }
 
 func newServerConn(w nethttp.ResponseWriter, rc *nethttp.ResponseController, r *nethttp.Request) *serverConn {
-	c := &serverConn{w: w, rc: rc, body: r.Body, remote: r.RemoteAddr}
+	c := &serverConn{w: w, rc: rc, body: r.Body, remote: r.RemoteAddr, tls: r.TLS}
 	c.local, _ = r.Context().Value(nethttp.LocalAddrContextKey).(net.Addr)
 	c.idle.L = &c.mu
 	return c
@@ -175,6 +178,7 @@ type clientConn struct {
 	body   io.ReadCloser
 	cancel context.CancelFunc // ends the request
 	remote string
+	tls    *tls.ConnectionState // the response's, over HTTPS
 	once   sync.Once
 	scan   frameScanner // used by Read only
 }
@@ -258,4 +262,18 @@ func (s *frameScanner) scan(p []byte) int {
 		}
 	}
 	return -1
+}
+
+// PeerIdentity is what the TLS handshake of the HTTPS connection verified
+// of the peer (see transport.CertIdentity), or "".
+func (c *serverConn) PeerIdentity() string { return tlsIdentity(c.tls) }
+
+// PeerIdentity is what the TLS handshake verified of the server, or "".
+func (c *clientConn) PeerIdentity() string { return tlsIdentity(c.tls) }
+
+func tlsIdentity(st *tls.ConnectionState) string {
+	if st == nil || len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
+		return ""
+	}
+	return transport.CertIdentity(st.PeerCertificates[0])
 }

@@ -21,6 +21,7 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -126,6 +127,13 @@ type Options struct {
 	// own error log (bad requests, broken connections) at Debug. Nil: the
 	// messenger's logger.
 	Logger *slog.Logger
+	// TLS, when set, serves HTTPS (HTTP/1.1 or HTTP/2, as the dialer
+	// offers) and dials https:// addresses with it; the one config
+	// serves both roles, as tcp.Options.TLS describes (ServerName comes
+	// from the URL). Protocol H2C does not apply over TLS: Dial offers
+	// HTTP/2 and HTTP/1.1 and takes what the server picks. MinVersion
+	// below TLS 1.2 is refused. The advertised URL is https://.
+	TLS *tls.Config
 }
 
 // Validate reports every field that no default stands in for, naming the
@@ -145,6 +153,7 @@ func (o Options) Validate() error {
 		optcheck.NotNegative(Name, "MaxFrame", o.MaxFrame),
 		optcheck.NotNegative(Name, "MaxConns", o.MaxConns),
 		optcheck.NotNegative(Name, "ReadBuffer", o.ReadBuffer),
+		transport.CheckTLS(Name, o.TLS),
 	)
 }
 
@@ -171,6 +180,7 @@ func (o Options) withDefaults() Options {
 	if o.ReadBuffer == 0 {
 		o.ReadBuffer = DefaultReadBuffer
 	}
+	o.TLS = transport.WithTLSDefaults(o.TLS)
 	return o
 }
 
@@ -216,7 +226,15 @@ func New(opts Options) *Transport {
 		WriteBufferSize:    32 << 10,
 		ReadBufferSize:     32 << 10,
 	}
-	if opts.Protocol == H2C {
+	switch {
+	case opts.TLS != nil:
+		rt.TLSClientConfig = opts.TLS
+		rt.TLSHandshakeTimeout = opts.DialTimeout
+		var p nethttp.Protocols
+		p.SetHTTP1(true)
+		p.SetHTTP2(true)
+		rt.Protocols = &p
+	case opts.Protocol == H2C:
 		var p nethttp.Protocols
 		p.SetUnencryptedHTTP2(true)
 		rt.Protocols = &p
@@ -260,13 +278,18 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 	}))
 	var protos nethttp.Protocols
 	protos.SetHTTP1(true)
-	protos.SetUnencryptedHTTP2(true)
+	if t.opts.TLS != nil {
+		protos.SetHTTP2(true)
+	} else {
+		protos.SetUnencryptedHTTP2(true)
+	}
 	srv := &nethttp.Server{
 		Handler:           mux,
 		Protocols:         &protos,
-		ReadHeaderTimeout: t.opts.DialTimeout,
+		ReadHeaderTimeout: t.opts.DialTimeout, // bounds the TLS handshake too
 		IdleTimeout:       time.Minute,
 		ErrorLog:          errorLog(logger),
+		TLSConfig:         t.opts.TLS,
 	}
 	t.mu.Lock()
 	if t.closed {
@@ -282,12 +305,20 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 		// net/http would retry some failed accepts itself, but sleeping
 		// through Close and giving up on others: RetryAccept leaves it
 		// none to see.
-		srv.Serve(stream.RetryAccept(ln, logger)) // returns when Close closes the server
+		if srv.TLSConfig != nil {
+			srv.ServeTLS(stream.RetryAccept(ln, logger), "", "") // the config holds the certificates
+		} else {
+			srv.Serve(stream.RetryAccept(ln, logger)) // returns when Close closes the server
+		}
 	}()
 	if t.opts.Advertise != "" {
 		return t.opts.Advertise, nil
 	}
-	return (&url.URL{Scheme: "http", Host: ln.Addr().String(), Path: t.opts.Path}).String(), nil
+	scheme := "http"
+	if t.opts.TLS != nil {
+		scheme = "https"
+	}
+	return (&url.URL{Scheme: scheme, Host: ln.Addr().String(), Path: t.opts.Path}).String(), nil
 }
 
 // errorLog is net/http's error log: l at Debug, nil for nowhere.
@@ -433,7 +464,7 @@ func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder
 		pw.CloseWithError(net.ErrClosed)
 		return nil, fmt.Errorf("http: %s answered %s (%q), not a velo frame stream", addr, resp.Status, strings.TrimSpace(string(msg)))
 	}
-	cc := &clientConn{pw: pw, body: resp.Body, cancel: cancel, remote: u.Host}
+	cc := &clientConn{pw: pw, body: resp.Body, cancel: cancel, remote: u.Host, tls: resp.TLS}
 	c, err := t.group.Serve(cc, bind)
 	if err != nil {
 		return nil, err

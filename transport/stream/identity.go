@@ -23,6 +23,8 @@ func (c *Conn) PeerIdentity() string {
 		return transport.CertIdentity(st.PeerCertificates[0])
 	case *net.UnixConn:
 		return unixIdentity(nc)
+	case transport.Authenticated: // a transport's own connection (http)
+		return nc.PeerIdentity()
 	}
 	return ""
 }
