@@ -7,8 +7,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
+	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/grpc/internal/velopb"
 )
 
@@ -35,6 +37,7 @@ type streamConn struct {
 	end      func() // ends the stream (client side); nil on the server side
 	local    net.Addr
 	remote   net.Addr
+	identity string // what the stream's TLS handshake verified of the peer
 
 	in  velopb.Chunk // used by Read only
 	buf []byte       // used by Read only: what is left of in.Data
@@ -103,6 +106,23 @@ func (c *streamConn) RemoteAddr() net.Addr             { return c.remote }
 func (c *streamConn) SetDeadline(time.Time) error      { return errNoDeadlines }
 func (c *streamConn) SetReadDeadline(time.Time) error  { return errNoDeadlines }
 func (c *streamConn) SetWriteDeadline(time.Time) error { return errNoDeadlines }
+
+// PeerIdentity is what the TLS handshake under the stream verified of the
+// peer (transport.CertIdentity), or "" without TLS credentials.
+func (c *streamConn) PeerIdentity() string { return c.identity }
+
+// tlsIdentity reads the verified peer of a stream's ctx.
+func tlsIdentity(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.PeerCertificates) == 0 {
+		return ""
+	}
+	return transport.CertIdentity(info.State.PeerCertificates[0])
+}
 
 func localAddr(ctx context.Context) net.Addr {
 	if p, ok := peer.FromContext(ctx); ok {

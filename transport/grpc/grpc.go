@@ -16,6 +16,7 @@ package grpc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -86,8 +88,14 @@ type Options struct {
 	// policy, interceptors...). Message size options are overridden.
 	ServerOptions []grpc.ServerOption
 	// DialOptions are added to each client connection's. Without
-	// credentials among them, connections are plaintext.
+	// credentials among them (or TLS), connections are plaintext.
 	DialOptions []grpc.DialOption
+	// TLS, when set, gives the server and every client connection gRPC's
+	// TLS transport credentials with this config, both roles in one, as
+	// tcp.Options.TLS describes (ServerName, when empty, is the host of
+	// the address dialed); the handshake of an accepted connection is
+	// bounded by DialTimeout. MinVersion below TLS 1.2 is refused.
+	TLS *tls.Config
 	// Logger receives the listener's failed accepts (too many open
 	// files...), at Warn and at most one line a second. Nil: the
 	// messenger's logger. gRPC's own log goes to grpclog, as ever.
@@ -102,6 +110,7 @@ func (o Options) Validate() error {
 		optcheck.NotNegative(Name, "MaxFrame", o.MaxFrame),
 		optcheck.NotNegative(Name, "MaxConns", o.MaxConns),
 		optcheck.NotNegative(Name, "ReadBuffer", o.ReadBuffer),
+		transport.CheckTLS(Name, o.TLS),
 	)
 }
 
@@ -122,6 +131,7 @@ func (o Options) withDefaults() Options {
 	if o.ReadBuffer == 0 {
 		o.ReadBuffer = DefaultReadBuffer
 	}
+	o.TLS = transport.WithTLSDefaults(o.TLS)
 	return o
 }
 
@@ -183,7 +193,11 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 		return "", fmt.Errorf("grpc: listen on %s: %w", t.opts.Listen, err)
 	}
 	opts := append([]grpc.ServerOption{}, t.opts.ServerOptions...)
+	if t.opts.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(t.opts.TLS)))
+	}
 	opts = append(opts,
+		grpc.ConnectionTimeout(t.opts.DialTimeout), // bounds an accepted connection's handshake
 		grpc.MaxRecvMsgSize(t.maxMsg()),
 		grpc.MaxSendMsgSize(t.maxMsg()),
 		grpc.WaitForHandlers(true), // Stop returns once every Connect has
@@ -251,6 +265,7 @@ func (s *service) Connect(st grpc.BidiStreamingServer[velopb.Chunk, velopb.Chunk
 		return err
 	}
 	sc := newStreamConn(st, t.maxChunk, nil, localAddr(ctx), remoteAddr(ctx))
+	sc.identity = tlsIdentity(ctx)
 	c, err := t.group.Serve(sc, s.bind)
 	if err != nil {
 		return status.Error(codes.Unavailable, "velo: shutting down")
@@ -276,7 +291,18 @@ func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder
 	if closed {
 		return nil, transport.ErrClosed
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	creds := insecure.NewCredentials()
+	if t.opts.TLS != nil {
+		c := t.opts.TLS
+		if c.ServerName == "" {
+			c = c.Clone()
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				c.ServerName = host
+			}
+		}
+		creds = credentials.NewTLS(c)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	opts = append(opts, t.opts.DialOptions...)
 	opts = append(opts, grpc.WithDefaultCallOptions(
 		grpc.MaxCallRecvMsgSize(t.maxMsg()),
@@ -325,6 +351,7 @@ func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder
 		return fail(fmt.Errorf("grpc: dial %s: %w", addr, why))
 	}
 	sc := newStreamConn(st, t.maxChunk, func() { cancel(); cc.Close() }, nil, strAddr(addr))
+	sc.identity = tlsIdentity(st.Context())
 	c, err := t.group.Serve(sc, bind)
 	if err != nil {
 		return nil, err // Serve closed sc
