@@ -228,7 +228,7 @@ func New(opts Options) *Transport {
 	}
 	switch {
 	case opts.TLS != nil:
-		rt.TLSClientConfig = opts.TLS
+		rt.TLSClientConfig = opts.TLS.Clone() // net/http adds to it: the server's is another copy
 		rt.TLSHandshakeTimeout = opts.DialTimeout
 		var p nethttp.Protocols
 		p.SetHTTP1(true)
@@ -289,7 +289,7 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 		ReadHeaderTimeout: t.opts.DialTimeout, // bounds the TLS handshake too
 		IdleTimeout:       time.Minute,
 		ErrorLog:          errorLog(logger),
-		TLSConfig:         t.opts.TLS,
+		TLSConfig:         t.opts.TLS.Clone(), // nil stays nil
 	}
 	t.mu.Lock()
 	if t.closed {
