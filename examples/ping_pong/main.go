@@ -12,7 +12,7 @@
 //
 // Usage:
 //
-//	go run ./examples/ping_pong [-rounds 5000] [-warmup 500] [-payload 32] [-transport tcp] [-inline]
+//	go run ./examples/ping_pong [-rounds 5000] [-warmup 500] [-payload 32] [-transport tcp] [-inline] [-tls]
 //
 // -transport is tcp, uds (a Unix domain socket), http (HTTP/1.1) or h2c
 // (HTTP/2 without TLS). grpc and nats are there when the program is built
@@ -23,11 +23,15 @@
 //
 // nats connects to the server at $VELO_NATS_URL; when it is empty, the
 // program starts an embedded nats-server on 127.0.0.1 for the run.
+//
+// -tls runs tcp, http (HTTPS) or grpc under mutual TLS, with a certificate
+// authority and a certificate made in memory at start (see tls.go).
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -57,12 +61,18 @@ const (
 // transports maps each -transport value to a constructor for it. Supporting
 // another transport is one more entry here; the files behind build tags
 // (transport_grpc.go, transport_nats.go) add theirs in init.
-var transports = map[string]func() transport.Transport{
-	"tcp":  func() transport.Transport { return tcp.New(tcp.Options{Listen: "127.0.0.1:0"}) },
-	"uds":  func() transport.Transport { return uds.New(uds.Options{}) },
-	"http": func() transport.Transport { return velohttp.New(velohttp.Options{Protocol: velohttp.HTTP1}) },
-	"h2c":  func() transport.Transport { return velohttp.New(velohttp.Options{Protocol: velohttp.H2C}) },
+// A constructor gets the TLS config of -tls, nil without it; tlsTransports
+// lists those that take one.
+var transports = map[string]func(*tls.Config) transport.Transport{
+	"tcp": func(c *tls.Config) transport.Transport { return tcp.New(tcp.Options{Listen: "127.0.0.1:0", TLS: c}) },
+	"uds": func(*tls.Config) transport.Transport { return uds.New(uds.Options{}) },
+	"http": func(c *tls.Config) transport.Transport {
+		return velohttp.New(velohttp.Options{Protocol: velohttp.HTTP1, TLS: c})
+	},
+	"h2c": func(*tls.Config) transport.Transport { return velohttp.New(velohttp.Options{Protocol: velohttp.H2C}) },
 }
+
+var tlsTransports = []string{"tcp", "http", "grpc"}
 
 // taggedTransports are the transports compiled in only with a build tag of
 // their name, so that the error for an unknown transport can say how to get
@@ -78,7 +88,8 @@ var prepare = map[string]func() (stop func(), err error){}
 type config struct {
 	rounds, warmup, payload int
 	transport               string
-	inline                  bool
+	inline, tls             bool
+	tlsConfig               *tls.Config // -tls: made by the parent, read by the child
 }
 
 func main() {
@@ -86,7 +97,12 @@ func main() {
 	err := cfg.validate()
 	if err == nil {
 		if os.Getenv(serveEnv) != "" {
-			err = serve(cfg)
+			if cfg.tls {
+				cfg.tlsConfig, err = childTLS()
+			}
+			if err == nil {
+				err = serve(cfg)
+			}
 		} else {
 			err = run(cfg)
 		}
@@ -104,6 +120,7 @@ func parseFlags() config {
 	flag.IntVar(&c.payload, "payload", 32, "request payload `bytes`, echoed back")
 	flag.StringVar(&c.transport, "transport", "tcp", "transport to use: "+supportedTransports())
 	flag.BoolVar(&c.inline, "inline", false, "run the handler inline on the receive goroutine instead of a goroutine per call")
+	flag.BoolVar(&c.tls, "tls", false, "mutual TLS, with a certificate authority made in memory at start (tcp, http, grpc)")
 	flag.Parse()
 	return c
 }
@@ -112,6 +129,8 @@ func (c config) validate() error {
 	switch {
 	case transports[c.transport] == nil:
 		return fmt.Errorf("unknown transport %q (supported: %s%s)", c.transport, supportedTransports(), missingTags())
+	case c.tls && !slices.Contains(tlsTransports, c.transport):
+		return fmt.Errorf("-tls works with %s, not %s", strings.Join(tlsTransports, ", "), c.transport)
 	case c.rounds < 1:
 		return fmt.Errorf("-rounds is %d, want at least 1", c.rounds)
 	case c.warmup < 0 || c.payload < 0:
@@ -142,7 +161,7 @@ func missingTags() string {
 }
 
 func newMessenger(ctx context.Context, cfg config) (*velo.Messenger, error) {
-	return velo.NewBuilder().AddTransport(transports[cfg.transport]()).Build(ctx)
+	return velo.NewBuilder().AddTransport(transports[cfg.transport](cfg.tlsConfig)).Build(ctx)
 }
 
 func shutdown(m *velo.Messenger) error {
@@ -163,7 +182,15 @@ func run(cfg config) (err error) {
 		// Deferred first, so it runs last: after the server has exited.
 		defer teardown()
 	}
-	srv, err := startServer(cfg)
+	var childEnv []string
+	if cfg.tls {
+		var blocks string
+		if cfg.tlsConfig, blocks, err = newTLS(); err != nil {
+			return err
+		}
+		childEnv = append(childEnv, tlsEnv+"="+blocks)
+	}
+	srv, err := startServer(cfg, childEnv...)
 	if err != nil {
 		return err
 	}
@@ -240,7 +267,11 @@ func report(w io.Writer, cfg config, latencies []time.Duration, elapsed time.Dur
 	}
 	micros := func(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond)) }
 
-	fmt.Fprintf(w, "transport  %s (%s handler)\n", cfg.transport, mode)
+	tlsNote := ""
+	if cfg.tls {
+		tlsNote = ", mutual TLS"
+	}
+	fmt.Fprintf(w, "transport  %s (%s handler%s)\n", cfg.transport, mode, tlsNote)
 	fmt.Fprintf(w, "payload    %d bytes\n", cfg.payload)
 	fmt.Fprintf(w, "rounds     %d (after %d warm-up)\n", len(latencies), cfg.warmup)
 	fmt.Fprintf(w, "p50        %s\n", micros(percentile(latencies, 50)))

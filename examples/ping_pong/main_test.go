@@ -68,11 +68,20 @@ func TestProgram(t *testing.T) {
 		{"uds", []string{"-transport", "uds"}},
 		{"http", []string{"-transport", "http"}},
 		{"h2c", []string{"-transport", "h2c"}},
+		{"tls", []string{"-tls"}},
+		{"https", []string{"-tls", "-transport", "http"}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			checkRun(t, bin, 200, mode.args...)
 		})
 	}
+
+	t.Run("tls on a transport without it", func(t *testing.T) {
+		_, stderr, err := testchild.Run(t, bin, "-tls", "-transport", "uds")
+		if err == nil || !strings.Contains(stderr, "-tls works with tcp, http, grpc") {
+			t.Errorf("-tls -transport uds: %v, stderr:\n%s", err, stderr)
+		}
+	})
 
 	t.Run("unknown transport", func(t *testing.T) {
 		_, stderr, err := testchild.Run(t, bin, "-transport", "carrier-pigeon")

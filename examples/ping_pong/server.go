@@ -58,13 +58,13 @@ type server struct {
 
 // startServer runs this program again as the server, and reads the
 // peer.Info it prints once it listens.
-func startServer(cfg config) (*server, error) {
+func startServer(cfg config, env ...string) (*server, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding this program to start the server: %w", err)
 	}
-	cmd := exec.Command(exe, "-transport", cfg.transport, "-inline="+strconv.FormatBool(cfg.inline))
-	cmd.Env = append(os.Environ(), serveEnv+"=1")
+	cmd := exec.Command(exe, "-transport", cfg.transport, "-inline="+strconv.FormatBool(cfg.inline), "-tls="+strconv.FormatBool(cfg.tls))
+	cmd.Env = append(append(os.Environ(), serveEnv+"=1"), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

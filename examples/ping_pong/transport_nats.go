@@ -3,6 +3,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"time"
@@ -19,7 +20,7 @@ const natsURLEnv = "VELO_NATS_URL"
 
 // Built with -tags nats only, so that the default build links no NATS.
 func init() {
-	transports["nats"] = func() transport.Transport {
+	transports["nats"] = func(*tls.Config) transport.Transport {
 		return velonats.New(velonats.Options{URL: os.Getenv(natsURLEnv)})
 	}
 	prepare["nats"] = startEmbeddedNATS
