@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -59,14 +60,26 @@ var grpcEchoDesc = grpc.ServiceDesc{
 // grpcMaxMsg lifts gRPC's 4 MiB message limit above the largest payload.
 const grpcMaxMsg = 32 << 20
 
-func serveGRPC(ctx context.Context, _ env) (Server, error) {
+func serveGRPC(ctx context.Context, _ env) (Server, error) { return serveGRPCWith(ctx) }
+
+// serveGRPCTLS is serveGRPC under mutual TLS, with the bench's
+// certificate (tlsbench.go).
+func serveGRPCTLS(ctx context.Context, _ env) (Server, error) {
+	c, err := benchTLS()
+	if err != nil {
+		return nil, err
+	}
+	return serveGRPCWith(ctx, grpc.Creds(credentials.NewTLS(c)))
+}
+
+func serveGRPCWith(ctx context.Context, opts ...grpc.ServerOption) (Server, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}),
-		grpc.MaxRecvMsgSize(grpcMaxMsg), grpc.MaxSendMsgSize(grpcMaxMsg))
+	srv := grpc.NewServer(append(opts, grpc.ForceServerCodec(rawCodec{}),
+		grpc.MaxRecvMsgSize(grpcMaxMsg), grpc.MaxSendMsgSize(grpcMaxMsg))...)
 	srv.RegisterService(&grpcEchoDesc, struct{}{})
 	s := &grpcServer{srv: srv, addr: ln.Addr().String(), done: make(chan error, 1)}
 	go func() { s.done <- srv.Serve(ln) }()
@@ -87,8 +100,23 @@ func (s *grpcServer) Close() error {
 }
 
 func dialGRPC(ctx context.Context, _ env, addr string) (Client, error) {
+	return dialGRPCWith(ctx, addr, insecure.NewCredentials())
+}
+
+// dialGRPCTLS is dialGRPC under mutual TLS.
+func dialGRPCTLS(ctx context.Context, _ env, addr string) (Client, error) {
+	c, err := benchTLS()
+	if err != nil {
+		return nil, err
+	}
+	c = c.Clone()
+	c.ServerName = "127.0.0.1"
+	return dialGRPCWith(ctx, addr, credentials.NewTLS(c))
+}
+
+func dialGRPCWith(ctx context.Context, addr string, creds credentials.TransportCredentials) (Client, error) {
 	cc, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}),
 			grpc.MaxCallRecvMsgSize(grpcMaxMsg), grpc.MaxCallSendMsgSize(grpcMaxMsg)))
 	if err != nil {

@@ -380,6 +380,10 @@ func runSuite(cfg config, stdout, stderr io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("finding this binary to start servers: %w", err)
 	}
+	// Before any server starts: the TLS servers inherit the certificate.
+	if _, err := benchTLS(); err != nil {
+		return fmt.Errorf("making the TLS certificate: %w", err)
+	}
 	place, err := planPlacement(cfg.pin)
 	if err != nil {
 		return err

@@ -34,6 +34,7 @@ func serverKinds() []serverKind {
 		{name: floorRawName, serve: serveFloorRaw},
 		{name: netRPCName, serve: serveNetRPC},
 		{name: grpcName, serve: serveGRPC},
+		{name: grpcTLSName, serve: serveGRPCTLS},
 		{name: natsServerName, serve: serveNATSServer},
 		{name: natsReqName, nats: true, serve: serveNATSReq},
 		{name: natsPubName, nats: true, serve: serveNATSPub},

@@ -85,12 +85,16 @@ const floorRawName = "tcp-floor-raw"
 const (
 	netRPCName  = "net-rpc"
 	grpcName    = "grpc-go"
+	grpcTLSName = "grpc-go+tls" // over mutual TLS
 	natsReqName = "nats-req"
 	natsPubName = "nats-pub"
 )
 
 // veloTransports are the velo transports in the order the report shows them.
-var veloTransports = []string{"tcp", "uds", "http", "h2c", "grpc", "nats"}
+var veloTransports = []string{"tcp", tcpTLS, "uds", "http", "h2c", "grpc", "nats"}
+
+// tcpTLS is velo's tcp transport under mutual TLS (tlsbench.go).
+const tcpTLS = "tcp+tls"
 
 // veloFamily is one velo call pattern, measured over each transport.
 type veloFamily struct {
@@ -118,6 +122,7 @@ func allSystems() []System {
 		{Name: floorRawName, Family: floorRawName, Server: floorRawName, Modes: allModes, PerWorker: true, Dial: dialFloorRaw},
 		{Name: netRPCName, Family: netRPCName, Peer: true, Server: netRPCName, Modes: rr, Dial: dialNetRPC},
 		{Name: grpcName, Family: grpcName, Peer: true, Server: grpcName, Modes: rr, Dial: dialGRPC},
+		{Name: grpcTLSName, Family: grpcTLSName, Peer: true, Server: grpcTLSName, Modes: rr, Dial: dialGRPCTLS},
 		{Name: natsReqName, Family: natsReqName, Peer: true, Server: natsReqName, Modes: rr, Dial: dialNATSReq},
 		{Name: natsPubName, Family: natsPubName, Peer: true, Server: natsPubName, Modes: []string{modeStream}, Dial: dialNATSPub},
 	}

@@ -55,6 +55,12 @@ func newVeloTransport(name string, e env) (transport.Transport, error) {
 	switch name {
 	case "tcp":
 		return tcp.New(tcp.Options{}), nil
+	case tcpTLS:
+		c, err := benchTLS()
+		if err != nil {
+			return nil, err
+		}
+		return tcp.New(tcp.Options{TLS: c}), nil
 	case "uds":
 		return uds.New(uds.Options{}), nil
 	case "http":

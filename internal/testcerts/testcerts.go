@@ -1,5 +1,7 @@
 // Package testcerts makes certificate authorities and certificates in
-// memory for the TLS tests, so that no private key is ever checked in.
+// memory for the TLS tests, the bench and the examples, so that no private
+// key is ever checked in. New and Make return errors; NewCA and Issue fail
+// a test instead.
 package testcerts
 
 import (
@@ -9,9 +11,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -23,12 +29,38 @@ type CA struct {
 	key  *ecdsa.PrivateKey
 }
 
-// NewCA makes a self-signed CA named name, valid from an hour ago for a day.
+// NewCA is New for a test: it fails t on error.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	key := newKey(t)
+	ca, err := New(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// Issue is Make for a test: it fails t on error.
+func (ca *CA) Issue(t testing.TB, l Leaf) tls.Certificate {
+	t.Helper()
+	c, err := ca.Make(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// New makes a self-signed CA named name, valid from an hour ago for a day.
+func New(name string) (*CA, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	sn, err := serial()
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
+		SerialNumber:          sn,
 		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -38,15 +70,15 @@ func NewCA(t testing.TB, name string) *CA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatalf("testcerts: CA: %v", err)
+		return nil, fmt.Errorf("testcerts: CA: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &CA{Cert: cert, Pool: pool, key: key}
+	return &CA{Cert: cert, Pool: pool, key: key}, nil
 }
 
 // Leaf says what a certificate names and how long it is valid.
@@ -58,14 +90,20 @@ type Leaf struct {
 	NotBefore, NotAfter time.Time
 }
 
-// Issue makes a certificate for l, signed by ca, good for servers and
+// Make makes a certificate for l, signed by ca, good for servers and
 // clients alike, for the loopback addresses 127.0.0.1 and ::1 and the name
 // localhost (so that a dialer verifying the address it dialed accepts it).
-func (ca *CA) Issue(t testing.TB, l Leaf) tls.Certificate {
-	t.Helper()
-	key := newKey(t)
+func (ca *CA) Make(l Leaf) (tls.Certificate, error) {
+	key, err := newKey()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	sn, err := serial()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
+		SerialNumber: sn,
 		Subject:      pkix.Name{CommonName: l.CN},
 		NotBefore:    l.NotBefore,
 		NotAfter:     l.NotAfter,
@@ -77,7 +115,7 @@ func (ca *CA) Issue(t testing.TB, l Leaf) tls.Certificate {
 	if l.URI != "" {
 		u, err := url.Parse(l.URI)
 		if err != nil {
-			t.Fatalf("testcerts: URI %q: %v", l.URI, err)
+			return tls.Certificate{}, fmt.Errorf("testcerts: URI %q: %w", l.URI, err)
 		}
 		tmpl.URIs = []*url.URL{u}
 	}
@@ -89,13 +127,13 @@ func (ca *CA) Issue(t testing.TB, l Leaf) tls.Certificate {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
-		t.Fatalf("testcerts: leaf: %v", err)
+		return tls.Certificate{}, fmt.Errorf("testcerts: leaf: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, err
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
 // Mutual returns the one config an instance uses both ways under mutual
@@ -110,18 +148,45 @@ func Mutual(trust *CA, cert tls.Certificate) *tls.Config {
 	}
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// EncodeMutual writes what Mutual(ca, cert) needs as PEM blocks (the CA's
+// certificate, cert's chain, its key), to hand to another process.
+func EncodeMutual(ca *CA, cert tls.Certificate) (string, error) {
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
-		t.Fatalf("testcerts: key: %v", err)
+		return "", err
 	}
-	return key
+	var b strings.Builder
+	pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
+	for _, der := range cert.Certificate {
+		pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	}
+	pem.Encode(&b, &pem.Block{Type: "PRIVATE KEY", Bytes: key})
+	return b.String(), nil
 }
 
-func serial(t testing.TB) *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		t.Fatal(err)
+// DecodeMutual reads what EncodeMutual wrote and returns the Mutual config.
+func DecodeMutual(s string) (*tls.Config, error) {
+	caBlock, rest := pem.Decode([]byte(s))
+	if caBlock == nil || caBlock.Type != "CERTIFICATE" {
+		return nil, errors.New("testcerts: no CA certificate")
 	}
-	return n
+	ca, err := x509.ParseCertificate(caBlock.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(rest, rest)
+	if err != nil {
+		return nil, fmt.Errorf("testcerts: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return Mutual(&CA{Cert: ca, Pool: pool}, cert), nil
+}
+
+func newKey() (*ecdsa.PrivateKey, error) {
+	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+}
+
+func serial() (*big.Int, error) {
+	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 }

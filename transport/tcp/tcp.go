@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/velo-messenger/velo/internal/optcheck"
+	"github.com/velo-messenger/velo/internal/rawio"
 	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/stream"
 )
@@ -202,7 +203,7 @@ func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder
 	}
 	tune(nc)
 	if t.opts.TLS != nil {
-		if nc, err = transport.ClientTLS(ctx, nc, t.opts.TLS, addr); err != nil {
+		if nc, err = transport.ClientTLS(ctx, rawio.Wrap(nc), t.opts.TLS, addr); err != nil {
 			return nil, fmt.Errorf("tcp: %w", err)
 		}
 	}
@@ -233,7 +234,8 @@ func (l tcpListener) Accept() (net.Conn, error) {
 	}
 	tune(nc)
 	if l.tls != nil {
-		return tls.Server(nc, l.tls), nil
+		// TLS reads and writes through the raw system calls too.
+		return tls.Server(rawio.Wrap(nc), l.tls), nil
 	}
 	return nc, nil
 }
