@@ -23,6 +23,7 @@ package nats
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -101,6 +102,16 @@ type Options struct {
 	// Logger receives debug messages about refused or malformed input.
 	// Nil: nothing is logged.
 	Logger *slog.Logger
+	// TLS, when set, secures the connection to the NATS server with this
+	// config (the server's certificate verified against RootCAs,
+	// Certificates presented if it asks for a client certificate);
+	// ServerName, when empty, is the host of the URL. MinVersion below
+	// TLS 1.2 is refused. It protects the hop to the NATS server, not
+	// from one velo instance to another: over NATS a peer has no identity
+	// (Context.Identity is ""), and the NATS server's own authorization
+	// (users, subject permissions) decides who may publish to whom. See
+	// docs/security.md.
+	TLS *tls.Config
 }
 
 // Validate reports every field that no default stands in for, naming the
@@ -110,6 +121,7 @@ func (o Options) Validate() error {
 		optcheck.NotNegative(Name, "DialTimeout", o.DialTimeout),
 		optcheck.NotNegative(Name, "MaxFrame", o.MaxFrame),
 		optcheck.NotNegative(Name, "Window", o.Window),
+		transport.CheckTLS(Name, o.TLS),
 		optcheck.AtMost(Name, "Window", o.Window, MaxWindow, "the largest a window message carries"),
 		optcheck.NotNegative(Name, "MaxConns", o.MaxConns),
 	)
@@ -217,6 +229,10 @@ func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, 
 	o.MaxReconnect = -1
 	o.ReconnectWait = DefaultReconnectWait
 	o.Timeout = t.opts.DialTimeout
+	if t.opts.TLS != nil {
+		o.Secure = true
+		o.TLSConfig = transport.WithTLSDefaults(t.opts.TLS)
+	}
 	for _, opt := range t.opts.NATSOptions {
 		if err := opt(&o); err != nil {
 			return "", fmt.Errorf("nats: option: %w", err)

@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"crypto/tls"
 	"net"
 	"testing"
 	"time"
@@ -64,6 +65,25 @@ func (ns *TestServer) Restart() {
 	ns.t.Helper()
 	ns.Stop()
 	ns.start()
+}
+
+// StartTLSTestServer starts a server that requires TLS with c (and a
+// client certificate, if c asks for one).
+func StartTLSTestServer(t testing.TB, c *tls.Config) *TestServer {
+	t.Helper()
+	ns := &TestServer{t: t, opts: server.Options{
+		Host:       "127.0.0.1",
+		Port:       server.RANDOM_PORT,
+		NoLog:      true,
+		NoSigs:     true,
+		TLSConfig:  c,
+		TLS:        true,
+		TLSVerify:  c.ClientAuth == tls.RequireAndVerifyClientCert,
+		TLSTimeout: 2,
+	}}
+	ns.start()
+	t.Cleanup(ns.Stop)
+	return ns
 }
 
 // URL is where clients connect.
