@@ -3,6 +3,7 @@ package velo_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/internal/testcerts"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/transport/tcp"
@@ -54,10 +56,23 @@ func hostileFlood(n int, handler string) []byte {
 	return b
 }
 
-// hostileDial opens a raw connection, optionally completing the handshake
-// as a fresh instance. It is closed at cleanup.
+// hostileTLS holds, for a server address, the TLS config that hostile
+// clients of it dial with (a certificate the server accepts): the hostile
+// tests then run inside TLS, where a peer that got past the handshake
+// attacks the frames.
+var hostileTLS sync.Map // address → *tls.Config
+
+// hostileDial opens a raw connection (TLS if hostileTLS has the address),
+// optionally completing the handshake as a fresh instance. It is closed at
+// cleanup.
 func hostileDial(t *testing.T, addr string, hello bool) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	var c net.Conn
+	var err error
+	if cfg, ok := hostileTLS.Load(addr); ok {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg.(*tls.Config))
+	} else {
+		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +103,29 @@ type hostileCase struct {
 	bound time.Duration // the server closes it within this
 }
 
+// TestHostilePeersOnlyHostileConnectionsClose runs the attack on plain
+// TCP and inside mutual TLS.
 func TestHostilePeersOnlyHostileConnectionsClose(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { testHostilePeers(t, nil, nil) })
+	t.Run("tls", func(t *testing.T) {
+		ca := testcerts.NewCA(t, "velo test CA")
+		mk := func(name string) *tls.Config {
+			return testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/" + name}))
+		}
+		hostile := mk("hostile")
+		hostile.ServerName = "127.0.0.1"
+		testHostilePeers(t, mk("server"), func(addr string) *tls.Config {
+			hostileTLS.Store(addr, hostile)
+			t.Cleanup(func() { hostileTLS.Delete(addr) })
+			return mk("normal")
+		})
+	})
+}
+
+// testHostilePeers: serverTLS, when set, is the server's config, and
+// clientTLS gives the normal peer's, registering the hostile clients' for
+// the server's address.
+func testHostilePeers(t *testing.T, serverTLS *tls.Config, clientTLS func(addr string) *tls.Config) {
 	const (
 		handshake = time.Second
 		interval  = 200 * time.Millisecond
@@ -96,20 +133,24 @@ func TestHostilePeersOnlyHostileConnectionsClose(t *testing.T) {
 		floodN    = 10000 // answered at the error-answer rate (5000/s after a burst of 500)
 	)
 	serverOpts := velo.Options{HandshakeTimeout: handshake, KeepaliveInterval: interval, KeepaliveTimeout: keepalive}
-	b := newMessenger(t, serverOpts)
+	b := newMessenger(t, serverOpts, tcp.New(tcp.Options{TLS: serverTLS}))
 	mustRegister(t, b, velo.UnaryHandler("echo", func(_ context.Context, c *velo.Context) ([]byte, error) {
 		return c.Payload, nil
 	}))
 	var normalClosed atomic.Int32
+	addr := b.PeerInfo().Addresses[tcp.Name]
+	var normalTLS *tls.Config
+	if clientTLS != nil {
+		normalTLS = clientTLS(addr)
+	}
 	a := newMessenger(t, velo.Options{}, &tappedTransport{
-		Transport: tcp.New(tcp.Options{}),
+		Transport: tcp.New(tcp.Options{TLS: normalTLS}),
 		onClosed:  func(error) { normalClosed.Add(1) },
 	})
 	if err := a.RegisterPeer(b.PeerInfo()); err != nil {
 		t.Fatal(err)
 	}
 	ctx := testCtx(t)
-	addr := b.PeerInfo().Addresses[tcp.Name]
 	payload := make([]byte, 32)
 	call := func() (time.Duration, error) {
 		start := time.Now()
