@@ -23,6 +23,7 @@ import (
 	"github.com/velo-messenger/velo/transport"
 	velogrpc "github.com/velo-messenger/velo/transport/grpc"
 	velohttp "github.com/velo-messenger/velo/transport/http"
+	velonats "github.com/velo-messenger/velo/transport/nats"
 	"github.com/velo-messenger/velo/transport/tcp"
 	"github.com/velo-messenger/velo/transport/uds"
 )
@@ -106,6 +107,57 @@ func TestTLSIdentityAndAuthorize(t *testing.T) {
 	}
 	if s.Denied() != 2 {
 		t.Errorf("Denied() = %d, want 2", s.Denied())
+	}
+}
+
+// TestAuthorizeCoversSystemHandlers: velo's own handlers go through
+// Authorize too: a policy that refuses an identity everything refuses it
+// the handler list and ping as well.
+func TestAuthorizeCoversSystemHandlers(t *testing.T) {
+	ca := testcerts.NewCA(t, "velo test CA")
+	const outsider = "spiffe://velo.test/outsider"
+	var asked sync.Map
+	s := tlsInstance(t, testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/server"})),
+		velo.Options{Authorize: func(_ context.Context, identity, handler string) error {
+			asked.Store(handler, true)
+			if identity == outsider {
+				return errors.New("outsiders may call nothing")
+			}
+			return nil
+		}}, echoHandler())
+	c := tlsInstance(t, testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: outsider})), velo.Options{})
+	if err := c.RegisterPeer(s.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	if _, err := c.ListHandlers(ctx, s.InstanceID()); !errors.Is(err, velo.ErrPermissionDenied) {
+		t.Errorf("ListHandlers by an outsider: %v, want ErrPermissionDenied", err)
+	}
+	if _, err := c.Ping(ctx, s.InstanceID()); !errors.Is(err, velo.ErrPermissionDenied) {
+		t.Errorf("Ping by an outsider: %v, want ErrPermissionDenied", err)
+	}
+	for _, h := range []string{"_list_handlers", "_ping"} {
+		if _, ok := asked.Load(h); !ok || !velo.IsSystemHandler(h) {
+			t.Errorf("Authorize was not asked about %s", h)
+		}
+	}
+	if _, ok := asked.Load("_hello"); ok {
+		t.Error("Authorize was asked about the handshake")
+	}
+}
+
+// TestTLSConfigBelow12Refused: every transport that takes TLS refuses a
+// config that allows a version below TLS 1.2, before it listens.
+func TestTLSConfigBelow12Refused(t *testing.T) {
+	old := &tls.Config{MinVersion: tls.VersionTLS11}
+	for _, tr := range tlsTransports {
+		_, err := velo.NewBuilder().AddTransport(tr.mk(old, 0)).Build(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "below TLS 1.2") {
+			t.Errorf("%s: Build with MinVersion TLS 1.1: %v, want a refusal", tr.name, err)
+		}
+	}
+	if err := velonats.New(velonats.Options{TLS: old}).Validate(); err == nil || !strings.Contains(err.Error(), "below TLS 1.2") {
+		t.Errorf("nats: Validate with MinVersion TLS 1.1: %v, want a refusal", err)
 	}
 }
 
@@ -282,6 +334,9 @@ func testTLSRefusals(t *testing.T, mk func(*tls.Config, time.Duration) transport
 		t.Fatalf("dial after the rotation: %v", err)
 	}
 	served := tc.ConnectionState().PeerCertificates[0]
+	if v := tc.ConnectionState().Version; v != tls.VersionTLS13 {
+		t.Errorf("negotiated %s, want TLS 1.3", tls.VersionName(v))
+	}
 	tc.Close()
 	if !served.Equal(second.Leaf) {
 		t.Errorf("after the rotation a new connection got serial %v, want the new certificate's %v", served.SerialNumber, second.Leaf.SerialNumber)
