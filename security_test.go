@@ -412,3 +412,37 @@ func TestUnixSocketIdentity(t *testing.T) {
 		t.Errorf("who over uds = %q, %v; want %q", got, err, want)
 	}
 }
+
+// TestAuthorizeWithoutIdentityIsUnauthenticated: on a connection that
+// authenticates nobody, a refusal is ErrUnauthenticated; refusals are
+// counted, and logged at Warn at most a burst at once.
+func TestAuthorizeWithoutIdentityIsUnauthenticated(t *testing.T) {
+	var logs logBuffer
+	var runs atomic.Int64
+	s := build(t, velo.NewBuilder().
+		Logger(slog.New(slog.NewTextHandler(&logs, nil))).
+		Options(velo.Options{Authorize: func(_ context.Context, identity, _ string) error {
+			if identity == "" {
+				return errors.New("an identity is required")
+			}
+			return nil
+		}}).
+		Handle(whoCalls(&runs).Build()))
+	c := newMessenger(t, velo.Options{})
+	if err := c.RegisterPeer(s.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	for range n {
+		_, err := callWho(c, s.InstanceID())
+		if !errors.Is(err, velo.ErrUnauthenticated) || !velo.NotDelivered(err) {
+			t.Fatalf("call without an identity: %v, want ErrUnauthenticated", err)
+		}
+	}
+	if runs.Load() != 0 || s.Denied() != n {
+		t.Errorf("the handler ran %d times, Denied() = %d; want 0 and %d", runs.Load(), s.Denied(), n)
+	}
+	if lines := logs.count("request refused by Authorize"); lines == 0 || lines > 11 {
+		t.Errorf("%d refusals logged %d lines, want 1..11 (a burst of 10, then one a second)", n, lines)
+	}
+}

@@ -68,8 +68,10 @@ func (ns *TestServer) Restart() {
 }
 
 // StartTLSTestServer starts a server that requires TLS with c (and a
-// client certificate, if c asks for one).
-func StartTLSTestServer(t testing.TB, c *tls.Config) *TestServer {
+// client certificate, if c asks for one). With users, it maps each client
+// certificate to the user its identity names (verify_and_map) and refuses
+// a certificate that names none.
+func StartTLSTestServer(t testing.TB, c *tls.Config, users ...string) *TestServer {
 	t.Helper()
 	ns := &TestServer{t: t, opts: server.Options{
 		Host:       "127.0.0.1",
@@ -80,7 +82,11 @@ func StartTLSTestServer(t testing.TB, c *tls.Config) *TestServer {
 		TLS:        true,
 		TLSVerify:  c.ClientAuth == tls.RequireAndVerifyClientCert,
 		TLSTimeout: 2,
+		TLSMap:     len(users) > 0,
 	}}
+	for _, u := range users {
+		ns.opts.Users = append(ns.opts.Users, &server.User{Username: u})
+	}
 	ns.start()
 	t.Cleanup(ns.Stop)
 	return ns

@@ -34,7 +34,13 @@ func TestTLSToTheServer(t *testing.T) {
 	serverTLS := testcerts.Mutual(ca, first)
 	serverTLS.Certificates = nil
 	serverTLS.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current.Load(), nil }
-	ns := velonats.StartTLSTestServer(t, serverTLS)
+	// The server knows these identities; a certificate of another one is
+	// refused (the identity not allowed).
+	var users []string
+	for _, n := range []string{"a", "b", "c", "probe"} {
+		users = append(users, "spiffe://velo.test/"+n)
+	}
+	ns := velonats.StartTLSTestServer(t, serverTLS, users...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := func(c *tls.Config) (*velo.Messenger, error) {
@@ -109,6 +115,7 @@ func TestTLSToTheServer(t *testing.T) {
 		{"expired certificate", testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/old",
 			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)}))},
 		{"server of another CA", testcerts.Mutual(other, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/lost"}))},
+		{"identity not allowed", testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/evil"}))},
 	} {
 		_, err := start(bad.c)
 		if err == nil || !strings.Contains(err.Error(), "nats") {
