@@ -28,6 +28,8 @@ type Builder struct {
 	id         peer.ID
 	service    string
 	handle     []*Handler
+	client     []ClientInterceptor
+	server     []ServerInterceptor
 }
 
 // NewBuilder returns a builder with no transport (Build then adds TCP on
@@ -154,6 +156,8 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		publish:      make(chan struct{}, 1),
 		changed:      make(chan struct{}),
 		balancer:     opts.Balancer,
+		client:       b.client,
+		server:       b.server,
 	}
 	if m.balancer == nil {
 		m.balancer = LeastLoaded()

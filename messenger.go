@@ -55,6 +55,11 @@ type Messenger struct {
 	runCtx    context.Context
 	cancelRun context.CancelFunc
 
+	// client and server are the interceptors (intercept.go), fixed at
+	// Build.
+	client []ClientInterceptor
+	server []ServerInterceptor
+
 	handlers atomic.Pointer[map[string]*handlerEntry] // copy on write
 	hmu      sync.Mutex                               // serialises registration
 	// retiring holds the unregistered handlers whose actors still run

@@ -70,7 +70,7 @@ func (m *Messenger) newActor(h *Handler) (*actor.Actor[peer.ID, *inbound], error
 		Restart:        h.restart,
 		Logger:         m.log,
 		Factory: func() func(context.Context, *inbound) {
-			fn := h.factory()
+			fn := m.serverChain(name, h.factory())
 			return func(ctx context.Context, in *inbound) {
 				in.out, in.err = fn(ctx, &in.c)
 			}

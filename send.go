@@ -67,6 +67,16 @@ func (s *spec) send(ctx context.Context) ([]byte, error) {
 	if ctx.Err() != nil {
 		return nil, ctxError(ctx, s.handler)
 	}
+	if m.clientIntercepts(s.handler) {
+		return s.intercepted(ctx, (*spec).dispatch)
+	}
+	return s.dispatch(ctx)
+}
+
+// dispatch runs the call: straight to its target, or routed, retried or
+// hedged.
+func (s *spec) dispatch(ctx context.Context) ([]byte, error) {
+	m := s.m
 	if !s.direct() {
 		return s.call(ctx)
 	}
