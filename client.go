@@ -61,6 +61,9 @@ func (s *session) write(ctx context.Context, req *wire.Request, queue bool) erro
 	} else {
 		err = s.conn.WriteFrame(ctx, b)
 	}
+	if err == nil {
+		s.sent(len(b))
+	}
 	putBuf(bp, b)
 	return err
 }

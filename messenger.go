@@ -105,6 +105,7 @@ type Messenger struct {
 	// and refused handshakes and event messages.
 	oneWayLog, busyLog, peerLog, authLog *lograte.Limiter
 	denied                               atomic.Uint64 // requests Authorize refused
+	notFoundCount                        atomic.Uint64 // requests for a handler this instance lacks
 
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}

@@ -46,12 +46,13 @@ func (m *Messenger) register(h *Handler) error {
 	if err := helloRoom(cur, h.name); err != nil {
 		return err
 	}
-	a, err := m.newActor(h)
+	st := newHandlerStats()
+	a, err := m.newActor(h, st)
 	if err != nil {
 		return err
 	}
 	next := maps.Clone(cur)
-	next[h.name] = &handlerEntry{name: h.name, actor: a}
+	next[h.name] = &handlerEntry{name: h.name, actor: a, stats: st}
 	m.handlers.Store(&next)
 	if !system.IsReserved(h.name) {
 		m.handlersChanged()
@@ -59,7 +60,7 @@ func (m *Messenger) register(h *Handler) error {
 	return nil
 }
 
-func (m *Messenger) newActor(h *Handler) (*actor.Actor[peer.ID, *inbound], error) {
+func (m *Messenger) newActor(h *Handler, st *handlerStats) (*actor.Actor[peer.ID, *inbound], error) {
 	name := h.name
 	return actor.New(actor.Config[peer.ID, *inbound]{
 		Name:           name,
@@ -88,6 +89,7 @@ func (m *Messenger) newActor(h *Handler) (*actor.Actor[peer.ID, *inbound], error
 			in.s.finish(in, in.out, in.err)
 		},
 		OnPanic: func(in *inbound, p *actor.PanicError) {
+			st.panics.Add(1)
 			// The actor has logged the panic; its stack is in p for errors.As.
 			in.s.finish(in, nil, &Error{Code: CodeHandlerPanic, Handler: name, Message: fmt.Sprint(p.Value), cause: p})
 		},
@@ -169,4 +171,5 @@ type handlerEntry struct {
 	name  string
 	actor *actor.Actor[peer.ID, *inbound]
 	gone  atomic.Bool // unregistered: a request that raced in is not found
+	stats *handlerStats
 }

@@ -46,10 +46,14 @@ func (s *session) handleRequest(body []byte) error {
 	}
 	e := s.handler(req.Handler)
 	if e == nil {
+		s.m.notFoundCount.Add(1)
 		s.throttleErrors()
 		s.finish(in, nil, s.m.notFound(req.Handler))
 		return nil
 	}
+	in.stats, in.start = e.stats, time.Now()
+	e.stats.requests.Add(1)
+	e.stats.inFlight.Add(1)
 
 	// The handler's ctx carries the caller's deadline and ends when the
 	// caller cancels (a cancel frame), when the connection ends, or when the
@@ -125,6 +129,9 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 	if in.done.Swap(true) {
 		return
 	}
+	if in.stats != nil {
+		in.stats.done(time.Since(in.start), herr)
+	}
 	if in.cancel != nil {
 		if in.kind.WantsResponse() {
 			s.mu.Lock()
@@ -160,6 +167,7 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 		s.m.log.Debug("velo: response not sent", "handler", in.c.Handler, "err", err)
 	} else {
 		s.finished.Add(1)
+		s.sent(len(b))
 	}
 	putBuf(bp, b)
 }
@@ -218,6 +226,10 @@ type inbound struct {
 	out  []byte // the handler's result, answered by finish
 	err  error
 	done atomic.Bool // set by the first finish
+	// stats are the handler's counters, and start when the request
+	// reached it; nil for requests that reached no handler.
+	stats *handlerStats
+	start time.Time
 }
 
 // newInbound records req, received on s, for its handler.

@@ -55,6 +55,9 @@ type session struct {
 	// toldGen is the handlerGen of the handler list the peer was last
 	// sent (hello or _handlers).
 	toldGen atomic.Uint64
+	// Frames and bytes received (HandleFrame) and sent (requests and
+	// responses), for Stats.
+	framesIn, framesOut, bytesIn, bytesOut atomic.Uint64
 	// greeted: our hello went out and the peer's came in; for an
 	// accepted connection, set only once our answer is written, so that
 	// no request of ours precedes it.
@@ -139,6 +142,12 @@ func (s *session) handler(name string) *handlerEntry {
 	return e
 }
 
+// sent counts a frame of n bytes written.
+func (s *session) sent(n int) {
+	s.framesOut.Add(1)
+	s.bytesOut.Add(uint64(n))
+}
+
 // ready reports whether the handshake completed (an atomic load: the
 // receive path asks for every frame).
 func (s *session) ready() bool { return s.helloDone.Load() }
@@ -157,6 +166,8 @@ func (s *session) peerName() string {
 // HandleFrame implements transport.Handler. It runs on the connection's
 // receive goroutine.
 func (s *session) HandleFrame(frame []byte) error {
+	s.framesIn.Add(1)
+	s.bytesIn.Add(uint64(len(frame)))
 	t, body, err := wire.ParseHeader(frame)
 	if err != nil {
 		return err

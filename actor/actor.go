@@ -214,6 +214,13 @@ func (a *Actor[K, M]) Restarts() int { return int(a.restarts.Load()) }
 // (Reject overflow only).
 func (a *Actor[K, M]) Refused() uint64 { return a.slots.Refused() }
 
+// Depth returns how many messages the actor holds now, queued or
+// running.
+func (a *Actor[K, M]) Depth() int { return a.slots.Len() }
+
+// Capacity returns the mailbox size: the most messages it holds at once.
+func (a *Actor[K, M]) Capacity() int { return a.slots.Cap() }
+
 // Expired returns how many accepted messages were not run because their
 // ctx had ended by the time their turn came (see Config.Expired).
 func (a *Actor[K, M]) Expired() uint64 { return a.expired.Load() }

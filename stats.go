@@ -1,0 +1,200 @@
+package velo
+
+import (
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/system"
+)
+
+// Stats is a snapshot of a messenger's counters, in plain values. Taking
+// one reads atomics and walks the handler table and the connections: it
+// is cheap enough to do every second.
+type Stats struct {
+	// Handlers has an entry per registered user handler.
+	Handlers map[string]HandlerStats
+	// Peers has an entry per open connection whose handshake completed.
+	Peers  []PeerStats
+	Totals TotalStats
+}
+
+// HandlerStats are one handler's counters since it was registered.
+type HandlerStats struct {
+	// Requests counts the requests that reached the handler: those it
+	// ran and those its actor refused or did not run.
+	Requests uint64
+	// Errors counts the requests answered with an error, by code (a
+	// one-way message's failure too).
+	Errors map[Code]uint64
+	// Panics counts the handler's panics; Restarts, the supervisor's
+	// restarts after them.
+	Panics   uint64
+	Restarts int
+	// RefusedBusy counts the requests refused because the mailbox was
+	// full (RejectWhenFull); Expired, those whose ctx ended while they
+	// waited and that were therefore not run.
+	RefusedBusy uint64
+	Expired     uint64
+	// InFlight is how many requests are queued or running now.
+	InFlight int64
+	// MailboxDepth is how many mailbox slots are taken now, of
+	// MailboxCapacity.
+	MailboxDepth, MailboxCapacity int
+	// Duration is how long requests took, from their arrival to their
+	// answer (queueing included).
+	Duration Histogram
+}
+
+// Histogram counts durations in buckets: Counts[i] counts those not over
+// Bounds[i]; the last count, one more than the bounds, those over the
+// last bound.
+type Histogram struct {
+	Bounds []time.Duration
+	Counts []uint64
+	Count  uint64
+	Sum    time.Duration
+}
+
+// PeerStats describe one connection.
+type PeerStats struct {
+	ID        peer.ID
+	Transport string
+	Dialed    bool   // this instance opened the connection
+	Identity  string // what the transport authenticated of the peer
+	// FramesIn and BytesIn count what was received; FramesOut and
+	// BytesOut, the requests and responses sent (pings and other control
+	// frames aside).
+	FramesIn, FramesOut, BytesIn, BytesOut uint64
+	// CallsPending counts this instance's calls waiting for an answer on
+	// the connection.
+	CallsPending int
+	// LastHeard is when keepalive last saw a frame from the peer.
+	LastHeard time.Time
+}
+
+// TotalStats are the messenger's own counters.
+type TotalStats struct {
+	// NotFound counts requests for a handler this instance does not
+	// have; Denied, those Options.Authorize refused.
+	NotFound, Denied uint64
+	// Retries counts the attempts made after a call's first (retries and
+	// hedges).
+	Retries uint64
+	// Connections is len(Peers); Ejected, the instances routing leaves
+	// out now.
+	Connections, Ejected int
+}
+
+// durationBounds are the buckets of HandlerStats.Duration: 50 µs to about
+// 13 s, each twice the one before.
+var durationBounds = func() []time.Duration {
+	var b []time.Duration
+	for d := 50 * time.Microsecond; d < 15*time.Second; d *= 2 {
+		b = append(b, d)
+	}
+	return b
+}()
+
+// handlerStats are a handler's counters, updated without a lock on the
+// receive path and in finish.
+type handlerStats struct {
+	requests atomic.Uint64
+	inFlight atomic.Int64
+	panics   atomic.Uint64
+	errors   [codeCount]atomic.Uint64
+	buckets  []atomic.Uint64 // len(durationBounds)+1
+	count    atomic.Uint64
+	sum      atomic.Int64 // nanoseconds
+}
+
+// codeCount bounds the codes counted per handler.
+const codeCount = int(CodeUnauthenticated) + 1
+
+func newHandlerStats() *handlerStats {
+	return &handlerStats{buckets: make([]atomic.Uint64, len(durationBounds)+1)}
+}
+
+// done counts a finished request: its duration and, if it failed, its
+// code.
+func (st *handlerStats) done(took time.Duration, err error) {
+	st.inFlight.Add(-1)
+	i, _ := slices.BinarySearch(durationBounds, took)
+	st.buckets[i].Add(1)
+	st.count.Add(1)
+	st.sum.Add(int64(took))
+	if err != nil {
+		c := codeOfErr(err)
+		if int(c) >= codeCount {
+			c = CodeInternal
+		}
+		st.errors[c].Add(1)
+	}
+}
+
+// codeOfErr is the code an error is answered with.
+func codeOfErr(err error) Code {
+	s, _ := toStatus(err)
+	return codeOf(s)
+}
+
+// Stats returns a snapshot of the messenger's counters.
+func (m *Messenger) Stats() Stats {
+	out := Stats{Handlers: make(map[string]HandlerStats)}
+	for name, e := range *m.handlers.Load() {
+		if system.IsReserved(name) {
+			continue
+		}
+		st := e.stats
+		hs := HandlerStats{
+			Requests:        st.requests.Load(),
+			Errors:          make(map[Code]uint64),
+			Panics:          st.panics.Load(),
+			Restarts:        e.actor.Restarts(),
+			RefusedBusy:     e.actor.Refused(),
+			Expired:         e.actor.Expired(),
+			InFlight:        st.inFlight.Load(),
+			MailboxDepth:    e.actor.Depth(),
+			MailboxCapacity: e.actor.Capacity(),
+			Duration: Histogram{
+				Bounds: slices.Clone(durationBounds),
+				Counts: make([]uint64, len(st.buckets)),
+				Count:  st.count.Load(),
+				Sum:    time.Duration(st.sum.Load()),
+			},
+		}
+		for c := range st.errors {
+			if n := st.errors[c].Load(); n > 0 {
+				hs.Errors[Code(c)] = n
+			}
+		}
+		for i := range st.buckets {
+			hs.Duration.Counts[i] = st.buckets[i].Load()
+		}
+		out.Handlers[name] = hs
+	}
+	m.mu.RLock()
+	for s := range m.sessions {
+		if !s.ready() || s.tname == selfName {
+			continue
+		}
+		out.Peers = append(out.Peers, PeerStats{
+			ID: s.peer.ID, Transport: s.tname, Dialed: s.dialed, Identity: s.identity,
+			FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(),
+			BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
+			CallsPending: len(s.calls),
+			LastHeard:    time.Unix(0, s.lastRecv.Load()),
+		})
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(out.Peers, func(a, b PeerStats) int { return slices.Compare(a.ID[:], b.ID[:]) })
+	out.Totals = TotalStats{
+		NotFound:    m.notFoundCount.Load(),
+		Denied:      m.denied.Load(),
+		Retries:     m.retried.Load(),
+		Connections: len(out.Peers),
+		Ejected:     int(m.ejected.Load()),
+	}
+	return out
+}
