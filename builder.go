@@ -270,5 +270,6 @@ func (m *Messenger) registerSystemHandlers() error {
 		m.register(UnaryHandler(system.Ping, func(context.Context, *Context) ([]byte, error) {
 			return nil, nil
 		}).Inline().Build()),
+		m.registerStats(),
 	)
 }

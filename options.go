@@ -114,6 +114,10 @@ type Options struct {
 	// at Warn, rate-limited. ctx ends when the messenger stops. Nil:
 	// every request is allowed.
 	Authorize func(ctx context.Context, identity, handler string) error
+	// ServeStats lets other instances read this one's Stats
+	// (Messenger.RemoteStats), through the _stats handler, which
+	// Authorize sees like any other. Off by default.
+	ServeStats bool
 }
 
 // Validate reports every field that no default stands in for, naming the

@@ -1,9 +1,12 @@
 package velo
 
 import (
+	"context"
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/velo-messenger/velo/peer"
 	"github.com/velo-messenger/velo/system"
@@ -197,4 +200,29 @@ func (m *Messenger) Stats() Stats {
 		Ejected:     int(m.ejected.Load()),
 	}
 	return out
+}
+
+// registerStats registers _stats when the options allow it.
+func (m *Messenger) registerStats() error {
+	if !m.opts.ServeStats {
+		return nil
+	}
+	return m.register(UnaryHandler(system.Stats, func(context.Context, *Context) ([]byte, error) {
+		return msgpack.Marshal(m.Stats())
+	}).Build())
+}
+
+// RemoteStats asks the instance id for its Stats; it answers only if it
+// was built with Options.ServeStats (else ErrHandlerNotFound), and if its
+// Authorize allows it.
+func (m *Messenger) RemoteStats(ctx context.Context, id peer.ID) (Stats, error) {
+	var st Stats
+	b, err := m.Unary(system.Stats).Instance(id).Send(ctx)
+	if err != nil {
+		return st, err
+	}
+	if err := decodePayload(b, &st); err != nil {
+		return st, newError(CodeBadPayload, system.Stats, err, "decoding stats: %v", err)
+	}
+	return st, nil
 }

@@ -149,3 +149,39 @@ func TestStats(t *testing.T) {
 		t.Error("Stats lists a reserved handler")
 	}
 }
+
+// TestRemoteStats: an instance built with ServeStats answers its Stats to
+// another instance, subject to Authorize; one without does not.
+func TestRemoteStats(t *testing.T) {
+	ctx := testCtx(t)
+	serving := build(t, velo.NewBuilder().Options(velo.Options{ServeStats: true}).
+		Handle(velo.UnaryHandler("ok", func(context.Context, *velo.Context) ([]byte, error) { return nil, nil }).Build()))
+	closed := build(t, velo.NewBuilder())
+	guarded := build(t, velo.NewBuilder().Options(velo.Options{ServeStats: true, Authorize: func(_ context.Context, _, h string) error {
+		if h == "_stats" {
+			return errors.New("stats are private")
+		}
+		return nil
+	}}))
+	a := newMessenger(t, velo.Options{})
+	for _, m := range []*velo.Messenger{serving, closed, guarded} {
+		if err := a.RegisterPeer(m.PeerInfo()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		if _, err := a.Unary("ok").Instance(serving.InstanceID()).Send(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := a.RemoteStats(ctx, serving.InstanceID())
+	if err != nil || st.Handlers["ok"].Requests != 4 || st.Totals.Connections != 1 {
+		t.Errorf("RemoteStats = %+v, %v; want 4 requests to ok on one connection", st.Totals, err)
+	}
+	if _, err := a.RemoteStats(ctx, closed.InstanceID()); !errors.Is(err, velo.ErrHandlerNotFound) {
+		t.Errorf("RemoteStats of an instance without ServeStats: %v, want ErrHandlerNotFound", err)
+	}
+	if _, err := a.RemoteStats(ctx, guarded.InstanceID()); !errors.Is(err, velo.ErrPermissionDenied) {
+		t.Errorf("RemoteStats refused by Authorize: %v, want ErrPermissionDenied", err)
+	}
+}

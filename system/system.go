@@ -37,6 +37,9 @@ const (
 	HandlersChanged = "_handlers"
 	// Ping answers at once, with nothing.
 	Ping = "_ping"
+	// Stats answers the instance's velo.Stats, MessagePack-encoded, when
+	// the instance serves them (velo.Options.ServeStats).
+	Stats = "_stats"
 
 	// EventSubscribe carries subscriber → owner: "tell me when these
 	// events complete".
