@@ -181,7 +181,8 @@ func TestRemoteStats(t *testing.T) {
 	if _, err := a.RemoteStats(ctx, closed.InstanceID()); !errors.Is(err, velo.ErrHandlerNotFound) {
 		t.Errorf("RemoteStats of an instance without ServeStats: %v, want ErrHandlerNotFound", err)
 	}
-	if _, err := a.RemoteStats(ctx, guarded.InstanceID()); !errors.Is(err, velo.ErrPermissionDenied) {
-		t.Errorf("RemoteStats refused by Authorize: %v, want ErrPermissionDenied", err)
+	// Plain TCP authenticates nobody: the refusal is ErrUnauthenticated.
+	if _, err := a.RemoteStats(ctx, guarded.InstanceID()); !errors.Is(err, velo.ErrUnauthenticated) {
+		t.Errorf("RemoteStats refused by Authorize: %v, want ErrUnauthenticated", err)
 	}
 }
