@@ -135,7 +135,15 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 		}
 		m.mu.RUnlock()
 		if s != nil {
-			return s, nil
+			if !s.ended() {
+				return s, nil
+			}
+			// It ended a moment ago and is being forgotten: once it is,
+			// look again (another connection, or a dial).
+			if err := s.awaitForgotten(ctx, handler); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if m.state.Load() >= stateClosing {
 			return nil, newError(CodeShuttingDown, handler, nil, "instance %s is shutting down", m.id.Short())
@@ -155,7 +163,13 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 		}
 		att, s := m.startDial(id)
 		if s != nil {
-			return s, nil
+			if !s.ended() {
+				return s, nil
+			}
+			if err := s.awaitForgotten(ctx, handler); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		select {
 		case <-att.done:

@@ -82,20 +82,25 @@ type session struct {
 	closed   bool                // guarded by mu
 	err      error               // guarded by mu: why the session ended
 	done     chan struct{}       // closed when the session ended
+	// forgotten is closed once the messenger forgot the ended session
+	// (sessionClosed): a caller that finds it ended waits for that, then
+	// looks for another connection.
+	forgotten chan struct{}
 }
 
 var _ transport.Handler = (*session)(nil)
 
 func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *session {
 	s := &session{
-		m:        m,
-		conn:     c,
-		tname:    tname,
-		dialed:   dialed,
-		pending:  make(map[uint64]*call),
-		inflight: make(map[uint64]*inbound),
-		done:     make(chan struct{}),
-		calls:    make(chan struct{}, m.opts.MaxCallsInFlight),
+		m:         m,
+		conn:      c,
+		tname:     tname,
+		dialed:    dialed,
+		pending:   make(map[uint64]*call),
+		inflight:  make(map[uint64]*inbound),
+		done:      make(chan struct{}),
+		forgotten: make(chan struct{}),
+		calls:     make(chan struct{}, m.opts.MaxCallsInFlight),
 	}
 	s.limits = m.limits
 	s.limits.Intern = s.intern
@@ -140,6 +145,28 @@ func (s *session) handler(name string) *handlerEntry {
 		s.lastTable, s.lastEntry = t, e
 	}
 	return e
+}
+
+// ended reports whether the connection ended (a select on done: the
+// send path asks for every call).
+func (s *session) ended() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// awaitForgotten waits until the messenger forgot the ended session, or
+// ctx ends.
+func (s *session) awaitForgotten(ctx context.Context, handler string) error {
+	select {
+	case <-s.forgotten:
+		return nil
+	case <-ctx.Done():
+		return ctxError(ctx, handler)
+	}
 }
 
 // sent counts a frame of n bytes written.
@@ -248,6 +275,7 @@ func (s *session) Closed(reason error) {
 	// Forget the session before failing its calls: a caller that sends
 	// again as soon as its call failed must dial anew, not find this one.
 	s.m.sessionClosed(s, err)
+	close(s.forgotten)
 
 	// The requests of these calls were written: whether their handlers
 	// ran is not known.
