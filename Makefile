@@ -9,7 +9,7 @@ FUZZTIME ?= 30s
 # make test (the seed corpora still run with the tests). Both are for
 # trying the Makefile on a small PKGS: make test PKGS=./internal/wire/
 # NESTED= FUZZ=0.
-NESTED   ?= discovery/etcd bench
+NESTED   ?= discovery/etcd otelvelo bench
 FUZZ     ?= 1
 
 # The fuzz targets, as package:name.
