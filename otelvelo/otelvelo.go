@@ -59,6 +59,16 @@ func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) 
 // context and baggage.
 func WithPropagators(p propagation.TextMapPropagator) Option { return func(c *config) { c.props = p } }
 
+// durationBuckets are the bounds of the duration histograms, in seconds:
+// 50 µs doubling to about 13 s, as velo.Stats.
+var durationBuckets = func() []float64 {
+	var b []float64
+	for d := 50e-6; d < 15; d *= 2 {
+		b = append(b, d)
+	}
+	return b
+}()
+
 // instruments are one side's tracer and metrics.
 type instruments struct {
 	tracer   trace.Tracer
@@ -78,7 +88,8 @@ func newInstruments(side string, opts []Option) instruments {
 	meter := c.mp.Meter(scope)
 	// Instrument errors come from invalid names only; these are valid.
 	dur, _ := meter.Float64Histogram("rpc."+side+".duration", metric.WithUnit("s"),
-		metric.WithDescription("Duration of velo calls, as the "+side+" sees them."))
+		metric.WithDescription("Duration of velo calls, as the "+side+" sees them."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	req, _ := meter.Int64Counter("velo."+side+".requests", metric.WithUnit("{request}"),
 		metric.WithDescription("velo calls, by handler and outcome, as the "+side+" sees them."))
 	return instruments{tracer: c.tp.Tracer(scope), props: c.props, duration: dur, requests: req}
