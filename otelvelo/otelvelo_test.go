@@ -203,3 +203,69 @@ func TestMetricsCountCallsAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestStatsGauges: the gauges follow Stats: a handler's in-flight
+// request, the connection, the caller's pending call.
+func TestStatsGauges(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	n := mem.NewNetwork()
+	release := make(chan struct{})
+	s := instance(t, n, nil, velo.UnaryHandler("hold", func(context.Context, *velo.Context) ([]byte, error) {
+		<-release
+		return nil, nil
+	}))
+	c := instance(t, n, nil)
+	if err := c.RegisterPeer(s.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	sreg, err := otelvelo.RegisterStats(s, otelvelo.WithMeterProvider(mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sreg.Unregister()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Unary("hold").Instance(s.InstanceID()).Send(context.Background())
+		done <- err
+	}()
+	gauge := func(name, method string) int64 {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				g, ok := m.Data.(metricdata.Gauge[int64])
+				if !ok || m.Name != name {
+					continue
+				}
+				for _, p := range g.DataPoints {
+					v, _ := p.Attributes.Value(attribute.Key("rpc.method"))
+					if v.AsString() == method {
+						return p.Value
+					}
+				}
+			}
+		}
+		return -1
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for gauge("velo.handler.in_flight", "hold") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("in_flight gauge %d, want 1", gauge("velo.handler.in_flight", "hold"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := gauge("velo.handler.mailbox.depth", "hold"); got != 1 {
+		t.Errorf("mailbox depth gauge %d, want 1", got)
+	}
+	if got := gauge("velo.connections", ""); got != 1 {
+		t.Errorf("connections gauge %d, want 1", got)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
