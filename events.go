@@ -59,6 +59,9 @@ func (m *Messenger) peerUp(s *session) {
 	defer m.mu.Unlock()
 	ps := m.learn(peer.Info{ID: s.peer.ID})
 	s.ep.Store(ps.ep)
+	if s.tname != selfName {
+		m.log.Info("velo: connection up", "peer", s.peer.ID.Short(), "transport", s.tname, "dialed", s.dialed, "identity", s.identity)
+	}
 	ps.open++
 	if ps.open == 1 {
 		m.events.PeerConnected(s.peer.ID)

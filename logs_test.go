@@ -2,6 +2,7 @@ package velo_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -107,5 +108,37 @@ func TestLogOneWayToUnknownHandlerAtWarnRateLimited(t *testing.T) {
 	last := lines[len(lines)-1]
 	if v, ok := last["suppressed"]; !ok || v.Kind() != slog.KindUint64 || v.Uint64() < flood-15 {
 		t.Errorf("the line after the flood says %v lines were left out (attrs %v), want about %d", last["suppressed"].Any(), last, flood-10)
+	}
+}
+
+// TestLogConnectionUpAndDown: a connection's start and end are logged at
+// Info with the peer and the transport.
+func TestLogConnectionUpAndDown(t *testing.T) {
+	var logs logBuffer
+	a := build(t, velo.NewBuilder().Logger(slog.New(slog.NewTextHandler(&logs, nil))))
+	b, err := velo.NewBuilder().Build(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRegister(t, b, echoHandler())
+	if err := a.RegisterPeer(b.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Unary("echo").Instance(b.InstanceID()).Send(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b.Shutdown(sctx)
+	if _, err := discoverytestEventually(func() error {
+		if logs.count("level=INFO msg=\"velo: connection down\"") == 0 {
+			return errors.New("no connection down line")
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	if n := logs.count(`level=INFO msg="velo: connection up" instance=` + a.InstanceID().Short() + " peer=" + b.InstanceID().Short() + " transport=tcp"); n != 1 {
+		t.Errorf("%d connection up lines for b, want 1:\n%s", n, logs.b.String())
 	}
 }

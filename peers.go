@@ -271,7 +271,7 @@ func (m *Messenger) sessionClosed(s *session, reason error) {
 	if ps.introduced && !ps.discovered {
 		m.forgetLocked(ps)
 	}
-	if m.state.Load() < stateClosing {
-		m.log.Debug("velo: connection closed", "peer", s.peer.ID.Short(), "transport", s.tname, "reason", reason)
+	if m.state.Load() < stateClosing && s.tname != selfName {
+		m.log.Info("velo: connection down", "peer", s.peer.ID.Short(), "transport", s.tname, "reason", reason)
 	}
 }
