@@ -97,7 +97,7 @@ func (m *Messenger) dial(ps *peerState, att *dialAttempt, info peer.Info, delay 
 	} else {
 		m.readmit(ps.ep)
 		ps.failures = 0
-		if ps.sess == nil {
+		if ps.sess == nil && !s.ended() {
 			ps.sess = s
 		}
 		// The peer's hello on a connection we dialed speaks for it,

@@ -143,6 +143,7 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 			if err := s.awaitForgotten(ctx, handler); err != nil {
 				return nil, err
 			}
+			m.unsetEnded(id, s)
 			continue
 		}
 		if m.state.Load() >= stateClosing {
@@ -169,6 +170,7 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 			if err := s.awaitForgotten(ctx, handler); err != nil {
 				return nil, err
 			}
+			m.unsetEnded(id, s)
 			continue
 		}
 		select {
@@ -194,6 +196,17 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 			return nil, ctxError(ctx, handler)
 		}
 	}
+}
+
+// unsetEnded stops calls to id from using s, which ended: a session that
+// ended before it was made the peer's (a dial that finished as its
+// connection broke) is not unset by sessionClosed, which ran before.
+func (m *Messenger) unsetEnded(id peer.ID, s *session) {
+	m.mu.Lock()
+	if ps := m.peers[id]; ps != nil && ps.sess == s {
+		ps.sess = nil
+	}
+	m.mu.Unlock()
 }
 
 // discover asks the discovery backend for an instance nobody registered.
