@@ -49,12 +49,7 @@ func TestEjectSilentInstance(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			repeat(stop, func() bool {
 				start := time.Now()
 				// Calls caught on a when it is cut off end at their
 				// deadline: keep it short.
@@ -64,7 +59,8 @@ func TestEjectSilentInstance(t *testing.T) {
 				mu.Lock()
 				calls = append(calls, call{start, time.Since(start), err})
 				mu.Unlock()
-			}
+				return true
+			})
 		})
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -168,12 +164,7 @@ func TestEjectMovesIdempotentCalls(t *testing.T) {
 	var failed []error
 	for range 8 {
 		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			repeat(stop, func() bool {
 				start := time.Now()
 				_, err := c.Unary("job").Service("m").Retry(velo.RetryPolicy{Attempts: 3}).Idempotent().Send(ctx)
 				mu.Lock()
@@ -182,7 +173,8 @@ func TestEjectMovesIdempotentCalls(t *testing.T) {
 					failed = append(failed, err)
 				}
 				mu.Unlock()
-			}
+				return true
+			})
 		})
 	}
 	time.Sleep(300 * time.Millisecond)

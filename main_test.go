@@ -40,6 +40,21 @@ func newMessenger(t testing.TB, opts velo.Options, ts ...transport.Transport) *v
 	return build(t, b)
 }
 
+// repeat calls f until stop is closed or f returns false: the loop of a
+// load that runs beside an attack or a fault.
+func repeat(stop <-chan struct{}, f func() bool) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if !f() {
+			return
+		}
+	}
+}
+
 // build starts the messenger b describes (on TCP on loopback unless b
 // has a transport) and shuts it down when the test ends.
 func build(t testing.TB, b *velo.Builder) *velo.Messenger {

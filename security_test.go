@@ -254,19 +254,15 @@ func testTLSRefusals(t *testing.T, mk func(*tls.Config, time.Duration) transport
 	var goodErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		repeat(stop, func() bool {
 			start := time.Now()
 			if _, err := callWho(good, s.InstanceID()); err != nil {
 				goodErr = err
-				return
+				return false
 			}
 			during = append(during, time.Since(start))
-		}
+			return true
+		})
 	})
 
 	var addr string

@@ -59,24 +59,28 @@ func memTransports() func() transport.Transport {
 	return func() transport.Transport { return mem.New(n) }
 }
 
+// startBench builds the messenger bld describes and shuts it down when
+// the benchmark ends.
+func startBench(b *testing.B, bld *velo.Builder) *velo.Messenger {
+	b.Helper()
+	m, err := bld.Build(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := shutdown(m); err != nil {
+			b.Error(err)
+		}
+	})
+	return m
+}
+
 // veloPair starts a server messenger with the handlers and a client
 // messenger that knows it, on transports made by mk, and shuts both down
 // when the benchmark ends. It returns the client and the server's id.
 func veloPair(b *testing.B, mk func() transport.Transport, handlers ...*velo.HandlerBuilder) (*velo.Messenger, peer.ID) {
 	b.Helper()
-	ctx := context.Background()
-	start := func() *velo.Messenger {
-		m, err := velo.NewBuilder().AddTransport(mk()).Build(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			if err := shutdown(m); err != nil {
-				b.Error(err)
-			}
-		})
-		return m
-	}
+	start := func() *velo.Messenger { return startBench(b, velo.NewBuilder().AddTransport(mk())) }
 	server := start()
 	for _, h := range handlers {
 		if err := server.RegisterHandler(h.Build()); err != nil {

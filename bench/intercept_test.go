@@ -14,18 +14,7 @@ import (
 func BenchmarkUnaryMemIntercepted(b *testing.B) {
 	ctx := context.Background()
 	n := mem.NewNetwork()
-	start := func(bld *velo.Builder) *velo.Messenger {
-		m, err := bld.AddTransport(mem.New(n)).Build(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			if err := shutdown(m); err != nil {
-				b.Error(err)
-			}
-		})
-		return m
-	}
+	start := func(bld *velo.Builder) *velo.Messenger { return startBench(b, bld.AddTransport(mem.New(n))) }
 	server := start(velo.NewBuilder().
 		ServerInterceptor(func(ctx context.Context, c *velo.Context, next func(context.Context, *velo.Context) ([]byte, error)) ([]byte, error) {
 			return next(ctx, c)

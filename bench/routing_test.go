@@ -17,18 +17,7 @@ import (
 func benchService(b *testing.B, mk func() transport.Transport, n int) {
 	ctx := context.Background()
 	d := discovery.NewMemory()
-	start := func(bld *velo.Builder) *velo.Messenger {
-		m, err := bld.AddTransport(mk()).Discovery(d).Build(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			if err := shutdown(m); err != nil {
-				b.Error(err)
-			}
-		})
-		return m
-	}
+	start := func(bld *velo.Builder) *velo.Messenger { return startBench(b, bld.AddTransport(mk()).Discovery(d)) }
 	for range n {
 		start(velo.NewBuilder().Service("bench").Handle(velo.UnaryHandler(echoHandler, echo).Build()))
 	}
