@@ -302,7 +302,10 @@ func child(c config, backends map[string]Backend) error {
 	}
 	defer closeBackend()
 
-	var me string
+	// me is fixed before Build: the instance is published (and called)
+	// before Build returns, so the handler must not read anything that
+	// is set after it.
+	me := fmt.Sprintf("instance %d (%s, pid %d)", i, ids[i].Short(), os.Getpid())
 	// Handle registers whoami before the instance is published: no
 	// caller can find it without the handler.
 	m, err := velo.NewBuilder().
@@ -323,8 +326,7 @@ func child(c config, backends map[string]Backend) error {
 		err = errors.Join(err, m.Shutdown(sctx))
 	}()
 	addr, _ := m.PeerInfo().Address("tcp")
-	me = fmt.Sprintf("instance %d (%s, pid %d, %s)", i, m.InstanceID().Short(), os.Getpid(), addr)
-	fmt.Printf("%s serving %s in service %q\n", me, whoami, service)
+	fmt.Printf("%s at %s serving %s in service %q\n", me, addr, whoami, service)
 
 	for list := range m.WatchInstances(ctx, service) {
 		if len(list) == len(ids) {
