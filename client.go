@@ -28,6 +28,9 @@ type result struct {
 	err     error // a local failure (connection lost, shutdown)
 }
 
+// Arrived implements transport.Awaited: the call's result was delivered.
+func (c *call) Arrived() bool { return len(c.ch) > 0 }
+
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan result, 1)} }}
 
 // bufPool holds encoding buffers. Buffers that grew past maxPooledBuf are
@@ -144,6 +147,11 @@ func (s *session) exchange(ctx context.Context, req *wire.Request, abandonable b
 		return s.collect(c, req.Handler)
 	}
 
+	if s.leader != nil && s.ready() {
+		// Read the answer ourselves if nobody reads the connection: it
+		// then wakes this goroutine, with no hand-off from another.
+		s.leader.Lead(ctx, c)
+	}
 	done := ctx.Done()
 	if done == nil { // a ctx that never ends: a plain receive is cheaper
 		r := <-c.ch
@@ -235,6 +243,9 @@ func (s *session) abandonSilent(err error) int {
 	s.mu.Unlock()
 	for _, c := range out {
 		c.ch <- result{err: err}
+	}
+	if len(out) > 0 && s.leader != nil {
+		s.leader.Unblock() // one of them may be reading the connection
 	}
 	return len(out)
 }

@@ -76,6 +76,7 @@ func (s *session) handleRequest(body []byte) error {
 		}
 		s.inflight[req.ID] = in
 		s.mu.Unlock()
+		s.handling.Add(1)
 	}
 	if err := e.actor.Tell(ctx, s.peer.ID, in); err != nil {
 		if e.gone.Load() { // unregistered since it was looked up
@@ -135,7 +136,10 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 	if in.cancel != nil {
 		if in.kind.WantsResponse() {
 			s.mu.Lock()
-			delete(s.inflight, in.id)
+			if _, ok := s.inflight[in.id]; ok {
+				delete(s.inflight, in.id)
+				s.handling.Add(-1)
+			}
 			s.mu.Unlock()
 		}
 		in.cancel()

@@ -18,6 +18,7 @@ import (
 type session struct {
 	m      *Messenger
 	conn   transport.Conn
+	leader transport.Leader // conn, if a caller may read its own answer; else nil
 	tname  string
 	dialed bool // we opened the connection
 
@@ -48,6 +49,7 @@ type session struct {
 	closing atomic.Bool
 
 	stalled      atomic.Int32
+	handling     atomic.Int32 // requests of the peer's in inflight
 	finished     atomic.Uint64
 	lastFinished uint64       // the keepalive goroutine's copy of finished
 	lastSend     atomic.Int64 // UnixNano of the last ping sent
@@ -88,7 +90,23 @@ type session struct {
 	forgotten chan struct{}
 }
 
-var _ transport.Handler = (*session)(nil)
+var (
+	_ transport.Handler = (*session)(nil)
+	_ transport.Busy    = (*session)(nil)
+)
+
+// Waiting implements transport.Busy: a call of ours awaits its answer.
+func (s *session) Waiting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending) > 0
+}
+
+// Crowded implements transport.Busy: more than one call of ours, or
+// request of the peer's, is in flight.
+func (s *session) Crowded() bool {
+	return len(s.calls)+int(s.handling.Load()) > 1
+}
 
 func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *session {
 	s := &session{
@@ -102,6 +120,7 @@ func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *sess
 		forgotten: make(chan struct{}),
 		calls:     make(chan struct{}, m.opts.MaxCallsInFlight),
 	}
+	s.leader, _ = c.(transport.Leader)
 	s.limits = m.limits
 	s.limits.Intern = s.intern
 	if rl, ok := c.(transport.ReadLimiter); ok {
@@ -191,7 +210,8 @@ func (s *session) peerName() string {
 }
 
 // HandleFrame implements transport.Handler. It runs on the connection's
-// receive goroutine.
+// receive goroutine, or for an answer, on a caller's that reads the
+// connection itself (transport.Leader): one at a time, in order.
 func (s *session) HandleFrame(frame []byte) error {
 	s.framesIn.Add(1)
 	s.bytesIn.Add(uint64(len(frame)))

@@ -52,8 +52,10 @@ type Conn interface {
 // implements it.
 type Handler interface {
 	// HandleFrame is called once per frame (length prefix removed), in
-	// arrival order, on the connection's receive goroutine. The callee owns
-	// frame. A returned error closes the connection with that reason.
+	// arrival order, by one goroutine at a time: the connection's receive
+	// goroutine, or a caller in Leader.Lead (response frames only), each
+	// call ordered after the one before it. The callee owns frame. A
+	// returned error closes the connection with that reason.
 	HandleFrame(frame []byte) error
 	// Closed is called exactly once, after the receive goroutine stopped
 	// delivering frames, with the reason the connection ended.
@@ -104,6 +106,54 @@ type Local interface {
 // and frames written with WriteFrame keep their order.
 type Queuer interface {
 	QueueFrame(ctx context.Context, b []byte) error
+}
+
+// Leader is implemented by a Conn that lets a goroutine waiting for a
+// response read the connection itself, so that the response wakes that
+// goroutine rather than a receive goroutine that must then hand it over
+// (a thread hand-off per call).
+//
+// Lead takes the connection's read turn if nobody holds it, and then reads
+// frames on the calling goroutine, handing each response frame to the
+// Handler as the receive goroutine would, until w.Arrived reports true
+// after a frame, ctx ends, or Unblock is called. Any other frame (a
+// request, a ping) ends the turn: the receive goroutine handles it and
+// reads on, so that a caller never runs a handler or waits on anything
+// but the network. When the turn ends, the receive goroutine takes the
+// connection back at once if bytes are buffered or the Handler
+// (Busy) has others waiting; otherwise the next caller may lead, and
+// the receive goroutine takes the connection back within a bound the
+// implementation documents.
+//
+// Lead returns false, having read nothing, when another goroutine holds
+// the turn: the response then arrives as it always does. It returns true
+// once its turn is over; the response may or may not have arrived.
+type Leader interface {
+	Lead(ctx context.Context, w Awaited) bool
+	// Unblock ends the turn of a goroutine in Lead, if any, as if its
+	// ctx had ended: a response delivered to it by other means (the
+	// messenger gave up on the call) must not wait for a frame.
+	Unblock()
+}
+
+// Awaited is what a goroutine in Lead waits for.
+type Awaited interface {
+	// Arrived reports whether the response was delivered, by whichever
+	// goroutine read it (or the connection's end).
+	Arrived() bool
+}
+
+// Busy is implemented by a Handler that can tell how busy its connection
+// is. The connection asks on its hot paths: both must be cheap.
+type Busy interface {
+	// Waiting reports whether a goroutine waits for a response on the
+	// connection (see Leader).
+	Waiting() bool
+	// Crowded reports whether more than one exchange (calls of ours, or
+	// requests of the peer's being handled) is in progress: more frames
+	// will be written soon, and a writer may wait a moment for them to
+	// share its system call.
+	Crowded() bool
 }
 
 // ReadLimiter is implemented by a Conn whose frame size limit can be

@@ -113,3 +113,14 @@ func (r *reader) bytes(n int, what string) []byte {
 	r.b = r.b[n:]
 	return v
 }
+
+// FrameType returns the type of a frame (the bytes after its length
+// prefix) as its header gives it, or 0 if the frame is shorter than a
+// header or of another version: a quick look for a receive path that
+// chooses who handles a frame; ParseHeader checks it.
+func FrameType(frame []byte) Type {
+	if len(frame) < versionSize+typeSize || frame[0] != Version {
+		return 0
+	}
+	return Type(frame[1])
+}

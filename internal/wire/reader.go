@@ -17,11 +17,20 @@ import (
 // then holds readStep bytes of ours; one that has sent n bytes of a frame
 // holds a buffer of at most max(2.5n, readStep), and the smaller ones it
 // outgrew (less than n in all) are garbage.
+//
+// A read that fails with an error the stream recovers from (a read
+// deadline that passed, os.ErrDeadlineExceeded) loses nothing: the bytes
+// of the frame in progress are kept, and the next ReadFrame goes on from
+// them. So a goroutine reading the stream may be interrupted, and another
+// one take over.
 type FrameReader struct {
 	r    *bufio.Reader
 	max  int
 	step int // readStep; smaller in tests
 	pre  [PrefixLen]byte
+	npre int    // bytes of pre read for the frame in progress
+	cur  []byte // the frame in progress once its prefix is read: its bytes so far
+	n    int    // cur's announced length
 }
 
 // readStep is the first buffer of a frame longer than it, and the size up
@@ -56,30 +65,45 @@ func (fr *FrameReader) Max() int { return fr.max }
 // header is refused with ErrMalformed. io.EOF means a clean end between
 // frames; io.ErrUnexpectedEOF an end inside one.
 func (fr *FrameReader) ReadFrame() ([]byte, error) {
-	if _, err := io.ReadFull(fr.r, fr.pre[:]); err != nil {
-		return nil, err
+	if fr.cur == nil {
+		for fr.npre < PrefixLen {
+			k, err := fr.r.Read(fr.pre[fr.npre:])
+			fr.npre += k
+			if err != nil {
+				if err == io.EOF && fr.npre > 0 {
+					err = io.ErrUnexpectedEOF
+				}
+				return nil, err
+			}
+		}
+		n := FrameLen(fr.pre[:])
+		fr.npre = 0 // a refused prefix is consumed, as an accepted one
+		if n > fr.max {
+			return nil, fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, n, fr.max)
+		}
+		if n < versionSize+typeSize {
+			return nil, malformed("length %d is shorter than a frame header", n)
+		}
+		// Up to readStep, one buffer of the frame's size; past it, a
+		// buffer that doubles each time the bytes sent fill it, or that
+		// takes the whole frame when doubling would leave less than a
+		// half of it.
+		fr.cur, fr.n = make([]byte, 0, min(n, fr.step)), n
 	}
-	n := FrameLen(fr.pre[:])
-	if n > fr.max {
-		return nil, fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, n, fr.max)
-	}
-	if n < versionSize+typeSize {
-		return nil, malformed("length %d is shorter than a frame header", n)
-	}
-	// Up to readStep, one buffer of the frame's size; past it, a buffer
-	// that doubles each time the bytes sent fill it, or that takes the
-	// whole frame when doubling would leave less than a half of it.
-	b := make([]byte, 0, min(n, fr.step))
+	b, n := fr.cur, fr.n
 	for {
 		end := min(cap(b), n)
-		_, err := io.ReadFull(fr.r, b[len(b):end])
+		k, err := io.ReadFull(fr.r, b[len(b):end])
+		b = b[:len(b)+k]
 		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
+			fr.cur = b // kept for the next ReadFrame
 			return nil, err
 		}
-		if b = b[:end]; len(b) == n {
+		if len(b) == n {
+			fr.cur = nil
 			return b, nil
 		}
 		next := 2 * len(b)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"os"
 	"runtime"
 	"testing"
 	"testing/iotest"
@@ -79,6 +80,67 @@ func TestFrameReaderSequence(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// interrupting returns os.ErrDeadlineExceeded before every read of its
+// source, and then the next few bytes: a stream whose reader is
+// interrupted everywhere, inside prefixes and bodies alike.
+type interrupting struct {
+	r    io.Reader
+	next bool // the next Read reads
+	k    int
+}
+
+func (r *interrupting) Read(b []byte) (int, error) {
+	if !r.next {
+		r.next = true
+		return 0, os.ErrDeadlineExceeded
+	}
+	r.next = false
+	r.k = r.k%7 + 1
+	return r.r.Read(b[:min(len(b), r.k)])
+}
+
+// TestFrameReaderResumes: a read that fails with a deadline loses no byte;
+// the next ReadFrame (another goroutine's, in a connection whose callers
+// take turns reading it) goes on where it stopped.
+func TestFrameReaderResumes(t *testing.T) {
+	var stream []byte
+	var want [][]byte
+	for i := range 40 {
+		f := wire.AppendResponse(nil, &wire.Response{ID: uint64(i), Payload: seq(i * 37)})
+		stream = append(stream, f...)
+		want = append(want, f[wire.PrefixLen:])
+	}
+	fr := wire.NewFrameReader(bufio.NewReaderSize(&interrupting{r: bytes.NewReader(stream)}, 16), 1<<20)
+	interrupted := 0
+	for i := 0; i < len(want); {
+		f, err := fr.ReadFrame()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			interrupted++
+			continue
+		}
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if !bytes.Equal(f, want[i]) {
+			t.Fatalf("frame %d: % .20x…, want % .20x…", i, f, want[i])
+		}
+		i++
+	}
+	if interrupted < len(want) {
+		t.Fatalf("only %d interruptions: the test did not interrupt inside frames", interrupted)
+	}
+	for {
+		_, err := fr.ReadFrame()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if err != io.EOF {
+			t.Fatalf("after the last frame: %v, want io.EOF", err)
+		}
+		break
 	}
 }
 

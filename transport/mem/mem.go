@@ -108,7 +108,7 @@ func New(n *Network, opts ...Options) *Transport {
 	return &Transport{
 		net:    n,
 		optErr: err,
-		group:  stream.NewGroup(stream.Options{MaxFrame: o.MaxFrame, ReadBuffer: readBuffer}),
+		group:  stream.NewGroup(stream.Options{MaxFrame: o.MaxFrame, ReadBuffer: readBuffer, CallerReads: true}),
 		want:   o.Addr,
 		done:   make(chan struct{}),
 	}

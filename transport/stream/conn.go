@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/velo-messenger/velo/internal/optcheck"
@@ -46,6 +48,12 @@ type Options struct {
 	// is on the socket; further writers wait. Zero: DefaultMaxPending
 	// (512 KiB).
 	MaxPending int
+	// CallerReads lets a goroutine that waits for a response read the
+	// connection itself (transport.Leader). It needs a net.Conn with read
+	// deadlines after which Read may be called again and goes on where it
+	// stopped: TCP and Unix sockets, TLS over them, net.Pipe. The
+	// transports over those set it.
+	CallerReads bool
 }
 
 // Validate reports the fields no default can stand in for: negative ones.
@@ -109,10 +117,19 @@ type Conn struct {
 	// flushing is set while a writer owns the socket: a caller's
 	// WriteFrame, or the writer goroutine, which keeps it until head and
 	// pending are written out.
-	flushing bool  // guarded by mu
-	noYield  int   // guarded by mu: flusher's turns left without a yield
-	err      error // guarded by mu: first reason the conn broke
-	writer   bool  // guarded by mu: writeLoop was started
+	flushing bool // guarded by mu
+	noYield  int  // guarded by mu: flusher's turns left without a yield
+	// crowded is set when a writer found the socket taken and queued
+	// its frame behind the flusher, or the receive loop read frames that
+	// were already buffered (a burst: the callers it answers, the
+	// handlers it starts, are about to write), and cleared by the next
+	// flusher's turn: writers come together, and the next flusher yields
+	// to let them join its write.
+	crowded atomic.Bool
+	oneP    bool           // GOMAXPROCS was 1 at New: flushers always yield
+	crowd   transport.Busy // the Handler, if it tells: Crowded counts as crowded
+	err     error          // guarded by mu: first reason the conn broke
+	writer  bool           // guarded by mu: writeLoop was started
 	// writerTurn is set while the flusher's turn is writeLoop's.
 	writerTurn bool      // guarded by mu
 	since      time.Time // guarded by mu: when the blocking write in progress began, or last made progress; zero when none
@@ -124,7 +141,34 @@ type Conn struct {
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
+
+	// The receive side: one goroutine at a time holds the read turn and
+	// uses br and fr, Serve's or a caller's in Lead; rmu orders the
+	// turns.
+	br        *bufio.Reader
+	rmu       sync.Mutex
+	turn      turn   // guarded by rmu
+	leads     uint64 // guarded by rmu: turns taken by callers in Lead
+	handed    []byte // guarded by rmu: a frame a caller read and left to Serve
+	readErr   error  // guarded by rmu: the error that ended a caller's turn
+	cut       bool   // guarded by rmu: the read deadline was set to end a caller's turn
+	wakeServe chan struct{}
+	busy      transport.Busy // the Handler, if it tells; nil: Serve keeps the turn
+	// Serve's goroutine only: requests read, the count last seen, and
+	// until when the connection counts as carrying requests.
+	reqs, reqsSeen uint64
+	busyUntil      time.Time
+	linger         *time.Timer
 }
+
+// turn says who reads the connection.
+type turn uint8
+
+const (
+	turnServe  turn = iota // Serve's goroutine, or on its way to
+	turnFree               // nobody: the next caller may lead, or Serve takes it back
+	turnCaller             // a caller in Lead
+)
 
 // tryWriter is a net.Conn's write that never blocks (internal/rawio).
 type tryWriter interface {
@@ -146,6 +190,7 @@ var (
 	_ transport.Staller = (*Conn)(nil)
 
 	_ transport.ReadLimiter = (*Conn)(nil)
+	_ transport.Leader      = (*Conn)(nil)
 )
 
 // SetReadLimit implements transport.ReadLimiter.
@@ -168,8 +213,14 @@ func New(nc net.Conn, bind transport.Binder, opts Options) *Conn {
 	}
 	c := &Conn{nc: rawio.Wrap(nc), orig: nc, opts: opts.withDefaults(), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.try, _ = c.nc.(tryWriter)
+	c.oneP = runtime.GOMAXPROCS(0) == 1
 	c.room.L = &c.mu
 	c.h = bind(c)
+	c.crowd, _ = c.h.(transport.Busy)
+	if c.opts.CallerReads {
+		c.busy = c.crowd
+		c.wakeServe = make(chan struct{}, 1)
+	}
 	return c
 }
 
@@ -186,6 +237,7 @@ func (c *Conn) WriteFrame(ctx context.Context, b []byte) error {
 		return err
 	}
 	if c.flushing {
+		c.crowded.Store(true)
 		err := c.appendLocked(b, deadline, timed)
 		c.mu.Unlock()
 		return err
@@ -203,13 +255,22 @@ func (c *Conn) WriteFrame(ctx context.Context, b []byte) error {
 	// are ready to run go first: those that write meanwhile append their
 	// frames to pending, and all go out in this one write. With one P (or
 	// a burst of answers on one worker) this is what turns a write per
-	// frame into a write per batch, and it costs a lone caller a fraction
-	// of a microsecond. But a yield puts the flusher at the back of the
-	// scheduler's global queue: in a process whose CPU-bound goroutines
-	// keep every P busy it waits there for their time slices, so a yield
-	// that took long turns yielding off for the next turns.
-	yield := c.noYield == 0
-	if !yield {
+	// frame into a write per batch. With more Ps, writers that come
+	// together find the socket taken (crowded) and the next flusher
+	// yields; a lone caller does not, for a yield wakes another thread
+	// (the runtime's wakep) and costs it a third of a round trip. A yield
+	// puts the flusher at the back of the scheduler's global queue: in a
+	// process whose CPU-bound goroutines keep every P busy it waits there
+	// for their time slices, so a yield that took long turns yielding off
+	// for the next turns.
+	crowded := c.crowded.Load()
+	if crowded {
+		c.crowded.Store(false)
+	} else if c.crowd != nil {
+		crowded = c.crowd.Crowded()
+	}
+	yield := c.noYield == 0 && (c.oneP || crowded)
+	if c.noYield > 0 {
 		c.noYield--
 	}
 	c.mu.Unlock()
@@ -609,12 +670,21 @@ func addrString(a net.Addr) string {
 
 // Serve reads frames and hands them to the handler until the connection
 // ends, then calls the handler's Closed once. It returns when done.
+//
+// With CallerReads, Serve gives its read turn up when it has delivered a
+// response, nothing more is buffered, no other response is awaited
+// (transport.Busy), and the connection has carried no request for
+// callerQuiet: the next caller then reads its own response (Lead), with
+// no hand-off between goroutines. Serve takes the turn back when a caller
+// leaves with others waiting, bytes buffered or a frame that is not a
+// response; otherwise within two lingerTicks of the last caller's turn.
 func (c *Conn) Serve() {
 	limit := c.opts.MaxFrame
 	if c.limit > 0 {
 		limit = c.limit
 	}
 	br := bufio.NewReaderSize(c.nc, c.opts.ReadBuffer)
+	c.br = br
 	c.fr = wire.NewFrameReader(br, limit)
 	var reason error
 	busy := 0 // frames read in a row without the buffer running dry
@@ -633,9 +703,23 @@ func (c *Conn) Serve() {
 			busy = 0
 			runtime.Gosched()
 		}
+		if busy > 0 && !c.crowded.Load() {
+			c.crowded.Store(true)
+		}
+		t := wire.FrameType(f)
 		if err := c.h.HandleFrame(f); err != nil {
 			reason = err
 			break
+		}
+		if c.busy == nil {
+			continue
+		}
+		if t == wire.TypeRequest {
+			c.reqs++
+		} else if t == wire.TypeResponse && br.Buffered() == 0 && c.quiet() {
+			if reason = c.stepAside(); reason != nil {
+				break
+			}
 		}
 	}
 	c.Close(reason)
@@ -648,3 +732,171 @@ func (c *Conn) Serve() {
 	}
 	c.h.Closed(reason)
 }
+
+// callerQuiet is how long a connection must carry no request before Serve
+// lets callers read their own responses: on a connection used both ways,
+// Serve keeps reading, so that a request is read the moment it arrives.
+const callerQuiet = 10 * time.Second
+
+// lingerTick is how often Serve looks whether callers still take turns
+// reading. It takes the connection back at the first look that finds the
+// turn free and no caller led since the look before; so a frame that
+// arrives once the last caller left waits at most two ticks.
+const lingerTick = time.Millisecond
+
+// quiet reports whether the connection carried no request for
+// callerQuiet. Serve's goroutine only.
+func (c *Conn) quiet() bool {
+	if c.reqs != c.reqsSeen {
+		c.reqsSeen = c.reqs
+		c.busyUntil = time.Now().Add(callerQuiet)
+		return false
+	}
+	if !c.busyUntil.IsZero() {
+		if time.Now().Before(c.busyUntil) {
+			return false
+		}
+		c.busyUntil = time.Time{}
+	}
+	return true
+}
+
+// stepAside gives the read turn up if nobody waits for a response, and
+// waits until Serve should read again: it handles the frame a caller left
+// it, if any, and returns the error that ended a caller's turn, or nil.
+func (c *Conn) stepAside() error {
+	c.rmu.Lock()
+	if c.busy.Waiting() {
+		c.rmu.Unlock()
+		return nil
+	}
+	c.turn = turnFree
+	seen := c.leads
+	c.rmu.Unlock()
+	if c.linger == nil {
+		c.linger = time.NewTimer(lingerTick)
+	} else {
+		c.linger.Reset(lingerTick)
+	}
+	done := c.done
+	for {
+		select {
+		case <-c.wakeServe:
+		case <-c.linger.C:
+		case <-done:
+			done = nil // closed: take the turn back, or wait for the caller's
+		}
+		c.rmu.Lock()
+		switch {
+		case c.turn == turnServe: // a caller left it to us
+			f, err := c.handed, c.readErr
+			c.handed, c.readErr = nil, nil
+			c.rmu.Unlock()
+			c.linger.Stop()
+			if err != nil {
+				return err
+			}
+			if f != nil {
+				if wire.FrameType(f) == wire.TypeRequest {
+					c.reqs++
+				}
+				return c.h.HandleFrame(f)
+			}
+			return nil
+		case c.turn == turnFree && (c.leads == seen || done == nil):
+			c.turn = turnServe
+			c.rmu.Unlock()
+			c.linger.Stop()
+			return nil
+		}
+		seen = c.leads
+		c.rmu.Unlock()
+		if done != nil {
+			c.linger.Reset(lingerTick)
+		}
+	}
+}
+
+// Lead implements transport.Leader.
+func (c *Conn) Lead(ctx context.Context, w transport.Awaited) bool {
+	if c.busy == nil {
+		return false
+	}
+	c.rmu.Lock()
+	if c.turn != turnFree {
+		c.rmu.Unlock()
+		return false
+	}
+	c.turn = turnCaller
+	c.leads++
+	c.rmu.Unlock()
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, c.Unblock)
+	}
+	var handed []byte
+	var err error
+	for !w.Arrived() && ctx.Err() == nil {
+		f, rerr := c.fr.ReadFrame()
+		if rerr != nil {
+			if errors.Is(rerr, os.ErrDeadlineExceeded) {
+				c.rmu.Lock()
+				cut := c.cut
+				c.uncutLocked()
+				c.rmu.Unlock()
+				if cut {
+					break // Unblock: end the turn
+				}
+			}
+			err = rerr
+			break
+		}
+		if wire.FrameType(f) != wire.TypeResponse {
+			handed = f // Serve handles it, and reads on
+			break
+		}
+		if herr := c.h.HandleFrame(f); herr != nil {
+			err = herr
+			break
+		}
+	}
+	if stop != nil {
+		stop()
+	}
+	c.rmu.Lock()
+	c.uncutLocked()
+	if handed != nil || err != nil || c.br.Buffered() > 0 || c.busy.Waiting() {
+		c.handed, c.readErr = handed, err
+		c.turn = turnServe
+		select {
+		case c.wakeServe <- struct{}{}:
+		default:
+		}
+	} else {
+		c.turn = turnFree
+	}
+	c.rmu.Unlock()
+	return true
+}
+
+// Unblock implements transport.Leader: a caller's read in progress ends
+// at once (its read deadline is set in the past).
+func (c *Conn) Unblock() {
+	c.rmu.Lock()
+	if c.turn == turnCaller && !c.cut {
+		c.cut = true
+		c.nc.SetReadDeadline(aLongTimeAgo)
+	}
+	c.rmu.Unlock()
+}
+
+// uncutLocked clears the read deadline that Unblock set. rmu must be held.
+func (c *Conn) uncutLocked() {
+	if c.cut {
+		c.cut = false
+		c.nc.SetReadDeadline(time.Time{})
+	}
+}
+
+// aLongTimeAgo is a deadline that has passed.
+var aLongTimeAgo = time.Unix(1, 0)

@@ -155,7 +155,7 @@ func New(opts Options) *Transport {
 	return &Transport{
 		opts:   opts,
 		optErr: err,
-		group:  stream.NewGroup(stream.Options{MaxFrame: opts.MaxFrame, ReadBuffer: opts.ReadBuffer}),
+		group:  stream.NewGroup(stream.Options{MaxFrame: opts.MaxFrame, ReadBuffer: opts.ReadBuffer, CallerReads: true}),
 	}
 }
 
