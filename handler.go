@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"reflect"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/velo-messenger/velo/actor"
 	"github.com/velo-messenger/velo/internal/mpcheck"
 	"github.com/velo-messenger/velo/mailbox"
@@ -196,7 +194,7 @@ func TypedUnaryHandlerFactory[I, O any](name string, factory func() func(ctx con
 			if err != nil {
 				return nil, err
 			}
-			b, err := msgpack.Marshal(out)
+			b, err := mpcheck.Marshal(out)
 			if err != nil {
 				return nil, newError(CodeBadPayload, c.Handler, err, "encoding %s: %v", typeName[O](), err)
 			}

@@ -5,8 +5,7 @@ import (
 	"maps"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
+	"github.com/velo-messenger/velo/internal/mpcheck"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/peer"
 )
@@ -36,7 +35,7 @@ func (s *spec) direct() bool {
 }
 
 func (s *spec) encode(v any) {
-	b, err := msgpack.Marshal(v)
+	b, err := mpcheck.Marshal(v)
 	if err != nil {
 		e := newError(CodeBadPayload, s.handler, err, "encoding %T: %v", v, err)
 		e.outcome = outcomeNotDelivered

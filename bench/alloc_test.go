@@ -7,40 +7,71 @@ import (
 	"github.com/velo-messenger/velo"
 )
 
-// maxUnaryAllocs bounds the client's allocations per unary round trip
-// with a raw payload: velo's goal is at most 3 (docs/performance.md,
-// "Against the goals"). The race detector makes sync.Pool drop a quarter
-// of what is put back, which costs about one more allocation per call
-// than a normal build makes.
-const maxUnaryAllocs = 3
+// maxUnaryAllocs and maxTypedAllocs bound the client's allocations per
+// unary round trip, with a raw payload and with a typed one (a struct
+// encoded and decoded with MessagePack): the response frame, which the
+// raw result aliases, and for a typed call the encoding, the result and
+// what it holds (docs/performance.md, "Against the goals"). In a race
+// build each sync.Pool on the path (two for a raw call, four for a typed
+// one) adds up to about one (raceBuild).
+const (
+	maxUnaryAllocs = 2
+	maxTypedAllocs = 6
+)
+
+func allocBound(n, pools int) float64 {
+	if raceBuild {
+		return float64(n + pools)
+	}
+	return float64(n)
+}
 
 // TestUnaryClientAllocs counts the allocations of the client side of a
-// unary call over TCP; the server runs in a child process, so that its
-// allocations are not counted.
+// unary call over TCP, raw and typed; the server runs in a child process,
+// so that its allocations are not counted.
 func TestUnaryClientAllocs(t *testing.T) {
 	c := remoteVelo(t, velo.Options{})
 	ctx := context.Background()
 	p := benchPayload()
+	in := typedMsg{ID: 7, Name: "typed-unary", Data: p}
 	var failed error
-	call := func() {
-		out, err := c.m.Unary(echoHandler).RawPayload(p).Instance(c.server).Send(ctx)
-		if err == nil && len(out) != len(p) {
-			err = errShortEcho
-		}
+	fail := func(err error) {
 		if err != nil && failed == nil {
 			failed = err
 		}
 	}
-	for range 200 { // fill the pools and the connection's buffers
-		call()
+	calls := []struct {
+		name       string
+		max, pools int
+		call       func()
+	}{
+		{"raw", maxUnaryAllocs, 2, func() {
+			out, err := c.m.Unary(echoHandler).RawPayload(p).Instance(c.server).Send(ctx)
+			if err == nil && len(out) != len(p) {
+				err = errShortEcho
+			}
+			fail(err)
+		}},
+		{"typed", maxTypedAllocs, 4, func() {
+			out, err := velo.TypedUnary[typedMsg](c.m, typedHandler).Payload(in).Instance(c.server).Send(ctx)
+			if err == nil && (out.ID != in.ID || len(out.Data) != len(p)) {
+				err = errShortEcho
+			}
+			fail(err)
+		}},
 	}
-	allocs := testing.AllocsPerRun(2000, call)
-	if failed != nil {
-		t.Fatal(failed)
-	}
-	t.Logf("client allocations per unary round trip: %v", allocs)
-	if allocs > maxUnaryAllocs {
-		t.Errorf("%v allocations per unary round trip on the client, want at most %d", allocs, maxUnaryAllocs)
+	for _, x := range calls {
+		for range 200 { // fill the pools and the connection's buffers
+			x.call()
+		}
+		allocs := testing.AllocsPerRun(2000, x.call)
+		if failed != nil {
+			t.Fatal(failed)
+		}
+		t.Logf("client allocations per %s unary round trip: %v", x.name, allocs)
+		if bound := allocBound(x.max, x.pools); allocs > bound {
+			t.Errorf("%v allocations per %s unary round trip on the client, want at most %v", allocs, x.name, bound)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -38,9 +39,60 @@ func Unmarshal(b []byte, v any) (err error) {
 			err = fmt.Errorf("msgpack: malformed input: decoder panicked: %v", r)
 		}
 	}()
-	d := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(d)
-	d.Reset(bytes.NewReader(b))
-	d.DisableAllocLimit(true)
-	return d.Decode(v)
+	d := decoders.Get().(*decoder)
+	defer d.put()
+	d.r.Reset(b)
+	d.d.Reset(&d.r)
+	d.d.DisableAllocLimit(true)
+	return d.d.Decode(v)
 }
+
+// decoder is a msgpack decoder with the reader it reads from, reused: a
+// decode allocates only what it decodes.
+type decoder struct {
+	d *msgpack.Decoder
+	r bytes.Reader
+}
+
+var decoders = sync.Pool{New: func() any { return &decoder{d: msgpack.NewDecoder(nil)} }}
+
+func (d *decoder) put() {
+	d.r.Reset(nil)
+	d.d.Reset(nil)
+	decoders.Put(d)
+}
+
+// Marshal encodes v as msgpack.Marshal does, with a reused encoder and
+// buffer: the encoding, in a slice of its own size, is its one
+// allocation.
+func Marshal(v any) ([]byte, error) {
+	e := encoders.Get().(*encoder)
+	e.b.Reset()
+	e.e.Reset(&e.b)
+	err := e.e.Encode(v)
+	var out []byte
+	if err == nil {
+		out = bytes.Clone(e.b.Bytes())
+	}
+	e.e.Reset(nil)
+	if e.b.Cap() <= maxKept {
+		encoders.Put(e)
+	}
+	return out, err
+}
+
+// encoder is a msgpack encoder with its buffer, reused.
+type encoder struct {
+	e *msgpack.Encoder
+	b bytes.Buffer
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := &encoder{e: msgpack.NewEncoder(nil)}
+	e.b.Grow(256)
+	return e
+}}
+
+// maxKept is the largest encoding buffer kept for reuse: one large value
+// does not pin its buffer.
+const maxKept = 64 << 10
