@@ -113,6 +113,26 @@ func benchUnary(b *testing.B, mk func() transport.Transport, h *velo.HandlerBuil
 	}
 }
 
+// BenchmarkUnaryTCPDeadline is BenchmarkUnaryTCP with a ctx that has a
+// deadline, as most callers' have: the request carries its timeout, and
+// the handler's ctx gets one.
+func BenchmarkUnaryTCPDeadline(b *testing.B) {
+	c, id := veloPair(b, tcpTransport, velo.UnaryHandler(echoHandler, echo))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	p := benchPayload()
+	if _, err := c.Unary(echoHandler).RawPayload(p).Instance(id).Send(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		out, err := c.Unary(echoHandler).RawPayload(p).Instance(id).Send(ctx)
+		if err != nil || len(out) != len(p) {
+			b.Fatalf("echo: %d bytes, %v", len(out), err)
+		}
+	}
+}
+
 func BenchmarkUnaryMem(b *testing.B) {
 	benchUnary(b, memTransports(), velo.UnaryHandler(echoHandler, echo))
 }
@@ -271,6 +291,41 @@ func BenchmarkAMSendTCP(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(sent)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkNATSPubSub is BenchmarkAMSendTCP's peer: one publisher's
+// messages to one subscriber that counts, through an embedded nats-server
+// in this process, timed until the subscriber has seen every message.
+func BenchmarkNATSPubSub(b *testing.B) {
+	ctx := context.Background()
+	ns, err := serveNATSServer(ctx, env{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ns.Close() })
+	e := env{natsURL: ns.Addr()}
+	sub, err := serveNATSPub(ctx, e)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sub.Close() })
+	c, err := dialNATSPub(ctx, e, sub.Addr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	st := c.(Streamer)
+	p := benchPayload()
+	if err := st.Stream(ctx, p, 1000); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := st.Stream(ctx, p, b.N); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
 type addRequest struct {

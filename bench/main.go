@@ -118,7 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	transports := fs.String("transports", "", "comma-separated velo transports (default: all): "+strings.Join(veloTransports, ", "))
 	quick := fs.Bool("quick", false, "a short run for smoke tests: "+quickUsage())
 	fs.StringVar(&cfg.out, "out", "results", "folder for bench.csv and bench.png (created if missing; relative to bench/)")
-	fs.StringVar(&cfg.pin, "pin", defaultPin, "CPU placement: "+pinSame+" (servers and client on one CPU), "+pinSplit+" (servers on one CPU, client on another) or "+pinNone+" (the scheduler's)")
+	fs.StringVar(&cfg.pin, "pin", defaultPin, "CPU placement: "+pinSame+" (servers and client on one CPU), "+pinSplit+" (servers on one CPU, client on another), "+pinNone+" (the scheduler's) or "+pinProcess+" (servers in the client's process, as go test -bench runs them)")
 	fs.BoolVar(&cfg.chart, "chart", true, "draw bench.png")
 	fs.StringVar(&cfg.program, "mode", programSuite, "what to run: "+programSuite+" (the comparison), "+programInflight+" (client heap per call pending on a slow handler) or "+programMesh+" (one service of -instances instances calling each other)")
 	fs.IntVar(&cfg.instances, "instances", 64, "-mode mesh: instances in the service")
@@ -161,8 +161,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-warmup %d, want at least 0", cfg.warmup)
 	case cfg.reps < 1:
 		return cfg, fmt.Errorf("-reps %d, want at least 1", cfg.reps)
-	case cfg.pin != pinNone && cfg.pin != pinSame && cfg.pin != pinSplit:
-		return cfg, fmt.Errorf("-pin %q, want %s, %s or %s", cfg.pin, pinNone, pinSame, pinSplit)
+	case cfg.pin != pinNone && cfg.pin != pinSame && cfg.pin != pinSplit && cfg.pin != pinProcess:
+		return cfg, fmt.Errorf("-pin %q, want %s, %s, %s or %s", cfg.pin, pinNone, pinSame, pinSplit, pinProcess)
 	case cfg.program != programSuite && cfg.program != programInflight && cfg.program != programMesh:
 		return cfg, fmt.Errorf("-mode %q, want %s, %s or %s", cfg.program, programSuite, programInflight, programMesh)
 	case cfg.instances < 2:
@@ -316,16 +316,26 @@ type cell struct {
 	payload  int
 }
 
-// fleet is the set of server processes of a run.
+// fleet is the set of server processes of a run, or with -pin process
+// the servers running in this process.
 type fleet struct {
 	children map[string]*child // by server kind
+	local    map[string]Server // by server kind, -pin process
 	env      env
+}
+
+// addr is the address of the server of a kind.
+func (f *fleet) addr(kind string) string {
+	if s := f.local[kind]; s != nil {
+		return s.Addr()
+	}
+	return f.children[kind].addr
 }
 
 // startFleet starts the server processes that the systems need, the NATS
 // server first when one of them goes through it.
-func startFleet(exe string, systems []System, stderr io.Writer) (*fleet, error) {
-	f := &fleet{children: make(map[string]*child)}
+func startFleet(exe string, systems []System, inProcess bool, stderr io.Writer) (*fleet, error) {
+	f := &fleet{children: make(map[string]*child), local: make(map[string]Server)}
 	var kinds []serverKind
 	needNATS := false
 	for _, s := range systems {
@@ -343,6 +353,17 @@ func startFleet(exe string, systems []System, stderr io.Writer) (*fleet, error) 
 		kinds = append([]serverKind{k}, kinds...)
 	}
 	for _, k := range kinds {
+		if inProcess {
+			s, err := k.serve(context.Background(), f.env)
+			if err != nil {
+				return f, fmt.Errorf("%s: %w", k.name, err)
+			}
+			f.local[k.name] = s
+			if k.name == natsServerName {
+				f.env.natsURL = s.Addr()
+			}
+			continue
+		}
 		cmd := exec.Command(exe, "-"+serveFlag, k.name)
 		cmd.Env = append(os.Environ(), natsURLEnv+"="+f.env.natsURL)
 		ch, err := startChild(k.name, cmd, stderr)
@@ -365,8 +386,16 @@ func (f *fleet) stop() error {
 			err = errors.Join(err, ch.stop())
 		}
 	}
+	for name, s := range f.local {
+		if name != natsServerName {
+			err = errors.Join(err, s.Close())
+		}
+	}
 	if ch := f.children[natsServerName]; ch != nil {
 		err = errors.Join(err, ch.stop())
+	}
+	if s := f.local[natsServerName]; s != nil {
+		err = errors.Join(err, s.Close())
 	}
 	return err
 }
@@ -394,7 +423,7 @@ func runSuite(cfg config, stdout, stderr io.Writer) (err error) {
 	if err := place.beforeServers(); err != nil {
 		return err
 	}
-	fl, err := startFleet(exe, cfg.systems, stderr)
+	fl, err := startFleet(exe, cfg.systems, cfg.pin == pinProcess, stderr)
 	defer func() { err = errors.Join(err, fl.stop()) }()
 	if err != nil {
 		return err
@@ -412,7 +441,7 @@ func runSuite(cfg config, stdout, stderr io.Writer) (err error) {
 		}
 	}()
 	for _, sys := range cfg.systems {
-		c := &contender{sys: sys, addr: fl.children[sys.Server].addr, samples: make(map[cell][]sample)}
+		c := &contender{sys: sys, addr: fl.addr(sys.Server), samples: make(map[cell][]sample)}
 		cs = append(cs, c)
 		cl, err := sys.Dial(ctx, fl.env, c.addr)
 		if err != nil {
@@ -449,7 +478,7 @@ func runSuite(cfg config, stdout, stderr io.Writer) (err error) {
 
 	res := collect(cells, cs)
 	fmt.Fprintf(stdout, "machine: %s\n", machine())
-	fmt.Fprintf(stdout, "run: %s; %d repetitions interleaved; up to %d measured calls per system and repetition (after %d warm-up), fewer for payloads over 4 KiB; servers in child processes; %s; medians across repetitions, (min–max); took %s.\n",
+	fmt.Fprintf(stdout, "run: %s; %d repetitions interleaved; up to %d measured calls per system and repetition (after %d warm-up), fewer for payloads over 4 KiB; %s; medians across repetitions, (min–max); took %s.\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), cfg.reps, cfg.rounds, cfg.warmup, place, time.Since(began).Round(time.Second))
 	writeTables(stdout, res)
 	if noisy := res.noisy(); len(noisy) > 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 )
 
@@ -19,6 +20,10 @@ const (
 	pinNone  = "none"  // leave placement to the scheduler
 	pinSame  = "same"  // servers and client on one CPU: the CPU cost of each side adds up
 	pinSplit = "split" // servers on one CPU, client on another: the wake-up cost of a real network hop
+	// pinProcess runs every server in the bench's own process, beside the
+	// client, unpinned, with GOMAXPROCS as the runtime chose: what a user
+	// of `go test -bench` measures.
+	pinProcess = "process"
 )
 
 // placement says on which CPUs the server processes and the client run;
@@ -30,11 +35,11 @@ type placement struct {
 
 func planPlacement(mode string) (placement, error) {
 	p := placement{mode: mode}
-	if mode == pinNone {
+	if mode == pinNone || mode == pinProcess {
 		return p, nil
 	}
 	if mode != pinSame && mode != pinSplit {
-		return p, fmt.Errorf("-pin %q, want %s, %s or %s", mode, pinNone, pinSame, pinSplit)
+		return p, fmt.Errorf("-pin %q, want %s, %s, %s or %s", mode, pinNone, pinSame, pinSplit, pinProcess)
 	}
 	cpus, err := allowedCPUs()
 	if err != nil {
@@ -71,8 +76,11 @@ func (p placement) afterServers() error {
 }
 
 func (p placement) String() string {
-	if p.mode == pinNone {
-		return "placement left to the scheduler"
+	switch p.mode {
+	case pinNone:
+		return "servers in child processes; placement left to the scheduler"
+	case pinProcess:
+		return fmt.Sprintf("servers and client in one process, GOMAXPROCS %d, placement left to the scheduler", runtime.GOMAXPROCS(0))
 	}
 	cpuList := func(cpus []int) string {
 		s := make([]string, len(cpus))
@@ -81,5 +89,5 @@ func (p placement) String() string {
 		}
 		return strings.Join(s, ",")
 	}
-	return fmt.Sprintf("servers pinned to CPU %s, client to CPU %s", cpuList(p.servers), cpuList(p.client))
+	return fmt.Sprintf("servers in child processes; servers pinned to CPU %s, client to CPU %s", cpuList(p.servers), cpuList(p.client))
 }
