@@ -49,10 +49,12 @@ type Options struct {
 	// (512 KiB).
 	MaxPending int
 	// CallerReads lets a goroutine that waits for a response read the
-	// connection itself (transport.Leader). It needs a net.Conn with read
-	// deadlines after which Read may be called again and goes on where it
-	// stopped: TCP and Unix sockets, TLS over them, net.Pipe. The
-	// transports over those set it.
+	// connection itself (transport.Leader), when the process has more
+	// than one P (GOMAXPROCS at New): with one, a hand-off between
+	// goroutines wakes no thread and costs less than a caller's turn. It
+	// needs a net.Conn with read deadlines after which Read may be called
+	// again and goes on where it stopped: TCP and Unix sockets, TLS over
+	// them, net.Pipe. The transports over those set it.
 	CallerReads bool
 }
 
@@ -217,7 +219,9 @@ func New(nc net.Conn, bind transport.Binder, opts Options) *Conn {
 	c.room.L = &c.mu
 	c.h = bind(c)
 	c.crowd, _ = c.h.(transport.Busy)
-	if c.opts.CallerReads {
+	if c.opts.CallerReads && !c.oneP {
+		// With one P a hand-off between goroutines wakes no thread: it
+		// costs less than a caller's turn (the locks, the ctx watch).
 		c.busy = c.crowd
 		c.wakeServe = make(chan struct{}, 1)
 	}
