@@ -87,7 +87,12 @@ type Messenger struct {
 	// so no call takes the direct path.
 	retryByDefault bool
 	retried        atomic.Uint64 // attempts after the first, of every call
-	ejected        atomic.Int32  // endpoints left out of routing now
+	// inlineRuns counts the handlers running on a receive goroutine, and
+	// inlineWatch is set while the goroutine that watches them runs
+	// (inline.go).
+	inlineRuns  atomic.Int32
+	inlineWatch atomic.Bool
+	ejected     atomic.Int32 // endpoints left out of routing now
 
 	state   atomic.Int32
 	closing chan struct{} // closed when the connections start closing

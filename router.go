@@ -78,7 +78,12 @@ func (s *session) handleRequest(body []byte) error {
 		s.mu.Unlock()
 		s.handling.Add(1)
 	}
-	if err := e.actor.Tell(ctx, s.peer.ID, in); err != nil {
+	if e.here && s.reliever != nil && in.start >= e.heldUntil.Load() && s.reliever.BeginInline() {
+		err = s.runHere(ctx, e, in)
+	} else {
+		err = e.actor.Tell(ctx, s.peer.ID, in)
+	}
+	if err != nil {
 		if e.gone.Load() { // unregistered since it was looked up
 			err = s.m.notFound(req.Handler)
 		} else {

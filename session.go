@@ -19,8 +19,14 @@ type session struct {
 	m      *Messenger
 	conn   transport.Conn
 	leader transport.Leader // conn, if a caller may read its own answer; else nil
-	tname  string
-	dialed bool // we opened the connection
+	// reliever is conn, if a request's handler may run on its receive
+	// goroutine (inline.go); inlineSince is the monoNow at which the one
+	// running there began, 0 when none, and inlineEntry its handler.
+	reliever    transport.Reliever
+	inlineSince atomic.Int64
+	inlineEntry atomic.Pointer[handlerEntry]
+	tname       string
+	dialed      bool // we opened the connection
 
 	// peer is written once by the handshake, on the receive goroutine,
 	// before helloDone is set; it is read only after.
@@ -121,6 +127,7 @@ func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *sess
 		calls:     make(chan struct{}, m.opts.MaxCallsInFlight),
 	}
 	s.leader, _ = c.(transport.Leader)
+	s.reliever, _ = c.(transport.Reliever)
 	s.limits = m.limits
 	s.limits.Intern = s.intern
 	if rl, ok := c.(transport.ReadLimiter); ok {

@@ -132,6 +132,40 @@ func New[K comparable, M any](cfg Config[K, M]) (*Actor[K, M], error) {
 // goroutine; if a restart is pending, Tell waits for it until ctx ends. In
 // the other modes Tell returns once the message is queued or started.
 func (a *Actor[K, M]) Tell(ctx context.Context, key K, msg M) error {
+	if err := a.admit(ctx, msg); err != nil {
+		return err
+	}
+	if a.inline != nil {
+		return a.inline.submit(ctx, key, msg)
+	}
+	return a.exec.submit(ctx, key, msg)
+}
+
+// TellHere is Tell, except that an uncapped Spawn actor with no message
+// queued runs msg on the calling goroutine, before TellHere returns, as
+// Inline mode does; ran reports whether it did. It is for a caller that
+// sees to it that a message which runs long does not hold anything else
+// up (the messenger moves a connection's reading to another goroutine).
+// The other modes, and a pool with messages queued, take msg as Tell
+// does.
+func (a *Actor[K, M]) TellHere(ctx context.Context, key K, msg M) (ran bool, err error) {
+	p, ok := a.exec.(*pool[K, M])
+	if !ok || !p.idleQueue() {
+		return false, a.Tell(ctx, key, msg)
+	}
+	if err := a.admit(ctx, msg); err != nil {
+		return false, err
+	}
+	here := inline[K, M]{a: a}
+	if err := here.submit(ctx, key, msg); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// admit takes a unit of work and a slot for msg, waiting for the slot as
+// the overflow policy says; the error is Tell's.
+func (a *Actor[K, M]) admit(ctx context.Context, msg M) error {
 	// The unit is taken before the slot so that Stop, which closes slots
 	// and then waits for work, cannot miss a message that got a slot.
 	a.work.add()
@@ -149,10 +183,7 @@ func (a *Actor[K, M]) Tell(ctx context.Context, key K, msg M) error {
 		a.work.done()
 		return a.refused(ctx, err)
 	}
-	if a.inline != nil {
-		return a.inline.submit(ctx, key, msg)
-	}
-	return a.exec.submit(ctx, key, msg)
+	return nil
 }
 
 func (a *Actor[K, M]) refused(ctx context.Context, err error) error {

@@ -69,6 +69,14 @@ func (p *pool[K, M]) submit(ctx context.Context, _ K, msg M) error {
 	return nil
 }
 
+// idleQueue reports whether no message is queued: one told now would be
+// the next to start.
+func (p *pool[K, M]) idleQueue() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fifo.Len() == 0
+}
+
 // kickLocked wakes the idle worker that ran last (its stack is the warmest),
 // or starts a new one if none is idle. mu must be held.
 func (p *pool[K, M]) kickLocked() {

@@ -136,6 +136,24 @@ type Leader interface {
 	Unblock()
 }
 
+// Reliever is implemented by a Conn whose receive goroutine may do a
+// request's work itself, inside HandleFrame, instead of handing it to
+// another goroutine (a thread hand-off per request), as long as someone
+// else reads the connection when that work takes long.
+//
+// BeginInline, called from HandleFrame, reports whether the work may run
+// there: the caller is the receive goroutine proper and no frame is
+// buffered behind this one. If it returns true, EndInline must follow on
+// the same goroutine once the work is done. Relieve, called from any
+// goroutine while the work runs, makes another goroutine read the
+// connection (every frame, requests included) until the receive
+// goroutine is free again; it does nothing at other times.
+type Reliever interface {
+	BeginInline() bool
+	EndInline()
+	Relieve()
+}
+
 // Awaited is what a goroutine in Lead waits for.
 type Awaited interface {
 	// Arrived reports whether the response was delivered, by whichever
