@@ -10,6 +10,7 @@ import (
 
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/system"
+	"github.com/velo-messenger/velo/transport"
 )
 
 // handleRequest is the router: on the connection's receive goroutine,
@@ -51,7 +52,7 @@ func (s *session) handleRequest(body []byte) error {
 		s.finish(in, nil, s.m.notFound(req.Handler))
 		return nil
 	}
-	in.stats, in.start = e.stats, monoNow()
+	in.stats, in.start = e.stats, s.readAt()
 	e.stats.requests.Add(1)
 	e.stats.inFlight.Add(1)
 
@@ -223,13 +224,10 @@ func cutText(msg string, n int) string {
 	return msg[:keep] + marker
 }
 
-// epoch is the origin of monoNow.
-var epoch = time.Now()
-
-// monoNow reads the monotonic clock alone, in nanoseconds since epoch:
-// half the cost of time.Now, which reads the wall clock too. A request's
-// duration takes two readings.
-func monoNow() int64 { return int64(time.Since(epoch)) }
+// monoNow reads the monotonic clock alone (transport.Mono). A request's
+// duration is from the read that brought it (transport.Stamper, where the
+// connection tells) to its end.
+func monoNow() int64 { return transport.Mono() }
 
 // inbound is one request being handled.
 type inbound struct {

@@ -23,6 +23,7 @@ type session struct {
 	// goroutine (inline.go); inlineSince is the monoNow at which the one
 	// running there began, 0 when none, and inlineEntry its handler.
 	reliever    transport.Reliever
+	stamper     transport.Stamper // conn, if it tells when a frame arrived
 	inlineSince atomic.Int64
 	inlineEntry atomic.Pointer[handlerEntry]
 	tname       string
@@ -101,6 +102,15 @@ var (
 	_ transport.Busy    = (*session)(nil)
 )
 
+// readAt is when the frame being handled arrived (transport.Stamper), or
+// now where the connection does not tell.
+func (s *session) readAt() int64 {
+	if s.stamper != nil {
+		return s.stamper.ReadAt()
+	}
+	return monoNow()
+}
+
 // Waiting implements transport.Busy: a call of ours awaits its answer.
 func (s *session) Waiting() bool {
 	s.mu.Lock()
@@ -128,6 +138,7 @@ func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *sess
 	}
 	s.leader, _ = c.(transport.Leader)
 	s.reliever, _ = c.(transport.Reliever)
+	s.stamper, _ = c.(transport.Stamper)
 	s.limits = m.limits
 	s.limits.Intern = s.intern
 	if rl, ok := c.(transport.ReadLimiter); ok {

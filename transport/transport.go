@@ -154,6 +154,23 @@ type Reliever interface {
 	Relieve()
 }
 
+// Stamper is implemented by a Conn that can tell when the frame being
+// handled arrived: ReadAt, called from HandleFrame, is the Mono time of
+// the read from the network that brought the frame's last bytes. Frames
+// that came in one read share it, so the receive path reads the clock
+// once per read rather than once per frame.
+type Stamper interface {
+	ReadAt() int64
+}
+
+// epoch is the origin of Mono.
+var epoch = time.Now()
+
+// Mono reads the monotonic clock alone, in nanoseconds since the process
+// loaded this package: half the cost of time.Now, which reads the wall
+// clock too.
+func Mono() int64 { return int64(time.Since(epoch)) }
+
 // Awaited is what a goroutine in Lead waits for.
 type Awaited interface {
 	// Arrived reports whether the response was delivered, by whichever

@@ -144,9 +144,10 @@ type Conn struct {
 	done      chan struct{} // closed by Close
 
 	// The receive side: one goroutine at a time holds the read turn and
-	// uses br and fr, Serve's or a caller's in Lead; rmu orders the
-	// turns.
+	// uses br, fr and readAt, Serve's or a caller's in Lead; rmu orders
+	// the turns.
 	br        *bufio.Reader
+	readAt    int64 // transport.Mono of the last read that brought bytes
 	rmu       sync.Mutex
 	turn      turn   // guarded by rmu
 	leads     uint64 // guarded by rmu: turns taken by callers in Lead
@@ -204,7 +205,23 @@ var (
 	_ transport.ReadLimiter = (*Conn)(nil)
 	_ transport.Leader      = (*Conn)(nil)
 	_ transport.Reliever    = (*Conn)(nil)
+	_ transport.Stamper     = (*Conn)(nil)
 )
+
+// stampedReader reads the connection for the receive buffer, noting when
+// each read brought bytes (ReadAt).
+type stampedReader struct{ c *Conn }
+
+func (r stampedReader) Read(b []byte) (int, error) {
+	n, err := r.c.nc.Read(b)
+	if n > 0 {
+		r.c.readAt = transport.Mono()
+	}
+	return n, err
+}
+
+// ReadAt implements transport.Stamper.
+func (c *Conn) ReadAt() int64 { return c.readAt }
 
 // SetReadLimit implements transport.ReadLimiter.
 func (c *Conn) SetReadLimit(n int) {
@@ -698,7 +715,7 @@ func (c *Conn) Serve() {
 	if c.limit > 0 {
 		limit = c.limit
 	}
-	br := bufio.NewReaderSize(c.nc, c.opts.ReadBuffer)
+	br := bufio.NewReaderSize(stampedReader{c}, c.opts.ReadBuffer)
 	c.br = br
 	c.fr = wire.NewFrameReader(br, limit)
 	var reason error
