@@ -116,19 +116,38 @@ func CheckRequest(r *Request, l Limits) error {
 	return nil
 }
 
+// fixedRequest is the size of a request body's fields before the
+// handler name: kind, id, timeout, name length.
+const fixedRequest = 1 + 8 + 8 + 1
+
 // ParseRequest decodes a request body. Handler and header strings are
 // copies; Payload aliases body.
 func ParseRequest(body []byte, l Limits) (Request, error) {
-	rd := reader{b: body}
 	var r Request
-	r.Kind = Kind(rd.u8("kind"))
-	r.ID = rd.u64("id")
-	t := rd.u64("timeout")
-	n := int(rd.u8("name length"))
-	name := rd.bytes(n, "name")
-	nh := int(rd.u16("header count"))
-	if rd.err != nil {
-		return Request{}, rd.err
+	var t uint64
+	var n, nh int
+	var name []byte
+	rd := reader{b: body}
+	if len(body) >= fixedRequest && len(body) >= fixedRequest+int(body[fixedRequest-1])+2 {
+		// The fixed fields and the name are all there: read them
+		// directly (the reader's checks are for frames cut short).
+		r.Kind = Kind(body[0])
+		r.ID = binary.BigEndian.Uint64(body[1:])
+		t = binary.BigEndian.Uint64(body[9:])
+		n = int(body[fixedRequest-1])
+		name = body[fixedRequest : fixedRequest+n : fixedRequest+n]
+		nh = int(binary.BigEndian.Uint16(body[fixedRequest+n:]))
+		rd.b = body[fixedRequest+n+2:]
+	} else {
+		r.Kind = Kind(rd.u8("kind"))
+		r.ID = rd.u64("id")
+		t = rd.u64("timeout")
+		n = int(rd.u8("name length"))
+		name = rd.bytes(n, "name")
+		nh = int(rd.u16("header count"))
+		if rd.err != nil {
+			return Request{}, rd.err
+		}
 	}
 	if r.Kind < KindAMSend || r.Kind > KindUnary {
 		return Request{}, malformed("unknown request kind %d", r.Kind)
