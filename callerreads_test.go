@@ -9,19 +9,27 @@ import (
 	"time"
 
 	"github.com/velo-messenger/velo"
+	"github.com/velo-messenger/velo/internal/testcerts"
 	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/mem"
 	"github.com/velo-messenger/velo/transport/tcp"
 	"github.com/velo-messenger/velo/transport/uds"
 )
 
-// Over TCP, Unix sockets and the in-memory transport, a caller reads its
+// Over TCP (with TLS too), Unix sockets and the in-memory transport, a caller reads its
 // own answer when nobody else reads its connection (transport.Leader).
 // These tests check what that must not change: a connection is used both
 // ways, calls end with their ctx, and answers stay in sync.
 var callerReadTransports = map[string]func(t *testing.T) func() transport.Transport{
 	"tcp": func(*testing.T) func() transport.Transport {
 		return func() transport.Transport { return tcp.New(tcp.Options{}) }
+	},
+	// A read deadline that ends a caller's turn inside a TLS record:
+	// crypto/tls keeps what it read and goes on.
+	"tcp+tls": func(t *testing.T) func() transport.Transport {
+		ca := testcerts.NewCA(t, "velo test CA")
+		cfg := testcerts.Mutual(ca, ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/both"}))
+		return func() transport.Transport { return tcp.New(tcp.Options{TLS: cfg}) }
 	},
 	"uds": func(t *testing.T) func() transport.Transport {
 		dir := t.TempDir()
