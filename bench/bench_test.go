@@ -98,8 +98,12 @@ func veloPair(b *testing.B, mk func() transport.Transport, handlers ...*velo.Han
 // benchUnary measures a raw unary echo call. The first call, which opens
 // the connection, is made before the timed loop.
 func benchUnary(b *testing.B, mk func() transport.Transport, h *velo.HandlerBuilder) {
+	benchUnaryCtx(b, context.Background(), mk, h)
+}
+
+// benchUnaryCtx is benchUnary with every call made with ctx.
+func benchUnaryCtx(b *testing.B, ctx context.Context, mk func() transport.Transport, h *velo.HandlerBuilder) {
 	c, id := veloPair(b, mk, h)
-	ctx := context.Background()
 	p := benchPayload()
 	if _, err := c.Unary(echoHandler).RawPayload(p).Instance(id).Send(ctx); err != nil {
 		b.Fatal(err)
@@ -117,20 +121,9 @@ func benchUnary(b *testing.B, mk func() transport.Transport, h *velo.HandlerBuil
 // deadline, as most callers' have: the request carries its timeout, and
 // the handler's ctx gets one.
 func BenchmarkUnaryTCPDeadline(b *testing.B) {
-	c, id := veloPair(b, tcpTransport, velo.UnaryHandler(echoHandler, echo))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	p := benchPayload()
-	if _, err := c.Unary(echoHandler).RawPayload(p).Instance(id).Send(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		out, err := c.Unary(echoHandler).RawPayload(p).Instance(id).Send(ctx)
-		if err != nil || len(out) != len(p) {
-			b.Fatalf("echo: %d bytes, %v", len(out), err)
-		}
-	}
+	benchUnaryCtx(b, ctx, tcpTransport, velo.UnaryHandler(echoHandler, echo))
 }
 
 func BenchmarkUnaryMem(b *testing.B) {
