@@ -18,8 +18,9 @@ const callerQuiet = 10 * time.Second
 // lingerTick is how often Serve looks whether callers still take turns
 // reading. It takes the connection back at the first look that finds the
 // turn free and no caller led since the look before; so a frame that
-// arrives once the last caller left waits at most two ticks.
-const lingerTick = time.Millisecond
+// arrives once the last caller left waits at most two ticks. A variable
+// only so that tests can widen it (export_test.go).
+var lingerTick = time.Millisecond
 
 // quiet reports whether the connection carried no request for
 // callerQuiet. Serve's goroutine only.

@@ -87,6 +87,10 @@ func leadPair(t *testing.T) (*stream.Conn, *awaiter, net.Conn) {
 	if runtime.GOMAXPROCS(0) == 1 {
 		t.Skip("with GOMAXPROCS 1 the receive goroutine keeps its turn: callers never read")
 	}
+	// Serve takes a free turn back at its second look with no caller:
+	// 1 ms in use, too short for a test goroutine on a loaded machine to
+	// be sure to lead first.
+	stream.WidenLinger(t, 100*time.Millisecond)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
