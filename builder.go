@@ -270,6 +270,7 @@ func (m *Messenger) registerSystemHandlers() error {
 		m.register(UnaryHandler(system.Ping, func(context.Context, *Context) ([]byte, error) {
 			return nil, nil
 		}).Inline().Build()),
+		m.register(UnaryHandler(system.Describe, m.answerDescribe).Build()),
 		m.registerStats(),
 	)
 }

@@ -166,7 +166,53 @@ func (m *Messenger) dialOrder(info peer.Info) []transport.Transport {
 	return append(local, rest...)
 }
 
-// dialVia opens a connection over t and runs the handshake on it.
+// Dial connects over the transport named tname to the instance that
+// listens at addr, whichever it is, and returns what it said of itself in
+// its hello. The instance is then known as RegisterPeer makes it known,
+// with that address, and calls to its ID use the connection.
+//
+// It is for tools that have only an address (the velo command): the
+// handshake takes the answering instance at its word. A service that
+// knows the ids of its peers should use discovery or RegisterPeer, whose
+// connections check who answers.
+func (m *Messenger) Dial(ctx context.Context, tname, addr string) (peer.Info, error) {
+	var t transport.Transport
+	for _, x := range m.transports {
+		if x.Name() == tname {
+			t = x
+		}
+	}
+	if t == nil {
+		return peer.Info{}, newError(CodePeerUnknown, "", nil, "this instance has no %s transport", tname)
+	}
+	if m.state.Load() != stateRunning {
+		return peer.Info{}, newError(CodeShuttingDown, "", nil, "instance %s is shutting down", m.id.Short())
+	}
+	s, err := m.dialVia(ctx, t, addr, peer.ID{})
+	if err != nil {
+		var ve *Error
+		if errors.As(err, &ve) {
+			return peer.Info{}, err
+		}
+		return peer.Info{}, newError(CodePeerLost, "", err, "cannot reach %s %s: %v", tname, addr, err)
+	}
+	info := s.peer
+	info.Addresses = map[string]string{tname: addr}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ps := m.learn(info)
+	ps.manual, ps.toldHandlers = true, true
+	ps.info.Service, ps.info.Handlers = info.Service, info.Handlers
+	m.vouchLocked(ps)
+	if ps.sess == nil && !s.ended() {
+		ps.sess = s
+	}
+	m.membershipChangedLocked()
+	return ps.info.Clone(), nil
+}
+
+// dialVia opens a connection over t and runs the handshake on it; want,
+// unless zero, is the instance that must answer.
 func (m *Messenger) dialVia(ctx context.Context, t transport.Transport, addr string, want peer.ID) (*session, error) {
 	var s *session
 	_, err := t.Dial(ctx, addr, func(c transport.Conn) transport.Handler {
@@ -189,7 +235,7 @@ func (m *Messenger) dialVia(ctx context.Context, t transport.Transport, addr str
 		s.close(err)
 		return nil, err
 	}
-	if s.peer.ID != want {
+	if !want.IsZero() && s.peer.ID != want {
 		err := newError(CodePeerUnknown, "", nil, "%s answered as instance %s, want %s", addr, s.peer.ID, want)
 		s.close(err)
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/velo-messenger/velo/events"
 	"github.com/velo-messenger/velo/internal/wire"
@@ -58,6 +59,11 @@ var codeText = map[Code]string{
 	CodePermissionDenied: "permission denied",
 	CodeUnauthenticated:  "unauthenticated",
 }
+
+// Name is the code as an identifier, for scripts and metrics:
+// "handler_not_found", "deadline_exceeded", "code_99" for a code this
+// version does not know.
+func (c Code) Name() string { return strings.ReplaceAll(c.String(), " ", "_") }
 
 func (c Code) String() string {
 	if s, ok := codeText[c]; ok {

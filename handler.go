@@ -10,6 +10,7 @@ import (
 	"github.com/velo-messenger/velo/internal/mpcheck"
 	"github.com/velo-messenger/velo/mailbox"
 	"github.com/velo-messenger/velo/peer"
+	"github.com/velo-messenger/velo/system"
 )
 
 // Context describes the message a handler is running for.
@@ -54,6 +55,7 @@ type Handler struct {
 	overflow mailbox.Policy
 	maxConc  int
 	restart  actor.RestartPolicy
+	shape    shape // for _describe
 	err      error // a problem found while building, reported by RegisterHandler
 }
 
@@ -149,10 +151,12 @@ func AMHandler(name string, fn func(ctx context.Context, c *Context) error) *Han
 // at registration and again after each restart, and the function it
 // returns handles the messages.
 func AMHandlerFactory(name string, factory func() func(ctx context.Context, c *Context) error) *HandlerBuilder {
-	return newHandlerBuilder(name, func() invokeFunc {
+	b := newHandlerBuilder(name, func() invokeFunc {
 		fn := factory()
 		return func(ctx context.Context, c *Context) ([]byte, error) { return nil, fn(ctx, c) }
 	}, nilCheck(name, factory))
+	b.h.shape.kind = system.KindAM
+	return b
 }
 
 // UnaryHandler makes a request-response handler on raw bytes. Called with
@@ -164,7 +168,9 @@ func UnaryHandler(name string, fn func(ctx context.Context, c *Context) ([]byte,
 // UnaryHandlerFactory is UnaryHandler for a stateful handler (see
 // AMHandlerFactory).
 func UnaryHandlerFactory(name string, factory func() func(ctx context.Context, c *Context) ([]byte, error)) *HandlerBuilder {
-	return newHandlerBuilder(name, func() invokeFunc { return factory() }, nilCheck(name, factory))
+	b := newHandlerBuilder(name, func() invokeFunc { return factory() }, nilCheck(name, factory))
+	b.h.shape.kind = system.KindUnary
+	return b
 }
 
 // TypedUnaryHandler makes a request-response handler on typed values: the
@@ -183,7 +189,7 @@ func TypedUnaryHandler[I, O any](name string, fn func(ctx context.Context, c *Ty
 // TypedUnaryHandlerFactory is TypedUnaryHandler for a stateful handler
 // (see AMHandlerFactory).
 func TypedUnaryHandlerFactory[I, O any](name string, factory func() func(ctx context.Context, c *TypedContext[I]) (O, error)) *HandlerBuilder {
-	return newHandlerBuilder(name, func() invokeFunc {
+	b := newHandlerBuilder(name, func() invokeFunc {
 		fn := factory()
 		return func(ctx context.Context, c *Context) ([]byte, error) {
 			tc := TypedContext[I]{Context: *c}
@@ -201,6 +207,8 @@ func TypedUnaryHandlerFactory[I, O any](name string, factory func() func(ctx con
 			return b, nil
 		}
 	}, nilCheck(name, factory))
+	b.h.shape = shape{kind: system.KindTyped, in: reflect.TypeFor[I](), out: reflect.TypeFor[O]()}
+	return b
 }
 
 func constFactory[F any](fn F) func() F {

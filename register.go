@@ -52,7 +52,7 @@ func (m *Messenger) register(h *Handler) error {
 		return err
 	}
 	next := maps.Clone(cur)
-	next[h.name] = &handlerEntry{name: h.name, actor: a, stats: st, here: h.mode == actor.Spawn && h.maxConc == 0}
+	next[h.name] = &handlerEntry{name: h.name, actor: a, stats: st, here: h.mode == actor.Spawn && h.maxConc == 0, shape: h.shape}
 	m.handlers.Store(&next)
 	if !system.IsReserved(h.name) {
 		m.handlersChanged()
@@ -172,6 +172,7 @@ type handlerEntry struct {
 	actor *actor.Actor[peer.ID, *inbound]
 	gone  atomic.Bool // unregistered: a request that raced in is not found
 	stats *handlerStats
+	shape shape // for _describe
 	// here: an uncapped Spawn handler, whose messages may run on the
 	// receive goroutine (inline.go) from heldUntil (monoNow) on.
 	here      bool

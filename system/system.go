@@ -13,6 +13,8 @@
 //     user handlers change after its hello: the new list, as
 //     _list_handlers answers it, so that routing stays current.
 //   - _ping: answers an empty result at once; Messenger.Ping times it.
+//   - _describe: what the user handlers take and give (HandlerDesc), for
+//     tools such as the velo command.
 //   - _event_subscribe, _event_trigger, _event_complete: the distributed
 //     events protocol, one-way messages between an event's owner and the
 //     instances that await or complete it. Their byte layout belongs to

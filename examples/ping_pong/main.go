@@ -89,6 +89,7 @@ type config struct {
 	rounds, warmup, payload int
 	transport               string
 	inline, tls             bool
+	serve                   bool        // -serve: only the server, for other clients (the velo command)
 	tlsConfig               *tls.Config // -tls: made by the parent, read by the child
 }
 
@@ -96,7 +97,11 @@ func main() {
 	cfg := parseFlags()
 	err := cfg.validate()
 	if err == nil {
-		if os.Getenv(serveEnv) != "" {
+		if cfg.serve && cfg.tls {
+			err = errors.New("-serve does not take -tls: its certificates are made by the parent")
+		} else if cfg.serve {
+			err = serve(cfg)
+		} else if os.Getenv(serveEnv) != "" {
 			if cfg.tls {
 				cfg.tlsConfig, err = childTLS()
 			}
@@ -121,6 +126,7 @@ func parseFlags() config {
 	flag.StringVar(&c.transport, "transport", "tcp", "transport to use: "+supportedTransports())
 	flag.BoolVar(&c.inline, "inline", false, "run the handler inline on the receive goroutine instead of a goroutine per call")
 	flag.BoolVar(&c.tls, "tls", false, "mutual TLS, with a certificate authority made in memory at start (tcp, http, grpc)")
+	flag.BoolVar(&c.serve, "serve", false, "run only the server: print its peer info (JSON) and answer \"ping\" until interrupted or stdin closes, for other clients such as `velo bench`")
 	flag.Parse()
 	return c
 }

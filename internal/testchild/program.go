@@ -20,17 +20,27 @@ const RunTimeout = time.Minute
 // is no go command in PATH, and fails it when the build fails.
 func Build(t testing.TB, tags ...string) string {
 	t.Helper()
+	return BuildPackage(t, ".", tags...)
+}
+
+// BuildPackage is Build for the main package pkg (a path relative to the
+// test's working directory, "../../examples/cluster", or an import path).
+func BuildPackage(t testing.TB, pkg string, tags ...string) string {
+	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("no go command in PATH")
 	}
-	bin := filepath.Join(t.TempDir(), "program")
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	if pkg == "." {
+		bin = filepath.Join(filepath.Dir(bin), "program")
+	}
 	args := []string{"build", "-o", bin}
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
-	if out, err := exec.Command(goTool, append(args, ".")...).CombinedOutput(); err != nil {
-		t.Fatalf("go %s .: %v\n%s", strings.Join(args, " "), err, out)
+	if out, err := exec.Command(goTool, append(args, pkg)...).CombinedOutput(); err != nil {
+		t.Fatalf("go %s %s: %v\n%s", strings.Join(args, " "), pkg, err, out)
 	}
 	return bin
 }

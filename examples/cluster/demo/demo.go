@@ -67,6 +67,7 @@ type config struct {
 	n         int
 	ttl       time.Duration
 	timeout   time.Duration
+	hold      time.Duration
 }
 
 // Main runs the program and exits: as the parent when it was started by
@@ -79,7 +80,8 @@ func Main(name string, backends map[string]Backend) {
 	fs.StringVar(&c.discovery, "discovery", "", "backend URL: file:///path/peers.json (default: a file in a new temporary directory)"+schemes(backends))
 	fs.IntVar(&c.n, "n", 3, "number of instances")
 	fs.DurationVar(&c.ttl, "ttl", 0, "registration TTL (0: the backend's default)")
-	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound for the whole run")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound for the run until every instance reached the others")
+	fs.DurationVar(&c.hold, "hold", 0, "keep the instances up this long once they reached each other (until interrupted), for a look with the velo command")
 	fs.Parse(os.Args[1:])
 	var err error
 	switch {
@@ -129,9 +131,9 @@ func open(ctx context.Context, raw string, ttl time.Duration, backends map[strin
 // once each has reached all the others, and checks that every one
 // withdrew from discovery.
 func parent(c config, backends map[string]Backend) (err error) {
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	sig, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
-	ctx, cancelRun := context.WithTimeout(ctx, c.timeout)
+	ctx, cancelRun := context.WithTimeout(sig, c.timeout)
 	defer cancelRun()
 	if c.discovery == "" {
 		dir, err := os.MkdirTemp("", "velo-cluster-")
@@ -188,6 +190,15 @@ func parent(c config, backends map[string]Backend) (err error) {
 			return fmt.Errorf("%d of %d instances reached all the others before: %w", done, c.n, ctx.Err())
 		}
 	}
+	if c.hold > 0 {
+		fmt.Printf("holding the %d instances for %v (interrupt to stop): velo instances --discovery %s\n", c.n, c.hold, c.discovery)
+		t := time.NewTimer(c.hold)
+		select {
+		case <-t.C:
+		case <-sig.Done():
+		}
+		t.Stop()
+	}
 	// Every instance reached every other: let them go. Each shuts down,
 	// which withdraws it from discovery at once.
 	for _, k := range kids {
@@ -206,9 +217,12 @@ func parent(c config, backends map[string]Backend) (err error) {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	// Not ctx: an interrupt during -hold ends it, and the check must run.
+	lctx, lcancel := context.WithTimeout(context.Background(), stopWithin)
+	defer lcancel()
 	for i, s := range ids {
 		id, _ := peer.Parse(s)
-		if _, err := d.Lookup(ctx, id); !errors.Is(err, discovery.ErrNotFound) {
+		if _, err := d.Lookup(lctx, id); !errors.Is(err, discovery.ErrNotFound) {
 			return fmt.Errorf("instance %d still in discovery after it shut down: %v", i, err)
 		}
 	}
@@ -316,6 +330,9 @@ func child(c config, backends map[string]Backend) error {
 		Handle(velo.UnaryHandler(whoami, func(context.Context, *velo.Context) ([]byte, error) {
 			return []byte(me), nil
 		}).Build()).
+		Handle(velo.TypedUnaryHandler("greet", func(_ context.Context, c *velo.TypedContext[Greeting]) (Reply, error) {
+			return greet(c.Input, me), nil
+		}).Build()).
 		Build(ctx)
 	if err != nil {
 		return err
@@ -358,4 +375,25 @@ func child(c config, backends map[string]Backend) error {
 	// Serve until the parent says every instance is done.
 	io.Copy(io.Discard, os.Stdin)
 	return nil
+}
+
+// Greeting is the input of the typed handler "greet", there for a look
+// with the velo command (velo describe, velo call).
+type Greeting struct {
+	Name  string
+	Times int `msgpack:",omitempty"`
+}
+
+// Reply is what "greet" answers.
+type Reply struct {
+	Text string
+	By   string
+}
+
+func greet(g Greeting, me string) Reply {
+	text := "hello " + g.Name
+	for range min(g.Times, 10) - 1 {
+		text += ", hello " + g.Name
+	}
+	return Reply{Text: text, By: me}
 }
