@@ -22,6 +22,7 @@ import (
 
 	"github.com/velo-messenger/velo"
 	"github.com/velo-messenger/velo/discovery/file"
+	"github.com/velo-messenger/velo/internal/cli"
 	"github.com/velo-messenger/velo/internal/testchild"
 	"github.com/velo-messenger/velo/transport/tcp"
 	"github.com/velo-messenger/velo/transport/uds"
@@ -169,17 +170,17 @@ func TestCallTypedHandlerWithJSON(t *testing.T) {
 
 	// A handler's own error exits 4 and names the code.
 	_, errOut, code = velocmd(t, "", "call", tcpTarget(m), "order", `{"item":"tea","qty":-1}`)
-	if code != exitHandler || !strings.Contains(errOut, "handler_error") || !strings.Contains(errOut, "negative quantity") {
-		t.Fatalf("exit %d, stderr %q: want %d and handler_error: negative quantity", code, errOut, exitHandler)
+	if code != cli.ExitHandler || !strings.Contains(errOut, "handler_error") || !strings.Contains(errOut, "negative quantity") {
+		t.Fatalf("exit %d, stderr %q: want %d and handler_error: negative quantity", code, errOut, cli.ExitHandler)
 	}
 	// JSON that does not fit the type is the handler's bad_payload.
 	_, errOut, code = velocmd(t, "", "call", tcpTarget(m), "order", `{"item":5}`)
-	if code != exitHandler || !strings.Contains(errOut, "bad_payload") {
+	if code != cli.ExitHandler || !strings.Contains(errOut, "bad_payload") {
 		t.Fatalf("exit %d, stderr %q: want bad_payload", code, errOut)
 	}
 	// Text that is not JSON is a usage error, and nothing is sent.
 	_, errOut, code = velocmd(t, "", "call", tcpTarget(m), "order", `{item:`)
-	if code != exitUsage || !strings.Contains(errOut, "not JSON") {
+	if code != cli.ExitUsage || !strings.Contains(errOut, "not JSON") {
 		t.Fatalf("exit %d, stderr %q: want a usage error", code, errOut)
 	}
 }
@@ -206,7 +207,7 @@ func TestHandlersAndDescribe(t *testing.T) {
 		t.Fatalf("describe --json: %v: %s", err, out)
 	}
 	_, errOut, code = velocmd(t, "", "describe", tcpTarget(m), "nope")
-	if code != exitHandler || !strings.Contains(errOut, "handler_not_found") {
+	if code != cli.ExitHandler || !strings.Contains(errOut, "handler_not_found") {
 		t.Fatalf("describe of an unknown handler: exit %d, %q", code, errOut)
 	}
 }
@@ -215,8 +216,8 @@ func TestUnknownHandler(t *testing.T) {
 	skipShort(t)
 	m, _ := instance(t, nil)
 	_, errOut, code := velocmd(t, "", "call", tcpTarget(m), "nope", "{}")
-	if code != exitHandler || !strings.HasPrefix(errOut, "velo: handler_not_found") || strings.Count(errOut, "\n") != 1 {
-		t.Fatalf("exit %d, stderr %q: want %d and one line starting velo: handler_not_found", code, errOut, exitHandler)
+	if code != cli.ExitHandler || !strings.HasPrefix(errOut, "velo: handler_not_found") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("exit %d, stderr %q: want %d and one line starting velo: handler_not_found", code, errOut, cli.ExitHandler)
 	}
 }
 
@@ -246,7 +247,7 @@ func TestUnreachable(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	_, errOut, code := velocmd(t, "", "call", "tcp://"+addr, "x")
-	if code != exitConnect || !strings.Contains(errOut, "peer_lost") {
+	if code != cli.ExitConnect || !strings.Contains(errOut, "peer_lost") {
 		t.Fatalf("refused: exit %d, %q", code, errOut)
 	}
 
@@ -273,7 +274,7 @@ func TestUnreachable(t *testing.T) {
 	start := time.Now()
 	_, errOut, code = velocmd(t, "", "call", "--timeout", "300ms", "tcp://"+silent.Addr().String(), "x")
 	took := time.Since(start)
-	if code != exitConnect {
+	if code != cli.ExitConnect {
 		t.Fatalf("silent: exit %d, %q", code, errOut)
 	}
 	if took > 5*time.Second {
@@ -334,7 +335,7 @@ func TestStats(t *testing.T) {
 		t.Fatalf("stats: exit %d, %s (%s)", code, out, errOut)
 	}
 	plain, _ := instance(t, nil)
-	if _, errOut, code := velocmd(t, "", "stats", tcpTarget(plain)); code != exitHandler || !strings.Contains(errOut, "handler_not_found") {
+	if _, errOut, code := velocmd(t, "", "stats", tcpTarget(plain)); code != cli.ExitHandler || !strings.Contains(errOut, "handler_not_found") {
 		t.Fatalf("stats of an instance that does not serve them: exit %d, %q", code, errOut)
 	}
 }
@@ -433,8 +434,8 @@ func TestUsage(t *testing.T) {
 	skipShort(t)
 	for _, args := range [][]string{{}, {"frobnicate"}, {"call"}, {"call", "ftp://x", "h"}, {"ping", "--bogus", "tcp://127.0.0.1:1"}, {"call", "0123456789abcdef0123456789abcdef", "h"}} {
 		_, errOut, code := velocmd(t, "", args...)
-		if code != exitUsage {
-			t.Errorf("velo %q: exit %d, want %d: %s", args, code, exitUsage, errOut)
+		if code != cli.ExitUsage {
+			t.Errorf("velo %q: exit %d, want %d: %s", args, code, cli.ExitUsage, errOut)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -65,7 +65,7 @@ func connect(ctx context.Context, g *globals, args []string) (*target, []string,
 	closeDisc := func() {}
 	if g.discovery != "" {
 		var err error
-		if d, closeDisc, err = openDiscovery(ctx, g.discovery); err != nil {
+		if d, closeDisc, err = openDiscovery(ctx, g, g.discovery); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -152,8 +152,19 @@ func parseAddress(raw string) (tname, addr string, err error) {
 
 // openDiscovery opens the backend that raw names: file:PATH (or
 // file:///PATH), nats://host:port[/bucket].
-func openDiscovery(ctx context.Context, raw string) (discovery.PeerDiscovery, func(), error) {
+func openDiscovery(ctx context.Context, g *globals, raw string) (discovery.PeerDiscovery, func(), error) {
 	scheme, rest, _ := strings.Cut(raw, ":")
+	if b := g.backends[scheme]; b != nil {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, nil, usageErr{fmt.Errorf("--discovery: %w", err)}
+		}
+		d, closeFn, err := b(ctx, u)
+		if err != nil {
+			return nil, nil, connErr{fmt.Errorf("--discovery %s: %w", raw, err)}
+		}
+		return d, closeFn, nil
+	}
 	switch scheme {
 	case "file":
 		path := strings.TrimPrefix(rest, "//")
@@ -183,7 +194,7 @@ func openDiscovery(ctx context.Context, raw string) (discovery.PeerDiscovery, fu
 		}
 		return r, nc.Close, nil
 	case "etcd":
-		return nil, nil, usageErr{fmt.Errorf("--discovery %s: etcd lives in its own module; run the velo command from it: cd discovery/etcd && go run ./cmd/velo", raw)}
+		return nil, nil, usageErr{fmt.Errorf("--discovery %s: etcd lives in its own module; use the velo command built there: go install github.com/velo-messenger/velo/discovery/etcd/cmd/velo@latest", raw)}
 	}
 	return nil, nil, usageErr{fmt.Errorf("--discovery %q: want file:PATH or nats://host:port[/bucket]", raw)}
 }

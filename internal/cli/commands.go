@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -62,7 +62,7 @@ func instances(ctx context.Context, g *globals, args []string) error {
 	if g.discovery == "" {
 		return usageErr{errors.New("instances needs --discovery")}
 	}
-	d, closeDisc, err := openDiscovery(ctx, g.discovery)
+	d, closeDisc, err := openDiscovery(ctx, g, g.discovery)
 	if err != nil {
 		return err
 	}
