@@ -23,6 +23,7 @@ import (
 	"github.com/velo-messenger/velo"
 	"github.com/velo-messenger/velo/discovery/file"
 	"github.com/velo-messenger/velo/internal/cli"
+	"github.com/velo-messenger/velo/internal/testcerts"
 	"github.com/velo-messenger/velo/internal/testchild"
 	"github.com/velo-messenger/velo/transport/tcp"
 	"github.com/velo-messenger/velo/transport/uds"
@@ -427,6 +428,51 @@ func TestInstancesOfTheClusterExample(t *testing.T) {
 	out, errOut, code = velocmd(t, "", "call", "--discovery", "file:"+path, "--service", "cluster", "greet", `{"Name":"Ada"}`, "--json")
 	if code != 0 || !strings.Contains(out, `"Text":"hello Ada"`) {
 		t.Fatalf("greet: exit %d, %s %s", code, out, errOut)
+	}
+}
+
+// TestMutualTLS: an instance that requires mutual TLS answers the command
+// given --ca, --cert and --key, and refuses it without them.
+func TestMutualTLS(t *testing.T) {
+	skipShort(t)
+	ca := testcerts.NewCA(t, "velo-cli-test")
+	server := ca.Issue(t, testcerts.Leaf{CN: "server"})
+	client := ca.Issue(t, testcerts.Leaf{URI: "spiffe://velo.test/cli"})
+	m, err := velo.NewBuilder().
+		AddTransport(tcp.New(tcp.Options{TLS: testcerts.Mutual(ca, server)})).
+		Handle(velo.UnaryHandler("who", func(_ context.Context, c *velo.Context) ([]byte, error) {
+			return []byte(c.Identity), nil
+		}).Build()).
+		Build(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Shutdown(context.Background())
+	pems, err := testcerts.EncodeMutual(ca, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// EncodeMutual writes the CA first, then the chain and the key.
+	first := strings.Index(pems, "-----END CERTIFICATE-----\n") + len("-----END CERTIFICATE-----\n")
+	caFile, pair := write("ca.pem", pems[:first]), write("cli.pem", pems[first:])
+	target := tcpTarget(m)
+	out, errOut, code := velocmd(t, "", "call", "--ca", caFile, "--cert", pair, "--key", pair, "--server-name", "localhost", target, "who")
+	if code != 0 || out != "spiffe://velo.test/cli\n" {
+		t.Fatalf("with certificates: exit %d, %q, %s", code, out, errOut)
+	}
+	if _, errOut, code := velocmd(t, "", "call", "--timeout", "2s", target, "who"); code != cli.ExitConnect {
+		t.Fatalf("plain against TLS: exit %d, %s", code, errOut)
+	}
+	if _, errOut, code := velocmd(t, "", "call", "--ca", caFile, "--server-name", "localhost", target, "who"); code != cli.ExitConnect {
+		t.Fatalf("no client certificate: exit %d, %s", code, errOut)
 	}
 }
 

@@ -47,6 +47,10 @@ type globals struct {
 	verbose   bool
 	headers   headerFlag
 	backends  map[string]Backend
+	// TLS for tcp:// and http:// targets: the CA file that verifies the
+	// instance, the certificate and key presented to it (mutual TLS), the
+	// name checked in its certificate.
+	tlsCA, tlsCert, tlsKey, tlsName string
 	stdout    io.Writer
 	stderr    io.Writer
 	stdin     io.Reader
@@ -117,6 +121,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.BoolVar(&g.json, "json", false, "print JSON, for scripts")
 	fs.BoolVar(&g.verbose, "verbose", false, "log velo's connection events to stderr")
 	fs.Var(&g.headers, "header", "add the header `key=value` to each call (repeatable)")
+	fs.StringVar(&g.tlsCA, "ca", "", "TLS for tcp:// and http://: verify instances against the CA certificates in this PEM `file`")
+	fs.StringVar(&g.tlsCert, "cert", "", "TLS: present the certificate (chain) in this PEM `file` (mutual TLS; with --key)")
+	fs.StringVar(&g.tlsKey, "key", "", "TLS: the private key of --cert, PEM `file`")
+	fs.StringVar(&g.tlsName, "server-name", "", "TLS: the `name` the instance's certificate must hold (default: the target's host)")
 	if cmd.flags != nil {
 		cmd.flags(fs)
 	}

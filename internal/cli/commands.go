@@ -490,6 +490,10 @@ func stats(ctx context.Context, g *globals, args []string) error {
 		cctx, cancel := context.WithTimeout(ctx, g.timeout)
 		st, err := t.m.RemoteStats(cctx, id)
 		cancel()
+		if errors.Is(err, velo.ErrHandlerNotFound) {
+			return &velo.Error{Code: velo.CodeHandlerNotFound, Handler: "_stats", Remote: true,
+				Message: "the instance does not serve its stats (it was built without velo.Options.ServeStats)"}
+		}
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +20,6 @@ import (
 	"github.com/velo-messenger/velo/discovery/file"
 	"github.com/velo-messenger/velo/discovery/natskv"
 	"github.com/velo-messenger/velo/peer"
-	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/http"
 	"github.com/velo-messenger/velo/transport/tcp"
 	"github.com/velo-messenger/velo/transport/uds"
@@ -72,10 +73,15 @@ func connect(ctx context.Context, g *globals, args []string) (*target, []string,
 	if g.service != "" && d == nil {
 		return nil, nil, usageErr{errors.New("--service needs --discovery")}
 	}
+	tc, err := tlsConfig(g)
+	if err != nil {
+		closeDisc()
+		return nil, nil, err
+	}
 	b := velo.NewBuilder().Logger(quietLogger(g)).
-		AddTransport(tcp.New(tcp.Options{Listen: "127.0.0.1:0"})).
+		AddTransport(tcp.New(tcp.Options{Listen: "127.0.0.1:0", TLS: tc})).
 		AddTransport(uds.New(uds.Options{})).
-		AddTransport(http.New(http.Options{Listen: "127.0.0.1:0"}))
+		AddTransport(http.New(http.Options{Listen: "127.0.0.1:0", TLS: tc}))
 	if d != nil {
 		b = b.Discovery(lookOnly{d})
 	}
@@ -199,6 +205,35 @@ func openDiscovery(ctx context.Context, g *globals, raw string) (discovery.PeerD
 	return nil, nil, usageErr{fmt.Errorf("--discovery %q: want file:PATH or nats://host:port[/bucket]", raw)}
 }
 
+// tlsConfig is the TLS the flags ask for, nil for none.
+func tlsConfig(g *globals) (*tls.Config, error) {
+	if g.tlsCA == "" && g.tlsCert == "" && g.tlsKey == "" && g.tlsName == "" {
+		return nil, nil
+	}
+	c := &tls.Config{ServerName: g.tlsName}
+	if g.tlsCA != "" {
+		pem, err := os.ReadFile(g.tlsCA)
+		if err != nil {
+			return nil, usageErr{fmt.Errorf("--ca: %w", err)}
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, usageErr{fmt.Errorf("--ca %s: no PEM certificate in it", g.tlsCA)}
+		}
+	}
+	if (g.tlsCert == "") != (g.tlsKey == "") {
+		return nil, usageErr{errors.New("--cert and --key go together")}
+	}
+	if g.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(g.tlsCert, g.tlsKey)
+		if err != nil {
+			return nil, usageErr{fmt.Errorf("--cert/--key: %w", err)}
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
 // lookOnly is a discovery backend that the command reads without
 // publishing itself: Register registers nothing, so that the command's
 // own instance never shows up among the service's.
@@ -238,5 +273,3 @@ func quietLogger(g *globals) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
-
-var _ transport.Transport = (*tcp.Transport)(nil)

@@ -325,6 +325,7 @@ func child(c config, backends map[string]Backend) error {
 	m, err := velo.NewBuilder().
 		AddTransport(tcp.New(tcp.Options{Listen: "127.0.0.1:0"})).
 		InstanceID(ids[i]).
+		Options(velo.Options{ServeStats: true}). // for velo stats
 		Discovery(d).
 		Service(service).
 		Handle(velo.UnaryHandler(whoami, func(context.Context, *velo.Context) ([]byte, error) {
