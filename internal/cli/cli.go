@@ -51,9 +51,9 @@ type globals struct {
 	// instance, the certificate and key presented to it (mutual TLS), the
 	// name checked in its certificate.
 	tlsCA, tlsCert, tlsKey, tlsName string
-	stdout    io.Writer
-	stderr    io.Writer
-	stdin     io.Reader
+	stdout                          io.Writer
+	stderr                          io.Writer
+	stdin                           io.Reader
 }
 
 type headerFlag [][2]string
