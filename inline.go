@@ -23,6 +23,13 @@ const (
 	// inlineIdleTicks is how many ticks with no run the watchdog waits
 	// before it exits (it starts again with the next run).
 	inlineIdleTicks = 1000
+	// inlineMaxSessions: past this many connections an instance runs no
+	// request on a receive goroutine. The watchdog looks at every
+	// connection each tick, which would then cost more than the thread
+	// wake-ups it saves (64 instances of 64 connections in one process
+	// starved under the race detector), and an instance that busy has
+	// its threads awake anyway.
+	inlineMaxSessions = 16
 )
 
 // runHere runs in on the receive goroutine (BeginInline said it may).

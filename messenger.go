@@ -101,6 +101,8 @@ type Messenger struct {
 	mu       sync.RWMutex
 	peers    map[peer.ID]*peerState // guarded by mu
 	sessions map[*session]struct{}  // guarded by mu: every open session
+	// nsessions is len(sessions), read without mu (inline.go).
+	nsessions atomic.Int32
 	// eventPaths is, per peer, the connection its last _event_subscribe
 	// came in on, where the outcomes go back. Guarded by mu.
 	eventPaths map[peer.ID]*session

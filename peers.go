@@ -249,6 +249,7 @@ func (m *Messenger) inboundFrom(s *session, id peer.ID) *session {
 func (m *Messenger) track(s *session) {
 	m.mu.Lock()
 	m.sessions[s] = struct{}{}
+	m.nsessions.Store(int32(len(m.sessions)))
 	m.mu.Unlock()
 }
 
@@ -259,6 +260,7 @@ func (m *Messenger) sessionClosed(s *session, reason error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.sessions, s)
+	m.nsessions.Store(int32(len(m.sessions)))
 	if !s.ready() {
 		if !s.dialed {
 			m.logBrokenHandshake(s, reason)

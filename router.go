@@ -79,7 +79,7 @@ func (s *session) handleRequest(body []byte) error {
 		s.mu.Unlock()
 		s.handling.Add(1)
 	}
-	if e.here && s.reliever != nil && in.start >= e.heldUntil.Load() && s.reliever.BeginInline() {
+	if e.here && s.reliever != nil && in.start >= e.heldUntil.Load() && s.m.nsessions.Load() <= inlineMaxSessions && s.reliever.BeginInline() {
 		err = s.runHere(ctx, e, in)
 	} else {
 		err = e.actor.Tell(ctx, s.peer.ID, in)

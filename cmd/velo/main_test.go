@@ -376,6 +376,64 @@ func TestDiscoveryTargets(t *testing.T) {
 	}
 }
 
+// TestInstancesWatch: --watch prints an instance that registers after it
+// started, and its withdrawal, and ends cleanly when interrupted.
+func TestInstancesWatch(t *testing.T) {
+	skipShort(t)
+	path := filepath.Join(t.TempDir(), "peers.json")
+	cmd := exec.Command(bin, "instances", "--watch", "--discovery", "file:"+path)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	await := func(re string) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("the watch ended before a line matching %s", re)
+				}
+				if regexp.MustCompile(re).MatchString(l) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no line matching %s", re)
+			}
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // let the watch start; a Put of an earlier instance is reported too
+	r, err := file.New(path, file.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := instance(t, velo.NewBuilder().Discovery(r).Service("shop"))
+	id := m.InstanceID().String()
+	await(`^\S+ put ` + id + ` shop tcp=127\.0\.0\.1:\d+ uds=`)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	await(`^\S+ delete ` + id)
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the watch exited with %v when interrupted", err)
+	}
+}
+
 // TestInstancesOfTheClusterExample runs examples/cluster and lists its
 // three instances while it holds them.
 func TestInstancesOfTheClusterExample(t *testing.T) {
