@@ -112,7 +112,16 @@ func (s *session) readAt() int64 {
 }
 
 // Waiting implements transport.Busy: a call of ours awaits its answer.
+// It also answers true on an instance with more than inlineMaxSessions
+// connections, so that their receive goroutines keep reading and callers
+// never take turns (transport.Leader): a receive goroutine that stepped
+// aside looks every millisecond whether to read again, which across
+// thousands of connections costs more than the wake-ups it saves, as the
+// inline watchdog does (inline.go).
 func (s *session) Waiting() bool {
+	if s.m.nsessions.Load() > inlineMaxSessions {
+		return true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.pending) > 0
