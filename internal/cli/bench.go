@@ -95,10 +95,7 @@ func bench(ctx context.Context, g *globals, args []string) error {
 			return usageErr{err}
 		}
 	}
-	b := t.unary(rest[0]).RawPayload(payload)
-	for _, h := range g.headers {
-		b = b.Header(h[0], h[1])
-	}
+	b := address(t.m.Unary(rest[0]).RawPayload(payload), t, g)
 	one := func() (time.Duration, error) {
 		cctx, cancel := context.WithTimeout(ctx, g.timeout)
 		defer cancel()

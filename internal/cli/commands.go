@@ -147,19 +147,31 @@ func dash(s string) string {
 
 // --- handlers, describe
 
-func handlers(ctx context.Context, g *globals, args []string) error {
+// askOne connects to the target of a command that asks one instance about
+// itself, and checks that at most max arguments follow it. The caller
+// closes the target.
+func askOne(ctx context.Context, g *globals, args []string, max int, what string) (*target, peer.ID, []string, error) {
 	t, rest, err := connectTimed(ctx, g, args)
+	if err != nil {
+		return nil, peer.ID{}, nil, err
+	}
+	var id peer.ID
+	if err = wantArgs(rest, 0, max, what); err == nil {
+		id, err = t.instance()
+	}
+	if err != nil {
+		t.close()
+		return nil, peer.ID{}, nil, err
+	}
+	return t, id, rest, nil
+}
+
+func handlers(ctx context.Context, g *globals, args []string) error {
+	t, id, _, err := askOne(ctx, g, args, 0, "TARGET only")
 	if err != nil {
 		return err
 	}
 	defer t.close()
-	if err := wantArgs(rest, 0, 0, "TARGET only"); err != nil {
-		return err
-	}
-	id, err := t.instance()
-	if err != nil {
-		return err
-	}
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	names, err := t.m.ListHandlers(cctx, id)
@@ -179,18 +191,11 @@ func handlers(ctx context.Context, g *globals, args []string) error {
 }
 
 func describe(ctx context.Context, g *globals, args []string) error {
-	t, rest, err := connectTimed(ctx, g, args)
+	t, id, rest, err := askOne(ctx, g, args, 1, "TARGET [HANDLER]")
 	if err != nil {
 		return err
 	}
 	defer t.close()
-	if err := wantArgs(rest, 0, 1, "TARGET [HANDLER]"); err != nil {
-		return err
-	}
-	id, err := t.instance()
-	if err != nil {
-		return err
-	}
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	descs, err := t.m.Describe(cctx, id)
@@ -289,27 +294,9 @@ func call(kind string) func(ctx context.Context, g *globals, args []string) erro
 		handler := rest[0]
 		switch kind {
 		case "send":
-			b := t.m.AMSend(handler).RawPayload(payload)
-			if t.service != "" {
-				b = b.Service(t.service)
-			} else {
-				b = b.Instance(t.id)
-			}
-			for _, h := range g.headers {
-				b = b.Header(h[0], h[1])
-			}
-			return b.Send(cctx)
+			return address(t.m.AMSend(handler).RawPayload(payload), t, g).Send(cctx)
 		case "sync":
-			b := t.m.AMSync(handler).RawPayload(payload)
-			if t.service != "" {
-				b = b.Service(t.service)
-			} else {
-				b = b.Instance(t.id)
-			}
-			for _, h := range g.headers {
-				b = b.Header(h[0], h[1])
-			}
-			if err := b.Send(cctx); err != nil {
+			if err := address(t.m.AMSync(handler).RawPayload(payload), t, g).Send(cctx); err != nil {
 				return err
 			}
 			if g.json {
@@ -317,16 +304,34 @@ func call(kind string) func(ctx context.Context, g *globals, args []string) erro
 			}
 			return nil
 		}
-		b := t.unary(handler).RawPayload(payload)
-		for _, h := range g.headers {
-			b = b.Header(h[0], h[1])
-		}
-		out, err := b.Send(cctx)
+		out, err := address(t.m.Unary(handler).RawPayload(payload), t, g).Send(cctx)
 		if err != nil {
 			return err
 		}
 		return writeAnswer(g, out)
 	}
+}
+
+// addressable is a call builder: velo's AMSendBuilder, AMSyncBuilder and
+// UnaryBuilder.
+type addressable[B any] interface {
+	Service(name string) B
+	Instance(id peer.ID) B
+	Header(k, v string) B
+}
+
+// address sends b to t (its instance, or its service) with the headers
+// of --header.
+func address[B addressable[B]](b B, t *target, g *globals) B {
+	if t.service != "" {
+		b = b.Service(t.service)
+	} else {
+		b = b.Instance(t.id)
+	}
+	for _, h := range g.headers {
+		b = b.Header(h[0], h[1])
+	}
+	return b
 }
 
 // readPayload is the call's payload: the JSON argument as MessagePack,
@@ -403,18 +408,11 @@ func pingFlags(fs *flag.FlagSet) {
 }
 
 func ping(ctx context.Context, g *globals, args []string) error {
-	t, rest, err := connectTimed(ctx, g, args)
+	t, id, _, err := askOne(ctx, g, args, 0, "TARGET only")
 	if err != nil {
 		return err
 	}
 	defer t.close()
-	if err := wantArgs(rest, 0, 0, "TARGET only"); err != nil {
-		return err
-	}
-	id, err := t.instance()
-	if err != nil {
-		return err
-	}
 	var times []time.Duration
 	var failed int
 	for n := 1; pingCount == 0 || n <= pingCount; n++ {
@@ -467,18 +465,11 @@ func statsFlags(fs *flag.FlagSet) {
 }
 
 func stats(ctx context.Context, g *globals, args []string) error {
-	t, rest, err := connectTimed(ctx, g, args)
+	t, id, _, err := askOne(ctx, g, args, 0, "TARGET only")
 	if err != nil {
 		return err
 	}
 	defer t.close()
-	if err := wantArgs(rest, 0, 0, "TARGET only"); err != nil {
-		return err
-	}
-	id, err := t.instance()
-	if err != nil {
-		return err
-	}
 	for first := true; ; first = false {
 		if !first {
 			select {

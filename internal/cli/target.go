@@ -34,15 +34,6 @@ type target struct {
 	close   func()
 }
 
-// to sets the builder's destination.
-func (t *target) unary(h string) velo.UnaryBuilder {
-	b := t.m.Unary(h)
-	if t.service != "" {
-		return b.Service(t.service)
-	}
-	return b.Instance(t.id)
-}
-
 // instance is the one instance of t, for the subcommands that ask an
 // instance about itself; with --service, the first that discovery lists.
 func (t *target) instance() (peer.ID, error) {
