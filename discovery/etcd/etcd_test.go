@@ -3,15 +3,10 @@ package etcd
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"net/url"
-	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -19,6 +14,7 @@ import (
 
 	"github.com/velo-messenger/velo/discovery"
 	"github.com/velo-messenger/velo/discovery/discoverytest"
+	"github.com/velo-messenger/velo/discovery/etcd/internal/etcdtest"
 	"github.com/velo-messenger/velo/peer"
 )
 
@@ -28,82 +24,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // server's short election timeout lets it grant that.
 const testTTL = time.Second
 
-// etcdServer is an embedded single-member etcd on loopback ports that stay
-// the same across restarts, with its data in a test directory.
-type etcdServer struct {
-	dir                string
-	clientURL, peerURL url.URL
-
-	mu sync.Mutex
-	e  *embed.Etcd // guarded by mu; nil while stopped
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func startServer(t *testing.T) *etcdServer {
-	t.Helper()
-	es := &etcdServer{
-		dir:       t.TempDir(),
-		clientURL: url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", freePort(t))},
-		peerURL:   url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", freePort(t))},
-	}
-	es.start(t)
-	t.Cleanup(es.stop)
-	return es
-}
-
-func (es *etcdServer) start(t *testing.T) {
-	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Name = "velo-test"
-	cfg.Dir = es.dir
-	cfg.ListenClientUrls = []url.URL{es.clientURL}
-	cfg.AdvertiseClientUrls = []url.URL{es.clientURL}
-	cfg.ListenPeerUrls = []url.URL{es.peerURL}
-	cfg.AdvertisePeerUrls = []url.URL{es.peerURL}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	// A short election timeout: etcd's smallest lease TTL is 1.5 election
-	// timeouts, and a restarted member elects itself sooner.
-	cfg.TickMs = 10
-	cfg.ElectionMs = 100
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatalf("embedded etcd: %v", err)
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(20 * time.Second):
-		e.Close()
-		t.Fatal("embedded etcd not ready")
-	}
-	es.mu.Lock()
-	es.e = e
-	es.mu.Unlock()
-}
-
-func (es *etcdServer) stop() {
-	es.mu.Lock()
-	e := es.e
-	es.e = nil
-	es.mu.Unlock()
-	if e != nil {
-		e.Close()
-	}
-}
-
-func connect(t *testing.T, es *etcdServer) *clientv3.Client {
+func connect(t *testing.T, es *etcdtest.Server) *clientv3.Client {
 	t.Helper()
 	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{es.clientURL.String()},
+		Endpoints:   []string{es.ClientURL.String()},
 		DialTimeout: 2 * time.Second,
 		Logger:      zap.NewNop(),
 		// Reconnect quickly after the test restarts the server.
@@ -119,7 +43,7 @@ func connect(t *testing.T, es *etcdServer) *clientv3.Client {
 	return c
 }
 
-func newRegistry(t *testing.T, es *etcdServer) *Registry {
+func newRegistry(t *testing.T, es *etcdtest.Server) *Registry {
 	t.Helper()
 	r, err := New(connect(t, es), Options{TTL: testTTL, Timeout: time.Second})
 	if err != nil {
@@ -129,14 +53,14 @@ func newRegistry(t *testing.T, es *etcdServer) *Registry {
 }
 
 func TestConformance(t *testing.T) {
-	es := startServer(t)
+	es := etcdtest.Start(t)
 	discoverytest.Run(t, discoverytest.Harness{
 		New:         func(t *testing.T) discovery.PeerDiscovery { return newRegistry(t, es) },
 		TTL:         testTTL,
 		Slack:       2 * time.Second, // etcd checks lease expiry every 500 ms
 		Abandon:     func(t *testing.T, reg discovery.Registration) { reg.(*registration).abandon() },
-		StopServer:  func(t *testing.T) { es.stop() },
-		StartServer: func(t *testing.T) { es.start(t) },
+		StopServer:  func(t *testing.T) { es.Stop() },
+		StartServer: func(t *testing.T) { es.Restart(t) },
 	})
 }
 
@@ -144,7 +68,7 @@ func TestConformance(t *testing.T) {
 // registration (revoked by an operator, expired in a long outage) is
 // replaced by a new one, and the entry comes back.
 func TestRevokedLeaseIsReplaced(t *testing.T) {
-	es := startServer(t)
+	es := etcdtest.Start(t)
 	ctx := discoverytest.Ctx(t)
 	r := newRegistry(t, es)
 	info := discoverytest.NewInfo("127.0.0.1:5000")
@@ -174,9 +98,9 @@ func TestRevokedLeaseIsReplaced(t *testing.T) {
 // TestRegisterWithServerDown: Register and Lookup fail within the timeout
 // instead of waiting for etcd.
 func TestRegisterWithServerDown(t *testing.T) {
-	es := startServer(t)
+	es := etcdtest.Start(t)
 	r := newRegistry(t, es)
-	es.stop()
+	es.Stop()
 	start := time.Now()
 	if _, err := r.Register(context.Background(), discoverytest.NewInfo("127.0.0.1:5001")); err == nil {
 		t.Fatal("Register with etcd down succeeded")
