@@ -1,0 +1,376 @@
+//go:build ucx && cgo
+
+package ucx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/velo-messenger/velo/internal/wire"
+	"github.com/velo-messenger/velo/transport"
+)
+
+// conn is one connection: a UCP endpoint and the frames that arrived on
+// it. The owner goroutine queues frames in sequence order; the
+// connection's own goroutine (run) hands them to the Handler, so that a
+// slow handler holds up its own connection only, and returns credit to
+// the peer as it goes.
+type conn struct {
+	t        *Transport
+	remote   string
+	accepted bool // the peer dialed; set before the connection is shared
+	h        transport.Handler
+	opened   onceChan // closed once the peer accepted (or the dial failed)
+	limit    atomic.Int64
+
+	// Owner goroutine only.
+	ep      uint64 // the endpoint, set by the owner before any message
+	epGone  bool   // the endpoint is closed (or closing): send nothing
+	nextSeq uint64 // the sequence number of the next data or close message due
+
+	wmu sync.Mutex // serialises sends, so that sequence order is queue order
+	seq uint64     // guarded by wmu
+
+	mu       sync.Mutex
+	room     sync.Cond // credit grew or the connection closed
+	arrived  sync.Cond // an entry became ready, or the connection closed
+	started  bool      // guarded by mu: the peer's window is known
+	credit   int       // guarded by mu: bytes we may still send
+	starved  time.Time // guarded by mu: when a sender began to wait for credit
+	queue    []entry   // guarded by mu: what arrived, in sequence order
+	queued   int       // guarded by mu: bytes in queue
+	ended    bool      // guarded by mu: the peer closed or was lost; an end entry is queued
+	closed   bool      // guarded by mu
+	err      error     // guarded by mu: why the connection closed
+	consumed int       // run only: bytes handled since the last window message
+}
+
+// entry is a frame in a connection's queue, or the connection's end.
+type entry struct {
+	seq   uint64
+	frame []byte
+	ready bool  // the frame's bytes are here (a rendezvous pull finished)
+	end   error // not nil: the peer closed or was lost; close with it
+}
+
+var (
+	_ transport.Conn        = (*conn)(nil)
+	_ transport.Staller     = (*conn)(nil)
+	_ transport.ReadLimiter = (*conn)(nil)
+)
+
+func newConn(t *Transport, remote string, accepted bool) *conn {
+	c := &conn{t: t, remote: remote, accepted: accepted, opened: newOnceChan()}
+	c.room.L = &c.mu
+	c.arrived.L = &c.mu
+	c.limit.Store(int64(t.o.MaxFrame))
+	return c
+}
+
+// onceChan is a channel closed at most once.
+type onceChan struct {
+	ch   chan struct{}
+	once *sync.Once
+}
+
+func newOnceChan() onceChan { return onceChan{ch: make(chan struct{}), once: new(sync.Once)} }
+
+func (o onceChan) close() { o.once.Do(func() { close(o.ch) }) }
+
+// WriteFrame implements transport.Conn. It waits while the peer has no
+// room, then hands a copy of the frame (length prefix removed) to the
+// owner goroutine.
+func (c *conn) WriteFrame(ctx context.Context, b []byte) error {
+	if len(b) < wire.PrefixLen {
+		return fmt.Errorf("velo: ucx: frame of %d bytes has no length prefix", len(b))
+	}
+	n := len(b) - wire.PrefixLen
+	if n > c.t.o.MaxFrame {
+		return fmt.Errorf("velo: ucx: frame of %d bytes exceeds MaxFrame %d", n, c.t.o.MaxFrame)
+	}
+	c.mu.Lock()
+	// A sender may overdraw its credit by one frame, so that a frame
+	// larger than what is left never waits forever; the receiver allows
+	// for it.
+	if err := c.waitCreditLocked(ctx); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.credit -= n
+	c.mu.Unlock()
+
+	c.wmu.Lock()
+	if dl, ok := ctx.Deadline(); ok && wire.IsTimedRequest(b) {
+		left := time.Until(dl)
+		if left <= 0 {
+			c.wmu.Unlock()
+			c.grant(uint64(n)) // withdrawn: its credit goes back
+			return context.DeadlineExceeded
+		}
+		wire.StampTimeout(b, left)
+	}
+	buf := allocBuf(b[wire.PrefixLen:])
+	err := c.t.enqueue(op{kind: opSend, c: c, buf: buf, hdr0: msgData, hdr1: c.seq})
+	c.seq++
+	c.wmu.Unlock()
+	if err != nil {
+		c.Close(err)
+	}
+	return err
+}
+
+// waitCreditLocked waits until the peer has room, the connection closes,
+// or ctx ends. Called with mu held.
+func (c *conn) waitCreditLocked(ctx context.Context) error {
+	if !c.closed && c.credit <= 0 {
+		if ctx.Done() != nil {
+			stop := context.AfterFunc(ctx, func() {
+				c.mu.Lock()
+				c.room.Broadcast()
+				c.mu.Unlock()
+			})
+			defer stop()
+		}
+		if c.starved.IsZero() {
+			c.starved = time.Now()
+		}
+		for !c.closed && c.credit <= 0 {
+			if err := ctx.Err(); err != nil {
+				return err // not sent: withdrawn
+			}
+			c.room.Wait()
+		}
+	}
+	if c.closed {
+		return c.err
+	}
+	return nil
+}
+
+// WriteStalled implements transport.Staller: how long a sender has waited
+// for credit that the peer does not grant.
+func (c *conn) WriteStalled(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.starved.IsZero() || c.credit > 0 {
+		return 0
+	}
+	return max(now.Sub(c.starved), 0)
+}
+
+// SetReadLimit implements transport.ReadLimiter.
+func (c *conn) SetReadLimit(n int) {
+	if n <= 0 || n > c.t.o.MaxFrame {
+		n = c.t.o.MaxFrame
+	}
+	c.limit.Store(int64(n))
+}
+
+// Close implements transport.Conn. The peer is told, unless it closed
+// first or was lost; frames still queued are dropped.
+func (c *conn) Close(reason error) error {
+	if reason == nil {
+		reason = transport.ErrClosed
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.err = reason
+	notify := c.started && !c.ended
+	c.queue, c.queued = nil, 0
+	c.room.Broadcast()
+	c.arrived.Broadcast()
+	c.mu.Unlock()
+	c.opened.close()
+	if notify {
+		msg := reason.Error()
+		if len(msg) > maxReason {
+			msg = msg[:maxReason]
+		}
+		c.wmu.Lock()
+		c.t.enqueue(op{kind: opSend, c: c, buf: allocBuf([]byte(msg)), hdr0: msgClose, hdr1: c.seq})
+		c.seq++
+		c.wmu.Unlock()
+	}
+	c.t.enqueue(op{kind: opCloseEP, c: c, force: !notify})
+	return nil
+}
+
+// maxReason bounds the reason a close message carries.
+const maxReason = 256
+
+// LocalAddr implements transport.Conn.
+func (c *conn) LocalAddr() string { return c.t.addr }
+
+// RemoteAddr implements transport.Conn: the address dialed, or "ucx" for
+// an accepted connection (UCX does not tell the peer's address).
+func (c *conn) RemoteAddr() string {
+	if c.remote == "" {
+		return Name
+	}
+	return c.remote
+}
+
+func (c *conn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// start records the peer's window: the connection is usable.
+func (c *conn) start(credit int) {
+	c.mu.Lock()
+	c.started = true
+	c.credit = credit
+	c.mu.Unlock()
+	c.opened.close()
+}
+
+// fail ends a dial that did not connect.
+func (c *conn) fail(err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.err = err
+	c.mu.Unlock()
+	c.opened.close()
+	c.t.enqueue(op{kind: opCloseEP, c: c, force: true})
+}
+
+// run hands queued frames to the handler until the connection closes and
+// calls Closed once at the end.
+func (c *conn) run() {
+	defer c.t.wg.Done()
+	for {
+		c.mu.Lock()
+		for !c.closed && (len(c.queue) == 0 || !c.queue[0].ready) {
+			c.arrived.Wait()
+		}
+		if c.closed {
+			reason := c.err
+			c.mu.Unlock()
+			c.h.Closed(reason)
+			return
+		}
+		e := c.queue[0]
+		c.queue[0] = entry{}
+		c.queue = c.queue[1:]
+		c.queued -= len(e.frame)
+		c.mu.Unlock()
+		if e.end != nil {
+			c.Close(e.end)
+			continue
+		}
+		if err := c.h.HandleFrame(e.frame); err != nil {
+			c.Close(err)
+			continue
+		}
+		c.consumed += len(e.frame)
+		if c.consumed >= c.t.o.Window/2 {
+			c.t.enqueue(op{kind: opSend, c: c, buf: allocBuf(nil), hdr0: msgWindow, hdr1: uint64(c.consumed)})
+			c.consumed = 0
+		}
+	}
+}
+
+var errDropped = errors.New("velo: ucx: connection closed")
+
+// admit checks a data or close message of n bytes with sequence number seq
+// and reserves its place in the queue. Owner only. errDropped: the
+// connection is closed here, drop the message quietly.
+func (c *conn) admit(seq uint64, n int, isClose bool) error {
+	if seq != c.nextSeq {
+		return fmt.Errorf("velo: ucx: message %d arrived when %d was due", seq, c.nextSeq)
+	}
+	if !isClose {
+		if err := checkFrame(n, int(c.limit.Load())); err != nil {
+			return err
+		}
+	} else if n > maxReason {
+		return fmt.Errorf("velo: ucx: close message of %d bytes", n)
+	}
+	c.nextSeq++
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed || c.ended:
+		return errDropped
+	case c.queued+n > c.t.o.Window+c.t.o.MaxFrame:
+		return errors.New("velo: ucx: the peer sent beyond its window")
+	}
+	if !isClose {
+		c.queue = append(c.queue, entry{seq: seq})
+		c.queued += n
+	}
+	return nil
+}
+
+// ready fills the entry of seq with its bytes. Owner only.
+func (c *conn) ready(seq uint64, frame []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.queue {
+		if e := &c.queue[i]; e.seq == seq && !e.ready && e.end == nil {
+			e.frame = frame
+			e.ready = true
+			if i == 0 {
+				c.arrived.Signal()
+			}
+			return
+		}
+	}
+	// Not found: the queue was dropped when the connection closed.
+}
+
+// peerClosed queues the connection's end: what the peer sent before is
+// still handled, then the connection closes with reason.
+func (c *conn) peerClosed(reason string) {
+	c.end(fmt.Errorf("velo: ucx: closed by the peer: %s", reason))
+}
+
+// lost is peerClosed for an endpoint that UCX reports as failed; a dial
+// still waiting for its accept fails.
+func (c *conn) lost(err error) {
+	c.mu.Lock()
+	started := c.started
+	c.mu.Unlock()
+	if !started {
+		c.fail(err)
+		return
+	}
+	c.end(err)
+}
+
+func (c *conn) end(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.ended {
+		return
+	}
+	c.ended = true
+	c.queue = append(c.queue, entry{ready: true, end: err})
+	if len(c.queue) == 1 {
+		c.arrived.Signal()
+	}
+}
+
+// grant adds credit returned by the peer.
+func (c *conn) grant(n uint64) {
+	c.mu.Lock()
+	c.credit += int(min(n, uint64(MaxWindow)*2))
+	if c.credit > 0 {
+		c.starved = time.Time{}
+	}
+	c.room.Broadcast()
+	c.mu.Unlock()
+}

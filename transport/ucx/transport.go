@@ -1,0 +1,762 @@
+//go:build ucx && cgo
+
+package ucx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/velo-messenger/velo/internal/wire"
+	"github.com/velo-messenger/velo/transport"
+)
+
+// Available reports whether this binary was built with UCX.
+const Available = true
+
+// Transport is the UCX transport. Make one with New.
+type Transport struct {
+	o          Options
+	peerErrors bool
+	log        transport.LogSlot
+
+	w  *worker
+	rc syscall.RawConn // the worker's event fd in the netpoller
+	ef *os.File
+
+	mu       sync.Mutex
+	ops      []op // guarded by mu: work for the owner, in order
+	closed   bool // guarded by mu
+	started  bool // guarded by mu: the owner runs
+	ownerEnd bool // guarded by mu: the owner returned; nothing more is done
+	accepted int  // guarded by mu: accepted connections open
+	addr     string
+
+	parked atomic.Bool // the owner sleeps on the event fd: wake it with signal
+	stop   atomic.Bool
+	wg     sync.WaitGroup // the owner and the connections' goroutines
+	ownerg sync.WaitGroup // the owner alone
+
+	bind transport.Binder
+
+	// The owner's own state.
+	conns   map[uint64]*conn // by endpoint
+	pending map[uint64]time.Time
+	pulls   map[uint64]*pull
+	token   uint64
+	closing []closingEP
+	batch   []send
+	errs    []error
+	cur     []op
+}
+
+// op is a piece of work for the owner goroutine.
+type op struct {
+	kind       opKind
+	c          *conn
+	buf        cbuf // opSend
+	hdr0, hdr1 uint64
+	ip         string // opDial
+	port       int
+	force      bool // opCloseEP
+}
+
+type opKind uint8
+
+const (
+	opSend opKind = iota + 1
+	opDial
+	opCloseEP
+)
+
+// pull is a rendezvous receive in flight.
+type pull struct {
+	c   *conn
+	seq uint64
+	buf []byte
+	pin runtime.Pinner
+}
+
+// closingEP is an endpoint whose flush-and-close is under way.
+type closingEP struct {
+	req      uint64
+	deadline time.Time
+}
+
+// closeGrace is how long Close waits for the endpoints' close requests
+// (the peers told, the frames queued flushed) before it destroys the
+// worker regardless.
+const closeGrace = 2 * time.Second
+
+var (
+	_ transport.Transport = (*Transport)(nil)
+	_ transport.Validator = (*Transport)(nil)
+	_ transport.Logged    = (*Transport)(nil)
+)
+
+// New returns a transport with the given options and its UCX worker. It
+// fails when UCX cannot start (an unknown name in Transports, no usable
+// device): the error says why.
+func New(o Options) (*Transport, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o = o.withDefaults()
+	tls := o.Transports
+	if tls == "" && os.Getenv("UCX_TLS") == "" {
+		tls = DefaultTransports
+	}
+	effective := tls
+	if effective == "" {
+		effective = os.Getenv("UCX_TLS")
+	}
+	if !hasTCP(effective) {
+		return nil, fmt.Errorf("velo: ucx: Transports %q has no tcp: UCX needs it to connect by address (try %q)", effective, SharedMemory)
+	}
+	t := &Transport{
+		o:          o,
+		peerErrors: strings.TrimSpace(effective) == "tcp",
+		conns:      make(map[uint64]*conn),
+		pending:    make(map[uint64]time.Time),
+		pulls:      make(map[uint64]*pull),
+	}
+	w, err := openWorker(tls, t.peerErrors)
+	if err != nil {
+		return nil, err
+	}
+	t.w = w
+	fd, err := syscall.Dup(w.efd())
+	if err == nil {
+		err = syscall.SetNonblock(fd, true)
+	}
+	if err != nil {
+		w.close()
+		return nil, fmt.Errorf("velo: ucx: event fd: %w", err)
+	}
+	t.ef = os.NewFile(uintptr(fd), "ucx-worker")
+	if t.rc, err = t.ef.SyscallConn(); err != nil {
+		t.ef.Close()
+		w.close()
+		return nil, fmt.Errorf("velo: ucx: event fd: %w", err)
+	}
+	return t, nil
+}
+
+func hasTCP(tls string) bool {
+	for _, s := range strings.Split(tls, ",") {
+		if s = strings.TrimSpace(s); s == "tcp" || s == "all" {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate implements transport.Validator.
+func (t *Transport) Validate() error { return t.o.Validate() }
+
+// SetLogger implements transport.Logged.
+func (t *Transport) SetLogger(l *slog.Logger) { t.log.Set(l) }
+
+// Name implements transport.Transport.
+func (t *Transport) Name() string { return Name }
+
+// MaxFrame implements transport.Transport.
+func (t *Transport) MaxFrame() int { return t.o.MaxFrame }
+
+// Listen implements transport.Transport.
+func (t *Transport) Listen(ctx context.Context, bind transport.Binder) (string, error) {
+	ip, port, err := splitAddr(t.o.Listen)
+	if err != nil {
+		return "", err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return "", transport.ErrClosed
+	}
+	if t.started {
+		return "", errors.New("velo: ucx: Listen called twice")
+	}
+	bound, err := t.w.listen(ip, port)
+	if err != nil {
+		return "", fmt.Errorf("velo: ucx: listen on %s: %w", t.o.Listen, err)
+	}
+	t.bind = bind
+	t.addr = net.JoinHostPort(ip, strconv.Itoa(bound))
+	if t.o.Advertise != "" {
+		t.addr = t.o.Advertise
+	}
+	t.start()
+	return t.addr, nil
+}
+
+// start runs the owner. Called with mu held.
+func (t *Transport) start() {
+	if t.started {
+		return
+	}
+	t.started = true
+	t.wg.Add(1)
+	t.ownerg.Add(1)
+	go t.own()
+}
+
+// splitAddr parses IP:port; a host name is resolved to its first address.
+func splitAddr(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("velo: ucx: address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("velo: ucx: address %q: bad port", addr)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if net.ParseIP(host) == nil {
+		ips, err := net.LookupHost(host)
+		if err != nil || len(ips) == 0 {
+			return "", 0, fmt.Errorf("velo: ucx: address %q: %v", addr, err)
+		}
+		host = ips[0]
+	}
+	return host, port, nil
+}
+
+// Dial implements transport.Transport. It creates an endpoint to addr,
+// says open, and waits for the listener's accept.
+func (t *Transport) Dial(ctx context.Context, addr string, bind transport.Binder) (transport.Conn, error) {
+	if err := t.o.Validate(); err != nil {
+		return nil, err
+	}
+	ip, port, err := splitAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.o.DialTimeout)
+	defer cancel()
+	c := newConn(t, addr, false)
+	if err := t.enqueue(op{kind: opDial, c: c, ip: ip, port: port}); err != nil {
+		return nil, err
+	}
+	select {
+	case <-c.opened.ch:
+	case <-ctx.Done():
+		err := fmt.Errorf("velo: ucx: dial %s: %w", addr, ctx.Err())
+		c.Close(err)
+		return nil, err
+	}
+	c.mu.Lock()
+	err = c.err
+	c.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("velo: ucx: dial %s: %w", addr, err)
+	}
+	c.h = bind(c)
+	t.wg.Add(1)
+	go c.run()
+	return c, nil
+}
+
+// enqueue hands op to the owner, waking it if it sleeps.
+func (t *Transport) enqueue(o op) error {
+	t.mu.Lock()
+	if t.ownerEnd || t.closed && !t.started {
+		t.mu.Unlock()
+		if o.kind == opSend {
+			o.buf.free()
+		}
+		return transport.ErrClosed
+	}
+	if !t.started {
+		t.start()
+	}
+	t.ops = append(t.ops, o)
+	t.mu.Unlock()
+	t.wake()
+	return nil
+}
+
+func (t *Transport) wake() {
+	if t.parked.Load() && t.parked.CompareAndSwap(true, false) {
+		t.w.signal()
+	}
+}
+
+// Close implements transport.Transport: every connection is closed (its
+// peer told), the owner stops once the endpoints are flushed or
+// closeGrace has passed, and the worker is destroyed.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		t.wg.Wait()
+		return nil
+	}
+	t.closed = true
+	started := t.started
+	t.mu.Unlock()
+	if started {
+		// The owner closes every connection it knows and stops.
+		t.stop.Store(true)
+		t.parked.Store(false)
+		t.w.signal()
+		t.ownerg.Wait()
+	}
+	t.wg.Wait()
+	t.ef.Close()
+	t.w.close()
+	return nil
+}
+
+// logf logs at Debug what the transport noticed about a peer.
+func (t *Transport) logf(msg string, args ...any) {
+	if l := t.log.For(t.o.Logger, Name); l != nil {
+		l.Debug(msg, args...)
+	}
+}
+
+// own is the owner goroutine: it runs queued work, progresses the worker,
+// acts on what UCX reports, and sleeps on the event fd when idle.
+func (t *Transport) own() {
+	defer t.wg.Done()
+	defer t.ownerg.Done()
+	consumed := 0
+	last := time.Now()
+	stopping := false
+	var stopAt time.Time
+	for {
+		worked := t.runOps()
+		evs := t.w.progress(consumed)
+		consumed = len(evs)
+		for i := range evs {
+			t.handle(&evs[i])
+		}
+		if len(evs) > 0 || worked {
+			last = time.Time{}
+		}
+		t.reapClosing(false)
+		if !stopping && t.stop.Load() {
+			stopping = true
+			stopAt = time.Now().Add(closeGrace)
+			t.shutdownConns()
+			continue
+		}
+		if stopping {
+			t.mu.Lock()
+			idle := len(t.ops) == 0
+			t.mu.Unlock()
+			if idle && len(t.closing) == 0 || time.Now().After(stopAt) {
+				t.mu.Lock()
+				t.ownerEnd = true
+				left := t.ops
+				t.ops = nil
+				t.mu.Unlock()
+				for _, o := range left {
+					if o.kind == opSend {
+						o.buf.free()
+					}
+				}
+				t.reapClosing(true)
+				t.failPulls()
+				return
+			}
+			runtime.Gosched()
+			continue
+		}
+		if len(evs) > 0 || worked {
+			continue
+		}
+		now := time.Now()
+		if last.IsZero() {
+			last = now
+		}
+		if t.o.Spin > 0 && now.Sub(last) < t.o.Spin {
+			runtime.Gosched()
+			continue
+		}
+		t.sweepPending(now)
+		t.sleep()
+		last = time.Time{}
+	}
+}
+
+// sleep parks the owner on the event fd until UCX or a sender signals.
+func (t *Transport) sleep() {
+	t.parked.Store(true)
+	t.mu.Lock()
+	busy := len(t.ops) > 0
+	t.mu.Unlock()
+	if busy || t.stop.Load() {
+		t.parked.Store(false)
+		return
+	}
+	// Endpoints that have not said open, and closes under way, are looked
+	// at again within a tenth of a second.
+	var dl time.Time
+	if len(t.closing) > 0 || len(t.pending) > 0 {
+		dl = time.Now().Add(100 * time.Millisecond)
+	}
+	t.ef.SetReadDeadline(dl)
+	first := true
+	err := t.rc.Read(func(uintptr) bool {
+		if !first {
+			return true
+		}
+		first = false
+		ok, err := t.w.arm()
+		if err != nil || !ok {
+			return true
+		}
+		t.mu.Lock()
+		busy := len(t.ops) > 0
+		t.mu.Unlock()
+		return busy || t.stop.Load()
+	})
+	t.parked.Store(false)
+	if err != nil && !t.stop.Load() && !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.logf("ucx: waiting on the event fd", "err", err)
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// runOps runs the queued work in order; it reports whether there was any.
+func (t *Transport) runOps() bool {
+	t.mu.Lock()
+	ops := t.ops
+	t.ops = t.cur[:0]
+	t.mu.Unlock()
+	if len(ops) == 0 {
+		t.cur = ops
+		return false
+	}
+	for i := range ops {
+		o := &ops[i]
+		if o.kind == opSend {
+			if o.c.epGone || o.c.ep == 0 {
+				o.buf.free()
+			} else {
+				t.batch = append(t.batch, send{ep: o.c.ep, buf: o.buf, hdr0: o.hdr0, hdr1: o.hdr1})
+			}
+			continue
+		}
+		t.flushSends()
+		switch o.kind {
+		case opDial:
+			t.dial(o.c, o.ip, o.port)
+		case opCloseEP:
+			t.closeEP(o.c, o.force)
+		}
+	}
+	t.flushSends()
+	clear(ops)
+	t.cur = ops[:0]
+	return true
+}
+
+// flushSends hands the batched sends to UCX.
+func (t *Transport) flushSends() {
+	if len(t.batch) == 0 {
+		return
+	}
+	if cap(t.errs) < len(t.batch) {
+		t.errs = make([]error, len(t.batch))
+	}
+	errs := t.errs[:len(t.batch)]
+	t.w.sendAll(t.batch, errs)
+	for i, err := range errs {
+		if err != nil {
+			if c := t.conns[t.batch[i].ep]; c != nil {
+				c.Close(fmt.Errorf("velo: ucx: send: %w", err))
+			}
+		}
+	}
+	clear(errs)
+	t.batch = t.batch[:0]
+}
+
+func (t *Transport) dial(c *conn, ip string, port int) {
+	if c.isClosed() {
+		c.opened.close()
+		return
+	}
+	ep, err := t.w.dial(ip, port)
+	if err != nil {
+		c.fail(fmt.Errorf("connect: %w", err))
+		return
+	}
+	c.ep = ep
+	t.conns[ep] = c
+	t.batch = append(t.batch, send{ep: ep, buf: allocBuf(nil), hdr0: msgOpen, hdr1: uint64(t.o.Window)})
+}
+
+// closeEP closes c's endpoint: flushed first (the close message the
+// connection queued goes out), unless force.
+func (t *Transport) closeEP(c *conn, force bool) {
+	if c.epGone || c.ep == 0 {
+		c.epGone = true
+		return
+	}
+	c.epGone = true
+	delete(t.conns, c.ep)
+	if c.accepted {
+		t.mu.Lock()
+		t.accepted--
+		t.mu.Unlock()
+	}
+	if req := t.w.closeEP(c.ep, force); req != 0 {
+		t.closing = append(t.closing, closingEP{req: req, deadline: time.Now().Add(closeGrace)})
+	}
+}
+
+// reapClosing frees the close requests that finished; all, cancelled
+// first, when final.
+func (t *Transport) reapClosing(final bool) {
+	if len(t.closing) == 0 {
+		return
+	}
+	keep := t.closing[:0]
+	for _, ce := range t.closing {
+		if t.w.reqDone(ce.req) {
+			continue
+		}
+		if final {
+			t.w.reqCancel(ce.req)
+			for range 100 {
+				t.w.progress(0)
+				if t.w.reqDone(ce.req) {
+					break
+				}
+			}
+			continue
+		}
+		keep = append(keep, ce)
+	}
+	t.closing = keep
+}
+
+// shutdownConns closes every connection, as Close does, and the endpoints
+// that never said open.
+func (t *Transport) shutdownConns() {
+	for _, c := range t.conns {
+		c.Close(transport.ErrClosed)
+	}
+	for ep := range t.pending {
+		delete(t.pending, ep)
+		if req := t.w.closeEP(ep, true); req != 0 {
+			t.closing = append(t.closing, closingEP{req: req, deadline: time.Now().Add(closeGrace)})
+		}
+	}
+	t.runOps()
+}
+
+// failPulls ends the rendezvous receives still in flight at shutdown.
+func (t *Transport) failPulls() {
+	for tok, p := range t.pulls {
+		p.pin.Unpin()
+		delete(t.pulls, tok)
+	}
+}
+
+// sweepPending closes the endpoints that connected and never said open
+// within DialTimeout.
+func (t *Transport) sweepPending(now time.Time) {
+	for ep, since := range t.pending {
+		if now.Sub(since) > t.o.DialTimeout {
+			delete(t.pending, ep)
+			t.releaseAccepted()
+			if req := t.w.closeEP(ep, true); req != 0 {
+				t.closing = append(t.closing, closingEP{req: req, deadline: now.Add(closeGrace)})
+			}
+		}
+	}
+}
+
+func (t *Transport) releaseAccepted() {
+	t.mu.Lock()
+	t.accepted--
+	t.mu.Unlock()
+}
+
+// handle acts on one event.
+func (t *Transport) handle(e *event) {
+	switch e._type {
+	case evRecv, evRndv:
+		t.message(e)
+	case evRndvDone:
+		p := t.pulls[uint64(e.desc)]
+		if p == nil {
+			return
+		}
+		delete(t.pulls, uint64(e.desc))
+		p.pin.Unpin()
+		if e.status != 0 {
+			p.c.Close(fmt.Errorf("velo: ucx: receiving a large frame: %w", status(e.status)))
+			return
+		}
+		p.c.ready(p.seq, p.buf)
+	case evEpErr, evSendErr:
+		ep := uint64(e.ep)
+		if c := t.conns[ep]; c != nil {
+			c.lost(fmt.Errorf("velo: ucx: peer lost: %w", status(e.status)))
+			return
+		}
+		if _, ok := t.pending[ep]; ok {
+			delete(t.pending, ep)
+			t.releaseAccepted()
+			if req := t.w.closeEP(ep, true); req != 0 {
+				t.closing = append(t.closing, closingEP{req: req, deadline: time.Now().Add(closeGrace)})
+			}
+		}
+	case evConnReq:
+		t.mu.Lock()
+		full := t.accepted >= t.o.MaxConns || t.closed
+		if !full {
+			t.accepted++
+		}
+		t.mu.Unlock()
+		if full {
+			t.w.reject(uint64(e.desc))
+			return
+		}
+		ep, err := t.w.accept(uint64(e.desc))
+		if err != nil {
+			t.releaseAccepted()
+			t.logf("ucx: accepting a connection", "err", err)
+			return
+		}
+		t.pending[ep] = time.Now()
+	}
+}
+
+// message acts on a message (eager or announced for rendezvous).
+func (t *Transport) message(e *event) {
+	ep := uint64(e.ep)
+	kind := uint8(e.hdr0)
+	rndv := e._type == evRndv
+	c := t.conns[ep]
+	if c == nil {
+		if kind == msgOpen {
+			t.open(e, ep)
+		} else {
+			t.logf("ucx: a message for no connection", "type", kind)
+		}
+		if rndv {
+			t.w.release(uint64(e.desc))
+		}
+		return
+	}
+	switch kind {
+	case msgData, msgClose:
+		t.frame(c, e, kind, rndv)
+		return
+	case msgAccept:
+		if !c.accepted {
+			c.start(int(min(uint64(e.hdr1), uint64(t.o.Window))))
+		}
+	case msgWindow:
+		c.grant(uint64(e.hdr1))
+	default:
+		c.Close(fmt.Errorf("velo: ucx: unknown message type %d", kind))
+	}
+	if rndv {
+		t.w.release(uint64(e.desc))
+	}
+}
+
+// open accepts a connection whose endpoint said open.
+func (t *Transport) open(e *event, ep uint64) {
+	if _, ok := t.pending[ep]; !ok {
+		t.logf("ucx: open from an endpoint not accepted here")
+		return
+	}
+	delete(t.pending, ep)
+	c := newConn(t, "", true)
+	c.ep = ep
+	t.conns[ep] = c
+	c.start(int(min(uint64(e.hdr1), uint64(t.o.Window))))
+	t.batch = append(t.batch, send{ep: ep, buf: allocBuf(nil), hdr0: msgAccept, hdr1: uint64(t.o.Window)})
+	t.flushSends()
+	t.wg.Add(1)
+	go func() {
+		c.h = t.bind(c)
+		c.run()
+	}()
+}
+
+// frame queues a data or close message on c, in sequence order; a large
+// one is pulled into a buffer of its size once it is checked.
+func (t *Transport) frame(c *conn, e *event, kind uint8, rndv bool) {
+	n := int(e.len)
+	seq := uint64(e.hdr1)
+	if err := c.admit(seq, n, kind == msgClose); err != nil {
+		if rndv {
+			t.w.release(uint64(e.desc))
+		} else if e.flags != 0 {
+			t.w.data(e) // frees the copy
+		}
+		if err != errDropped {
+			t.logf("ucx: closing a connection on bad input", "err", err)
+			c.Close(err)
+		}
+		return
+	}
+	if kind == msgClose {
+		var reason string
+		if rndv {
+			t.w.release(uint64(e.desc))
+			reason = "closed"
+		} else {
+			reason = string(t.w.data(e))
+		}
+		c.peerClosed(reason)
+		return
+	}
+	if !rndv {
+		c.ready(seq, t.w.data(e))
+		return
+	}
+	if n == 0 {
+		t.w.release(uint64(e.desc))
+		c.ready(seq, []byte{})
+		return
+	}
+	buf := make([]byte, n)
+	p := &pull{c: c, seq: seq, buf: buf}
+	p.pin.Pin(&buf[0])
+	t.token++
+	done, err := t.w.pull(uint64(e.desc), buf, t.token)
+	if err != nil {
+		p.pin.Unpin()
+		c.Close(fmt.Errorf("velo: ucx: receiving a large frame: %w", err))
+		return
+	}
+	if done {
+		p.pin.Unpin()
+		c.ready(seq, buf)
+		return
+	}
+	t.pulls[t.token] = p
+}
+
+// checkFrame reports a frame that no connection takes.
+func checkFrame(n, limit int) error {
+	if n < wire.HeaderLen-wire.PrefixLen {
+		return fmt.Errorf("velo: ucx: frame of %d bytes is shorter than a frame header", n)
+	}
+	if n > limit {
+		return fmt.Errorf("velo: ucx: frame of %d bytes, limit %d", n, limit)
+	}
+	return nil
+}
