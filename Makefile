@@ -54,6 +54,16 @@ test:
 	$(GO) vet $(PKGS)
 	@echo "== race tests of the core module ($(PKGS))$(RACE_NOTE)"
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+ifeq ($(PKGS),./...)
+	@if pkg-config --exists ucx 2>/dev/null; then \
+		echo "== UCX: vet and race tests with -tags ucx (libucx $$(pkg-config --modversion ucx)): transport/ucx, the ping_pong example"; \
+		$(GO) vet -tags ucx ./transport/ucx/ ./examples/ping_pong/ && \
+		$(GO) test -race -tags ucx -count=1 -timeout 10m ./transport/ucx/ && \
+		$(GO) test -race -tags ucx -count=1 -timeout 10m -run '^TestUCX$$' ./examples/ping_pong/ || exit 1; \
+	else \
+		echo "== UCX tests skipped: libucx is not installed (pkg-config ucx fails); apt-get install -y libucx-dev, as .ci/run does, to run them"; \
+	fi
+endif
 	@for m in $(NESTED); do \
 		echo "== vet and race tests of the nested module $$m"; \
 		(cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; \

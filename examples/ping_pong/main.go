@@ -77,7 +77,7 @@ var tlsTransports = []string{"tcp", "http", "grpc"}
 // taggedTransports are the transports compiled in only with a build tag of
 // their name, so that the error for an unknown transport can say how to get
 // them.
-var taggedTransports = []string{"grpc", "nats"}
+var taggedTransports = []string{"grpc", "nats", "ucx"}
 
 // prepare holds, for the transports that need one, what the parent sets up
 // before the server starts (a NATS server to talk through). It returns how

@@ -94,7 +94,7 @@ func TestProgram(t *testing.T) {
 	})
 
 	t.Run("tagged transport not built in", func(t *testing.T) {
-		for _, name := range []string{"grpc", "nats"} {
+		for _, name := range []string{"grpc", "nats", "ucx"} {
 			_, stderr, err := testchild.Run(t, bin, "-transport", name)
 			if err == nil {
 				t.Fatalf("ping_pong built without tags ran -transport %s", name)

@@ -7,12 +7,16 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/velo-messenger/velo/internal/testchild"
 	"github.com/velo-messenger/velo/transport"
 	"github.com/velo-messenger/velo/transport/transporttest"
 	"github.com/velo-messenger/velo/transport/ucx"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	testchild.Main(map[string]func() int{peerRole: runPeer})
+	goleak.VerifyTestMain(m)
+}
 
 // newTransport is a UCX transport over the given UCX transports, with
 // 1 MiB frames, failing the test if UCX cannot start.

@@ -4,6 +4,8 @@ package ucx
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -27,10 +29,13 @@ type conn struct {
 	opened   onceChan // closed once the peer accepted (or the dial failed)
 	limit    atomic.Int64
 
+	id uint64 // this side's id of the connection: random, never 0
+
 	// Owner goroutine only.
-	ep      uint64 // the endpoint, set by the owner before any message
-	epGone  bool   // the endpoint is closed (or closing): send nothing
-	nextSeq uint64 // the sequence number of the next data or close message due
+	remoteID uint64 // the peer's id of the connection
+	ep       uint64 // the endpoint, set by the owner before any message
+	epGone   bool   // the endpoint is closed (or closing): send nothing
+	nextSeq  uint64 // the sequence number of the next data or close message due
 
 	wmu sync.Mutex // serialises sends, so that sequence order is queue order
 	seq uint64     // guarded by wmu
@@ -64,11 +69,22 @@ var (
 )
 
 func newConn(t *Transport, remote string, accepted bool) *conn {
-	c := &conn{t: t, remote: remote, accepted: accepted, opened: newOnceChan()}
+	c := &conn{t: t, remote: remote, accepted: accepted, opened: newOnceChan(), id: newID()}
 	c.room.L = &c.mu
 	c.arrived.L = &c.mu
 	c.limit.Store(int64(t.o.MaxFrame))
 	return c
+}
+
+// newID returns a random connection id, never 0.
+func newID() uint64 {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		if id := binary.LittleEndian.Uint64(b[:]); id != 0 {
+			return id
+		}
+	}
 }
 
 // onceChan is a channel closed at most once.
@@ -88,10 +104,7 @@ func (c *conn) WriteFrame(ctx context.Context, b []byte) error {
 	if len(b) < wire.PrefixLen {
 		return fmt.Errorf("velo: ucx: frame of %d bytes has no length prefix", len(b))
 	}
-	n := len(b) - wire.PrefixLen
-	if n > c.t.o.MaxFrame {
-		return fmt.Errorf("velo: ucx: frame of %d bytes exceeds MaxFrame %d", n, c.t.o.MaxFrame)
-	}
+	n := len(b) - wire.PrefixLen // the peer's MaxFrame is the peer's to enforce
 	c.mu.Lock()
 	// A sender may overdraw its credit by one frame, so that a frame
 	// larger than what is left never waits forever; the receiver allows
@@ -114,7 +127,7 @@ func (c *conn) WriteFrame(ctx context.Context, b []byte) error {
 		wire.StampTimeout(b, left)
 	}
 	buf := allocBuf(b[wire.PrefixLen:])
-	err := c.t.enqueue(op{kind: opSend, c: c, buf: buf, hdr0: msgData, hdr1: c.seq})
+	err := c.t.enqueue(op{kind: opSend, c: c, buf: buf, hdr: header{typ: msgData, value: c.seq}})
 	c.seq++
 	c.wmu.Unlock()
 	if err != nil {
@@ -195,7 +208,7 @@ func (c *conn) Close(reason error) error {
 			msg = msg[:maxReason]
 		}
 		c.wmu.Lock()
-		c.t.enqueue(op{kind: opSend, c: c, buf: allocBuf([]byte(msg)), hdr0: msgClose, hdr1: c.seq})
+		c.t.enqueue(op{kind: opSend, c: c, buf: allocBuf([]byte(msg)), hdr: header{typ: msgClose, value: c.seq}})
 		c.seq++
 		c.wmu.Unlock()
 	}
@@ -277,7 +290,7 @@ func (c *conn) run() {
 		}
 		c.consumed += len(e.frame)
 		if c.consumed >= c.t.o.Window/2 {
-			c.t.enqueue(op{kind: opSend, c: c, buf: allocBuf(nil), hdr0: msgWindow, hdr1: uint64(c.consumed)})
+			c.t.enqueue(op{kind: opSend, c: c, buf: allocBuf(nil), hdr: header{typ: msgWindow, value: uint64(c.consumed)}})
 			c.consumed = 0
 		}
 	}

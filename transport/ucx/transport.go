@@ -50,7 +50,8 @@ type Transport struct {
 	bind transport.Binder
 
 	// The owner's own state.
-	conns   map[uint64]*conn // by endpoint
+	conns   map[uint64]*conn // by id
+	byEP    map[uint64]*conn // by endpoint
 	pending map[uint64]time.Time
 	pulls   map[uint64]*pull
 	token   uint64
@@ -62,13 +63,13 @@ type Transport struct {
 
 // op is a piece of work for the owner goroutine.
 type op struct {
-	kind       opKind
-	c          *conn
-	buf        cbuf // opSend
-	hdr0, hdr1 uint64
-	ip         string // opDial
-	port       int
-	force      bool // opCloseEP
+	kind  opKind
+	c     *conn
+	buf   cbuf   // opSend
+	hdr   header // opSend: type and value; the owner adds the ids
+	ip    string // opDial
+	port  int
+	force bool // opCloseEP
 }
 
 type opKind uint8
@@ -127,6 +128,7 @@ func New(o Options) (*Transport, error) {
 		o:          o,
 		peerErrors: strings.TrimSpace(effective) == "tcp",
 		conns:      make(map[uint64]*conn),
+		byEP:       make(map[uint64]*conn),
 		pending:    make(map[uint64]time.Time),
 		pulls:      make(map[uint64]*pull),
 	}
@@ -447,7 +449,9 @@ func (t *Transport) runOps() bool {
 			if o.c.epGone || o.c.ep == 0 {
 				o.buf.free()
 			} else {
-				t.batch = append(t.batch, send{ep: o.c.ep, buf: o.buf, hdr0: o.hdr0, hdr1: o.hdr1})
+				h := o.hdr
+				h.to, h.from = o.c.remoteID, o.c.id
+				t.batch = append(t.batch, send{ep: o.c.ep, buf: o.buf, hdr: h})
 			}
 			continue
 		}
@@ -477,7 +481,7 @@ func (t *Transport) flushSends() {
 	t.w.sendAll(t.batch, errs)
 	for i, err := range errs {
 		if err != nil {
-			if c := t.conns[t.batch[i].ep]; c != nil {
+			if c := t.byEP[t.batch[i].ep]; c != nil {
 				c.Close(fmt.Errorf("velo: ucx: send: %w", err))
 			}
 		}
@@ -497,8 +501,10 @@ func (t *Transport) dial(c *conn, ip string, port int) {
 		return
 	}
 	c.ep = ep
-	t.conns[ep] = c
-	t.batch = append(t.batch, send{ep: ep, buf: allocBuf(nil), hdr0: msgOpen, hdr1: uint64(t.o.Window)})
+	t.conns[c.id] = c
+	t.byEP[ep] = c
+	t.batch = append(t.batch, send{ep: ep, buf: allocBuf(nil), reply: true,
+		hdr: header{typ: msgOpen, value: uint64(t.o.Window), from: c.id}})
 }
 
 // closeEP closes c's endpoint: flushed first (the close message the
@@ -509,7 +515,8 @@ func (t *Transport) closeEP(c *conn, force bool) {
 		return
 	}
 	c.epGone = true
-	delete(t.conns, c.ep)
+	delete(t.conns, c.id)
+	delete(t.byEP, c.ep)
 	if c.accepted {
 		t.mu.Lock()
 		t.accepted--
@@ -608,7 +615,7 @@ func (t *Transport) handle(e *event) {
 		p.c.ready(p.seq, p.buf)
 	case evEpErr, evSendErr:
 		ep := uint64(e.ep)
-		if c := t.conns[ep]; c != nil {
+		if c := t.byEP[ep]; c != nil {
 			c.lost(fmt.Errorf("velo: ucx: peer lost: %w", status(e.status)))
 			return
 		}
@@ -642,13 +649,13 @@ func (t *Transport) handle(e *event) {
 
 // message acts on a message (eager or announced for rendezvous).
 func (t *Transport) message(e *event) {
-	ep := uint64(e.ep)
-	kind := uint8(e.hdr0)
+	h := headerOf(e)
+	kind := uint8(h.typ)
 	rndv := e._type == evRndv
-	c := t.conns[ep]
-	if c == nil {
-		if kind == msgOpen {
-			t.open(e, ep)
+	c := t.conns[h.to]
+	if c == nil || h.to == 0 {
+		if kind == msgOpen && h.to == 0 && h.from != 0 {
+			t.open(h, uint64(e.ep))
 		} else {
 			t.logf("ucx: a message for no connection", "type", kind)
 		}
@@ -657,16 +664,19 @@ func (t *Transport) message(e *event) {
 		}
 		return
 	}
-	switch kind {
-	case msgData, msgClose:
-		t.frame(c, e, kind, rndv)
+	switch {
+	case h.from != c.remoteID && !(kind == msgAccept && c.remoteID == 0):
+		c.Close(fmt.Errorf("velo: ucx: a message from connection %x on the connection with %x", h.from, c.remoteID))
+	case kind == msgData || kind == msgClose:
+		t.frame(c, e, h, rndv)
 		return
-	case msgAccept:
-		if !c.accepted {
-			c.start(int(min(uint64(e.hdr1), uint64(t.o.Window))))
+	case kind == msgAccept:
+		if !c.accepted && h.from != 0 {
+			c.remoteID = h.from
+			c.start(int(min(h.value, uint64(t.o.Window))))
 		}
-	case msgWindow:
-		c.grant(uint64(e.hdr1))
+	case kind == msgWindow:
+		c.grant(h.value)
 	default:
 		c.Close(fmt.Errorf("velo: ucx: unknown message type %d", kind))
 	}
@@ -676,7 +686,7 @@ func (t *Transport) message(e *event) {
 }
 
 // open accepts a connection whose endpoint said open.
-func (t *Transport) open(e *event, ep uint64) {
+func (t *Transport) open(h header, ep uint64) {
 	if _, ok := t.pending[ep]; !ok {
 		t.logf("ucx: open from an endpoint not accepted here")
 		return
@@ -684,9 +694,12 @@ func (t *Transport) open(e *event, ep uint64) {
 	delete(t.pending, ep)
 	c := newConn(t, "", true)
 	c.ep = ep
-	t.conns[ep] = c
-	c.start(int(min(uint64(e.hdr1), uint64(t.o.Window))))
-	t.batch = append(t.batch, send{ep: ep, buf: allocBuf(nil), hdr0: msgAccept, hdr1: uint64(t.o.Window)})
+	c.remoteID = h.from
+	t.conns[c.id] = c
+	t.byEP[ep] = c
+	c.start(int(min(h.value, uint64(t.o.Window))))
+	t.batch = append(t.batch, send{ep: ep, buf: allocBuf(nil),
+		hdr: header{typ: msgAccept, value: uint64(t.o.Window), to: c.remoteID, from: c.id}})
 	t.flushSends()
 	t.wg.Add(1)
 	go func() {
@@ -697,9 +710,10 @@ func (t *Transport) open(e *event, ep uint64) {
 
 // frame queues a data or close message on c, in sequence order; a large
 // one is pulled into a buffer of its size once it is checked.
-func (t *Transport) frame(c *conn, e *event, kind uint8, rndv bool) {
+func (t *Transport) frame(c *conn, e *event, h header, rndv bool) {
 	n := int(e.len)
-	seq := uint64(e.hdr1)
+	seq := h.value
+	kind := uint8(h.typ)
 	if err := c.admit(seq, n, kind == msgClose); err != nil {
 		if rndv {
 			t.w.release(uint64(e.desc))

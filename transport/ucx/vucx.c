@@ -34,7 +34,7 @@ struct vucx_worker {
 typedef struct vucx_sendbuf {
 	vucx_worker *w;
 	uint64_t ep;
-	uint64_t hdr[2];
+	uint64_t hdr[4];
 } vucx_sendbuf;
 
 typedef struct vucx_pull {
@@ -61,10 +61,7 @@ static ucs_status_t am_cb(void *arg, const void *header, size_t header_length, v
                           size_t length, const ucp_am_recv_param_t *param) {
 	vucx_worker *w = arg;
 	vucx_event *e = push(w);
-	uint64_t h[2] = {0, 0};
-	memcpy(h, header, header_length < sizeof(h) ? header_length : sizeof(h));
-	e->hdr0 = h[0];
-	e->hdr1 = h[1];
+	memcpy(e->hdr, header, header_length < sizeof(e->hdr) ? header_length : sizeof(e->hdr));
 	e->len = length;
 	if (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) {
 		e->ep = (uint64_t)(uintptr_t)param->reply_ep;
@@ -360,14 +357,13 @@ void vucx_send_batch(vucx_worker *w, vucx_send *s, int n) {
 		vucx_sendbuf *sb = (vucx_sendbuf *)s[i].buf - 1;
 		sb->w = w;
 		sb->ep = s[i].ep;
-		sb->hdr[0] = s[i].hdr0;
-		sb->hdr[1] = s[i].hdr1;
+		memcpy(sb->hdr, s[i].hdr, sizeof(sb->hdr));
 		ucp_request_param_t p = {0};
 		p.op_attr_mask =
 		    UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
 		p.cb.send = send_cb;
 		p.user_data = sb;
-		p.flags = UCP_AM_SEND_FLAG_REPLY;
+		p.flags = s[i].reply ? UCP_AM_SEND_FLAG_REPLY : 0;
 		ucs_status_ptr_t r = ucp_am_send_nbx((ucp_ep_h)(uintptr_t)s[i].ep, VUCX_AM_ID, sb->hdr,
 		                                     sizeof(sb->hdr), s[i].buf, s[i].len, &p);
 		if (r == NULL) {

@@ -25,9 +25,8 @@ enum {
 typedef struct vucx_event {
 	uint32_t type;
 	int32_t status;
-	uint64_t ep;   // the endpoint (reply endpoint of a message)
-	uint64_t hdr0; // the message header's two words
-	uint64_t hdr1;
+	uint64_t ep;     // the endpoint (the reply endpoint of a message sent with reply)
+	uint64_t hdr[4]; // the message header
 	uint64_t off;  // RECV: offset in the arena
 	uint64_t len;  // RECV, RNDV: data length
 	uint64_t desc; // RNDV: data descriptor; CONN_REQ: request; RNDV_DONE: token
@@ -44,10 +43,9 @@ typedef struct vucx_send {
 	uint64_t ep;
 	void *buf; // from vucx_alloc(len)
 	uint64_t len;
-	uint64_t hdr0;
-	uint64_t hdr1;
-	int32_t status; // out: 0 sent or in flight, < 0 a ucs_status_t error
-	uint32_t pad;
+	uint64_t hdr[4];
+	uint32_t reply;  // send with UCP_AM_SEND_FLAG_REPLY: the receiver learns the endpoint
+	int32_t status;  // out: 0 sent or in flight, < 0 a ucs_status_t error
 } vucx_send;
 
 // vucx_open creates a context and a worker. tls (may be empty) sets UCX's

@@ -16,14 +16,24 @@ import (
 // of the package reads as Go. Only the owner goroutine calls those that
 // take the worker, except signal, which UCX allows from any thread.
 
-// Message types, in the first byte of a message's header.
+// A message's header is four words: its type, a value, the receiving
+// connection's id and the sending connection's id. Connection ids are
+// random, so that a peer cannot address a connection it did not open;
+// only the open message asks UCX for the sender's endpoint (reply), since
+// UCX looks a reply endpoint up by an id that it does not check against
+// endpoints already closed.
 const (
-	msgData   = 1 // a frame; hdr1 is its sequence number
-	msgClose  = 2 // the sender closed; data is the reason; hdr1 is its sequence number
-	msgOpen   = 3 // the dialer's first message; hdr1 is its window
-	msgAccept = 4 // the listener's answer to open; hdr1 is its window
-	msgWindow = 5 // credit returned; hdr1 is the bytes handled
+	msgData   = 1 // a frame; value: its sequence number
+	msgClose  = 2 // the sender closed; data: the reason; value: its sequence number
+	msgOpen   = 3 // the dialer's first message; value: its window; to: 0
+	msgAccept = 4 // the listener's answer to open; value: its window
+	msgWindow = 5 // credit returned; value: the bytes handled
 )
+
+// header is a message's header.
+type header struct {
+	typ, value, to, from uint64
+}
 
 // Event types, as vucx.h numbers them.
 const (
@@ -144,9 +154,10 @@ func (b cbuf) free() { C.vucx_free(b.p) }
 
 // send is one message for sendAll.
 type send struct {
-	ep         uint64
-	buf        cbuf
-	hdr0, hdr1 uint64
+	ep    uint64
+	buf   cbuf
+	hdr   header
+	reply bool
 }
 
 // sendAll sends the messages in order (the layer owns their buffers from
@@ -159,8 +170,12 @@ func (w *worker) sendAll(s []send, errs []error) {
 			cs.ep = C.uint64_t(s[i].ep)
 			cs.buf = s[i].buf.p
 			cs.len = C.uint64_t(s[i].buf.n)
-			cs.hdr0 = C.uint64_t(s[i].hdr0)
-			cs.hdr1 = C.uint64_t(s[i].hdr1)
+			h := &s[i].hdr
+			cs.hdr = [4]C.uint64_t{C.uint64_t(h.typ), C.uint64_t(h.value), C.uint64_t(h.to), C.uint64_t(h.from)}
+			cs.reply = 0
+			if s[i].reply {
+				cs.reply = 1
+			}
 		}
 		C.vucx_send_batch(w.w, &w.sends[0], C.int(n))
 		for i := range n {
@@ -176,6 +191,11 @@ func (w *worker) sendAll(s []send, errs []error) {
 
 // event is one entry of what progress lists.
 type event = C.vucx_event
+
+// headerOf returns a message event's header.
+func headerOf(e *event) header {
+	return header{typ: uint64(e.hdr[0]), value: uint64(e.hdr[1]), to: uint64(e.hdr[2]), from: uint64(e.hdr[3])}
+}
 
 // progress drops the consumed events, progresses the worker and returns
 // the events it lists; their data stays valid until the next call.
