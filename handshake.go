@@ -27,8 +27,11 @@ func (m *Messenger) helloPayload(s *session) ([]byte, error) {
 
 // maxFrame is the largest frame every transport of this instance reads.
 func (m *Messenger) maxFrame() int {
-	n := wire.DefaultMaxFrame
-	for _, t := range m.transports {
+	if len(m.transports) == 0 {
+		return wire.DefaultMaxFrame
+	}
+	n := m.transports[0].MaxFrame()
+	for _, t := range m.transports[1:] {
 		n = min(n, t.MaxFrame())
 	}
 	return n

@@ -1,6 +1,7 @@
 package velo_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -367,5 +368,35 @@ func TestLimitHeaderLimits(t *testing.T) {
 	}
 	if got, err := two.Send(ctx); err != nil || len(got) != 1 || got[0] != 2 {
 		t.Fatalf("request with 2 headers afterwards = %v, %v", got, err)
+	}
+}
+
+// TestLimitMaxFrameAboveDefault: a transport's MaxFrame is the limit, also
+// above the 16 MiB default: with 64 MiB on both sides a 24 MiB payload
+// goes both ways, and the peer's smaller limit still refuses it.
+func TestLimitMaxFrameAboveDefault(t *testing.T) {
+	const maxFrame = 64 << 20
+	a := newMessenger(t, velo.Options{}, tcp.New(tcp.Options{MaxFrame: maxFrame}))
+	b := newMessenger(t, velo.Options{}, tcp.New(tcp.Options{MaxFrame: maxFrame}))
+	c := newMessenger(t, velo.Options{}, tcp.New(tcp.Options{}))
+	for _, m := range []*velo.Messenger{b, c} {
+		if err := a.RegisterPeer(m.PeerInfo()); err != nil {
+			t.Fatal(err)
+		}
+		mustRegister(t, m, velo.UnaryHandler("echo", func(_ context.Context, c *velo.Context) ([]byte, error) {
+			return c.Payload, nil
+		}))
+	}
+	ctx := testCtx(t)
+	big := make([]byte, 24<<20)
+	for i := range big {
+		big[i] = byte(i >> 10)
+	}
+	got, err := a.Unary("echo").RawPayload(big).Instance(b.InstanceID()).Send(ctx)
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("echo of 24 MiB with 64 MiB frames: %d bytes, %v", len(got), err)
+	}
+	if _, err := a.Unary("echo").RawPayload(big).Instance(c.InstanceID()).Send(ctx); !errors.Is(err, velo.ErrPayloadTooLarge) {
+		t.Fatalf("echo of 24 MiB to a peer with the default 16 MiB: %v, want ErrPayloadTooLarge", err)
 	}
 }
