@@ -22,6 +22,7 @@
 //	go run -C bench . [-quick] [-systems ...] [-transports ...] [-modes ...] [-payloads ...] [-reps 3] [-out results]
 //	go run -C bench . -mode inflight [-calls 100000]
 //	go run -C bench . -mode mesh [-instances 64]
+//	go run -C bench [-tags ucx] . -mode large [-size 64MiB] [-reps 5]
 //
 // bench is a module of its own (its chart library stays out of velo's
 // go.mod), so it runs from its folder: relative paths in -out and
@@ -66,6 +67,7 @@ type config struct {
 	systems   []System
 	program   string // programSuite or programInflight
 	calls     int    // -mode inflight: calls in flight
+	largeSize int    // -mode large: bytes per echo
 	instances int    // -mode mesh: instances in the service
 	serve     string // non-empty: be the server process of this kind
 	profile   string // non-empty: write CPU profiles of every process here
@@ -76,6 +78,7 @@ const (
 	programSuite    = "suite"
 	programInflight = "inflight"
 	programMesh     = "mesh"
+	programLarge    = "large"
 )
 
 // serveFlag makes the binary a server process; it is not in the usage.
@@ -120,7 +123,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.out, "out", "results", "folder for bench.csv and bench.png (created if missing; relative to bench/)")
 	fs.StringVar(&cfg.pin, "pin", defaultPin, "CPU placement: "+pinSame+" (servers and client on one CPU), "+pinSplit+" (servers on one CPU, client on another), "+pinNone+" (the scheduler's) or "+pinProcess+" (servers in the client's process, as go test -bench runs them)")
 	fs.BoolVar(&cfg.chart, "chart", true, "draw bench.png")
-	fs.StringVar(&cfg.program, "mode", programSuite, "what to run: "+programSuite+" (the comparison), "+programInflight+" (client heap per call pending on a slow handler) or "+programMesh+" (one service of -instances instances calling each other)")
+	fs.StringVar(&cfg.program, "mode", programSuite, "what to run: "+programSuite+" (the comparison), "+programInflight+" (client heap per call pending on a slow handler), "+programMesh+" (one service of -instances instances calling each other) or "+programLarge+" (unary echoes of -size bytes over each velo transport that carries them)")
+	largeSize := fs.String("size", "64MiB", "-mode large: the payload of each echo")
 	fs.IntVar(&cfg.instances, "instances", 64, "-mode mesh: instances in the service")
 	fs.IntVar(&cfg.calls, "calls", 100000, "-mode inflight: calls in flight at once")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "folder for CPU profiles: client.pprof, and one per server process named after it")
@@ -151,6 +155,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			}
 		}
 	}
+	if sz, err := parseSizes(*largeSize); err != nil || len(sz) != 1 || sz[0] < 1 || sz[0] > 1<<30 {
+		return cfg, fmt.Errorf("-size %q: want one size up to 1 GiB", *largeSize)
+	} else {
+		cfg.largeSize = sz[0]
+	}
 	if set["payload"] && set["payloads"] {
 		return cfg, errors.New("-payload and -payloads both given")
 	}
@@ -163,8 +172,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-reps %d, want at least 1", cfg.reps)
 	case cfg.pin != pinNone && cfg.pin != pinSame && cfg.pin != pinSplit && cfg.pin != pinProcess:
 		return cfg, fmt.Errorf("-pin %q, want %s, %s, %s or %s", cfg.pin, pinNone, pinSame, pinSplit, pinProcess)
-	case cfg.program != programSuite && cfg.program != programInflight && cfg.program != programMesh:
-		return cfg, fmt.Errorf("-mode %q, want %s, %s or %s", cfg.program, programSuite, programInflight, programMesh)
+	case cfg.program != programSuite && cfg.program != programInflight && cfg.program != programMesh && cfg.program != programLarge:
+		return cfg, fmt.Errorf("-mode %q, want %s, %s, %s or %s", cfg.program, programSuite, programInflight, programMesh, programLarge)
 	case cfg.instances < 2:
 		return cfg, fmt.Errorf("-instances %d, want at least 2", cfg.instances)
 	case cfg.calls < 1 || cfg.calls > holdMailbox:
@@ -294,6 +303,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return runInflight(cfg, stdout, stderr)
 	case programMesh:
 		return runMesh(cfg, stdout)
+	case programLarge:
+		return runLarge(cfg, stdout, stderr)
 	}
 	return runSuite(cfg, stdout, stderr)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"strconv"
 )
 
 // Server is a running server of one kind, in a child process of the bench
@@ -71,5 +72,9 @@ const natsURLEnv = "VELO_BENCH_NATS_URL"
 
 // envFromProcess is the env of a server process, as its parent set it.
 func envFromProcess() env {
-	return env{natsURL: os.Getenv(natsURLEnv)}
+	mf, _ := strconv.Atoi(os.Getenv(maxFrameEnv))
+	return env{natsURL: os.Getenv(natsURLEnv), maxFrame: mf}
 }
+
+// maxFrameEnv passes env.maxFrame to the server processes (-mode large).
+const maxFrameEnv = "VELO_BENCH_MAX_FRAME"

@@ -70,7 +70,8 @@ type Streamer interface {
 // server's address: where the NATS server runs, for the systems that go
 // through it.
 type env struct {
-	natsURL string
+	natsURL  string
+	maxFrame int // the frame limit of the transports that take one; 0: their default
 }
 
 // floorName is the system every other one is compared with.

@@ -49,12 +49,20 @@ type typedMsg struct {
 // echo returns the payload it was sent.
 func echo(_ context.Context, c *velo.Context) ([]byte, error) { return c.Payload, nil }
 
+// taggedTransports holds the constructors of the transports that files
+// behind build tags add (ucx.go).
+var taggedTransports = map[string]func(env) (transport.Transport, error){}
+
 // newVeloTransport makes a transport of the named kind: h2c is the HTTP
-// transport speaking HTTP/2 without TLS.
+// transport speaking HTTP/2 without TLS. The tcp, uds and ucx transports
+// take e.maxFrame (-mode large).
 func newVeloTransport(name string, e env) (transport.Transport, error) {
+	if mk := taggedTransports[name]; mk != nil {
+		return mk(e)
+	}
 	switch name {
 	case "tcp":
-		return tcp.New(tcp.Options{}), nil
+		return tcp.New(tcp.Options{MaxFrame: e.maxFrame}), nil
 	case tcpTLS:
 		c, err := benchTLS()
 		if err != nil {
@@ -62,7 +70,7 @@ func newVeloTransport(name string, e env) (transport.Transport, error) {
 		}
 		return tcp.New(tcp.Options{TLS: c}), nil
 	case "uds":
-		return uds.New(uds.Options{}), nil
+		return uds.New(uds.Options{MaxFrame: e.maxFrame}), nil
 	case "http":
 		return velohttp.New(velohttp.Options{Protocol: velohttp.HTTP1}), nil
 	case "h2c":

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/transport"
@@ -126,15 +127,33 @@ func (c *conn) WriteFrame(ctx context.Context, b []byte) error {
 		}
 		wire.StampTimeout(b, left)
 	}
-	buf := allocBuf(b[wire.PrefixLen:])
-	err := c.t.enqueue(op{kind: opSend, c: c, buf: buf, hdr: header{typ: msgData, value: c.seq}})
+	o := op{kind: opSend, c: c, hdr: header{typ: msgData, value: c.seq}}
+	if n >= zeroCopyMin {
+		// UCX reads a large frame from the writer's buffer, pinned until
+		// it is done (a rendezvous), rather than from a copy.
+		o.zc = &zcSend{done: make(chan struct{})}
+		p := &b[wire.PrefixLen]
+		o.zc.pin.Pin(p)
+		o.buf = cbuf{p: unsafe.Pointer(p), n: n}
+	} else {
+		o.buf = allocBuf(b[wire.PrefixLen:])
+	}
+	err := c.t.enqueue(o)
 	c.seq++
 	c.wmu.Unlock()
+	if err == nil && o.zc != nil {
+		<-o.zc.done
+		err = o.zc.err
+	}
 	if err != nil {
 		c.Close(err)
 	}
 	return err
 }
+
+// zeroCopyMin is the smallest frame that UCX sends from the writer's own
+// buffer (WriteFrame waits until it is sent) instead of a copy.
+const zeroCopyMin = 1 << 20
 
 // waitCreditLocked waits until the peer has room, the connection closes,
 // or ctx ends. Called with mu held.

@@ -54,10 +54,12 @@ type Transport struct {
 	byEP    map[uint64]*conn // by endpoint
 	pending map[uint64]time.Time
 	pulls   map[uint64]*pull
+	zcs     map[uint64]*zcSend // sends of the writer's own buffer in flight, by token
 	token   uint64
 	closing []closingEP
 	batch   []send
 	errs    []error
+	done    []bool
 	cur     []op
 }
 
@@ -65,9 +67,10 @@ type Transport struct {
 type op struct {
 	kind  opKind
 	c     *conn
-	buf   cbuf   // opSend
-	hdr   header // opSend: type and value; the owner adds the ids
-	ip    string // opDial
+	buf   cbuf    // opSend
+	zc    *zcSend // opSend of the writer's own buffer (buf is pinned Go memory)
+	hdr   header  // opSend: type and value; the owner adds the ids
+	ip    string  // opDial
 	port  int
 	force bool // opCloseEP
 }
@@ -79,6 +82,31 @@ const (
 	opDial
 	opCloseEP
 )
+
+// zcSend is a large frame sent from the writer's own buffer, pinned until
+// UCX is done with it; WriteFrame waits for done.
+type zcSend struct {
+	pin  runtime.Pinner
+	done chan struct{}
+	err  error
+}
+
+// finish ends a zcSend with err (nil: sent).
+func (z *zcSend) finish(err error) {
+	z.pin.Unpin()
+	z.err = err
+	close(z.done)
+}
+
+// drop releases an op that will not run.
+func (o *op) drop() {
+	switch {
+	case o.zc != nil:
+		o.zc.finish(transport.ErrClosed)
+	case o.kind == opSend:
+		o.buf.free()
+	}
+}
 
 // pull is a rendezvous receive in flight.
 type pull struct {
@@ -93,6 +121,9 @@ type closingEP struct {
 	req      uint64
 	deadline time.Time
 }
+
+// idleWake bounds the owner's sleep on the event fd.
+const idleWake = 10 * time.Millisecond
 
 // closeGrace is how long Close waits for the endpoints' close requests
 // (the peers told, the frames queued flushed) before it destroys the
@@ -131,6 +162,7 @@ func New(o Options) (*Transport, error) {
 		byEP:       make(map[uint64]*conn),
 		pending:    make(map[uint64]time.Time),
 		pulls:      make(map[uint64]*pull),
+		zcs:        make(map[uint64]*zcSend),
 	}
 	w, err := openWorker(tls, t.peerErrors)
 	if err != nil {
@@ -276,9 +308,7 @@ func (t *Transport) enqueue(o op) error {
 	t.mu.Lock()
 	if t.ownerEnd || t.closed && !t.started {
 		t.mu.Unlock()
-		if o.kind == opSend {
-			o.buf.free()
-		}
+		o.drop()
 		return transport.ErrClosed
 	}
 	if !t.started {
@@ -319,6 +349,11 @@ func (t *Transport) Close() error {
 	t.wg.Wait()
 	t.ef.Close()
 	t.w.close()
+	// UCX is gone: the buffers of the sends it did not finish are free.
+	for tok, z := range t.zcs {
+		delete(t.zcs, tok)
+		z.finish(transport.ErrClosed)
+	}
 	return nil
 }
 
@@ -365,10 +400,8 @@ func (t *Transport) own() {
 				left := t.ops
 				t.ops = nil
 				t.mu.Unlock()
-				for _, o := range left {
-					if o.kind == opSend {
-						o.buf.free()
-					}
+				for i := range left {
+					left[i].drop()
 				}
 				t.reapClosing(true)
 				t.failPulls()
@@ -384,7 +417,9 @@ func (t *Transport) own() {
 		if last.IsZero() {
 			last = now
 		}
-		if t.o.Spin > 0 && now.Sub(last) < t.o.Spin {
+		// With one P a spin would keep the goroutines it waits for (and,
+		// pinned to one CPU, the peer's process) from running.
+		if t.o.Spin > 0 && now.Sub(last) < t.o.Spin && runtime.GOMAXPROCS(0) > 1 {
 			runtime.Gosched()
 			continue
 		}
@@ -404,13 +439,11 @@ func (t *Transport) sleep() {
 		t.parked.Store(false)
 		return
 	}
-	// Endpoints that have not said open, and closes under way, are looked
-	// at again within a tenth of a second.
-	var dl time.Time
-	if len(t.closing) > 0 || len(t.pending) > 0 {
-		dl = time.Now().Add(100 * time.Millisecond)
-	}
-	t.ef.SetReadDeadline(dl)
+	// The event fd does not always become readable for what UCX's
+	// connection manager does on its own thread (a connection request
+	// was seen to wait for the next unrelated event, 3 dials in 300):
+	// the owner looks again after idleWake at the latest.
+	t.ef.SetReadDeadline(time.Now().Add(idleWake))
 	first := true
 	err := t.rc.Read(func(uintptr) bool {
 		if !first {
@@ -447,12 +480,18 @@ func (t *Transport) runOps() bool {
 		o := &ops[i]
 		if o.kind == opSend {
 			if o.c.epGone || o.c.ep == 0 {
-				o.buf.free()
-			} else {
-				h := o.hdr
-				h.to, h.from = o.c.remoteID, o.c.id
-				t.batch = append(t.batch, send{ep: o.c.ep, buf: o.buf, hdr: h})
+				o.drop()
+				continue
 			}
+			h := o.hdr
+			h.to, h.from = o.c.remoteID, o.c.id
+			s := send{ep: o.c.ep, buf: o.buf, hdr: h}
+			if o.zc != nil {
+				t.token++
+				s.token = t.token
+				t.zcs[s.token] = o.zc
+			}
+			t.batch = append(t.batch, s)
 			continue
 		}
 		t.flushSends()
@@ -476,10 +515,15 @@ func (t *Transport) flushSends() {
 	}
 	if cap(t.errs) < len(t.batch) {
 		t.errs = make([]error, len(t.batch))
+		t.done = make([]bool, len(t.batch))
 	}
-	errs := t.errs[:len(t.batch)]
-	t.w.sendAll(t.batch, errs)
+	errs, done := t.errs[:len(t.batch)], t.done[:len(t.batch)]
+	t.w.sendAll(t.batch, errs, done)
 	for i, err := range errs {
+		if tok := t.batch[i].token; tok != 0 && done[i] {
+			t.zcs[tok].finish(err)
+			delete(t.zcs, tok)
+		}
 		if err != nil {
 			if c := t.byEP[t.batch[i].ep]; c != nil {
 				c.Close(fmt.Errorf("velo: ucx: send: %w", err))
@@ -613,6 +657,21 @@ func (t *Transport) handle(e *event) {
 			return
 		}
 		p.c.ready(p.seq, p.buf)
+	case evSendDone:
+		tok := uint64(e.desc)
+		if z := t.zcs[tok]; z != nil {
+			delete(t.zcs, tok)
+			var err error
+			if e.status != 0 {
+				err = fmt.Errorf("velo: ucx: send: %w", status(e.status))
+			}
+			z.finish(err)
+		}
+		if e.status != 0 && e.status != statusCanceled {
+			if c := t.byEP[uint64(e.ep)]; c != nil {
+				c.lost(fmt.Errorf("velo: ucx: peer lost: %w", status(e.status)))
+			}
+		}
 	case evEpErr, evSendErr:
 		ep := uint64(e.ep)
 		if c := t.byEP[ep]; c != nil {

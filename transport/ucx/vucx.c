@@ -35,6 +35,7 @@ typedef struct vucx_sendbuf {
 	vucx_worker *w;
 	uint64_t ep;
 	uint64_t hdr[4];
+	uint64_t token; // not 0: the data is the caller's, tell it when done
 } vucx_sendbuf;
 
 typedef struct vucx_pull {
@@ -111,7 +112,13 @@ static void conn_cb(ucp_conn_request_h req, void *arg) {
 
 static void send_cb(void *request, ucs_status_t status, void *user_data) {
 	vucx_sendbuf *sb = user_data;
-	if (status != UCS_OK && status != UCS_ERR_CANCELED) {
+	if (sb->token != 0) {
+		vucx_event *e = push(sb->w);
+		e->type = VUCX_EV_SEND_DONE;
+		e->ep = sb->ep;
+		e->desc = sb->token;
+		e->status = status;
+	} else if (status != UCS_OK && status != UCS_ERR_CANCELED) {
 		vucx_event *e = push(sb->w);
 		e->type = VUCX_EV_SEND_ERR;
 		e->ep = sb->ep;
@@ -354,7 +361,17 @@ void vucx_free(void *buf) {
 
 void vucx_send_batch(vucx_worker *w, vucx_send *s, int n) {
 	for (int i = 0; i < n; i++) {
-		vucx_sendbuf *sb = (vucx_sendbuf *)s[i].buf - 1;
+		vucx_sendbuf *sb;
+		if (s[i].token != 0) {
+			sb = malloc(sizeof(*sb));
+			if (sb == NULL) {
+				abort();
+			}
+		} else {
+			sb = (vucx_sendbuf *)s[i].buf - 1;
+		}
+		sb->token = s[i].token;
+		s[i].done = 0;
 		sb->w = w;
 		sb->ep = s[i].ep;
 		memcpy(sb->hdr, s[i].hdr, sizeof(sb->hdr));
@@ -369,9 +386,11 @@ void vucx_send_batch(vucx_worker *w, vucx_send *s, int n) {
 		if (r == NULL) {
 			free(sb);
 			s[i].status = 0;
+			s[i].done = 1;
 		} else if (UCS_PTR_IS_ERR(r)) {
 			free(sb);
 			s[i].status = UCS_PTR_STATUS(r);
+			s[i].done = 1;
 		} else {
 			w->sends++;
 			s[i].status = 0; // send_cb frees sb and the request

@@ -14,7 +14,8 @@ enum {
 	VUCX_EV_RNDV_DONE = 3, // a pull finished: token, status
 	VUCX_EV_EP_ERR = 4,    // an endpoint failed: ep, status
 	VUCX_EV_CONN_REQ = 5,  // a client connects to the listener: desc is the request
-	VUCX_EV_SEND_ERR = 6   // a send failed after it was queued: ep, status
+	VUCX_EV_SEND_ERR = 6,  // a send failed after it was queued: ep, status
+	VUCX_EV_SEND_DONE = 7  // a send of the caller's buffer (token) finished: desc is the token, status
 };
 
 // Flags of a VUCX_EV_RECV event.
@@ -37,15 +38,21 @@ typedef struct vucx_event {
 
 typedef struct vucx_worker vucx_worker;
 
-// A message to send, filled by Go. buf was returned by vucx_alloc: the
-// layer owns it from the call on and frees it when UCX is done with it.
+// A message to send, filled by Go. Without a token, buf was returned by
+// vucx_alloc: the layer owns it from the call on and frees it when UCX is
+// done with it. With a token, buf is the caller's (pinned) memory, which
+// must stay until the send is done: done says it finished in the call,
+// else a VUCX_EV_SEND_DONE with the token follows.
 typedef struct vucx_send {
 	uint64_t ep;
-	void *buf; // from vucx_alloc(len)
+	void *buf;
 	uint64_t len;
 	uint64_t hdr[4];
+	uint64_t token;
 	uint32_t reply;  // send with UCP_AM_SEND_FLAG_REPLY: the receiver learns the endpoint
 	int32_t status;  // out: 0 sent or in flight, < 0 a ucs_status_t error
+	uint32_t done;   // out, with a token: the send finished in the call
+	uint32_t pad;
 } vucx_send;
 
 // vucx_open creates a context and a worker. tls (may be empty) sets UCX's

@@ -4,6 +4,7 @@ package ucx
 
 // #cgo pkg-config: ucx
 // #include <stdlib.h>
+// #include <ucs/type/status.h>
 // #include "vucx.h"
 import "C"
 
@@ -43,6 +44,7 @@ const (
 	evEpErr    = C.VUCX_EV_EP_ERR
 	evConnReq  = C.VUCX_EV_CONN_REQ
 	evSendErr  = C.VUCX_EV_SEND_ERR
+	evSendDone = C.VUCX_EV_SEND_DONE
 )
 
 // maxEvents bounds the events one progress call lists.
@@ -56,6 +58,9 @@ type worker struct {
 	w     *C.vucx_worker
 	sends *[sendBatch]C.vucx_send // C memory, owner only
 }
+
+// statusCanceled is UCS_ERR_CANCELED: a send dropped by a forced close.
+const statusCanceled = C.UCS_ERR_CANCELED
 
 // status is a UCX status code as an error.
 type status int
@@ -155,14 +160,18 @@ func (b cbuf) free() { C.vucx_free(b.p) }
 // send is one message for sendAll.
 type send struct {
 	ep    uint64
-	buf   cbuf
+	buf   cbuf // from allocBuf, or pinned Go memory when token is set
 	hdr   header
 	reply bool
+	token uint64 // not 0: buf is the sender's, see sendAll
 }
 
-// sendAll sends the messages in order (the layer owns their buffers from
-// here on) and reports each one's error, nil if it went or is in flight.
-func (w *worker) sendAll(s []send, errs []error) {
+// sendAll sends the messages in order and reports each one's error, nil
+// if it went or is in flight. The layer owns the buffers of those without
+// a token from here on; for those with one, done[i] reports that the send
+// finished (or failed) in the call, else an evSendDone with its token
+// follows.
+func (w *worker) sendAll(s []send, errs []error, done []bool) {
 	for len(s) > 0 {
 		n := min(len(s), sendBatch)
 		for i := range n {
@@ -176,6 +185,7 @@ func (w *worker) sendAll(s []send, errs []error) {
 			if s[i].reply {
 				cs.reply = 1
 			}
+			cs.token = C.uint64_t(s[i].token)
 		}
 		C.vucx_send_batch(w.w, &w.sends[0], C.int(n))
 		for i := range n {
@@ -184,8 +194,9 @@ func (w *worker) sendAll(s []send, errs []error) {
 			} else {
 				errs[i] = nil
 			}
+			done[i] = w.sends[i].done != 0
 		}
-		s, errs = s[n:], errs[n:]
+		s, errs, done = s[n:], errs[n:], done[n:]
 	}
 }
 
