@@ -52,7 +52,10 @@ type conn struct {
 	ended    bool      // guarded by mu: the peer closed or was lost; an end entry is queued
 	closed   bool      // guarded by mu
 	err      error     // guarded by mu: why the connection closed
+	handling bool      // guarded by mu: a goroutine is in HandleFrame (run, or the owner)
+	warm     bool      // guarded by mu: run has handled a response: the handshake is done
 	consumed int       // run only: bytes handled since the last window message
+	direct   int       // owner only: bytes the owner handled since its last window message
 }
 
 // entry is a frame in a connection's queue, or the connection's end.
@@ -285,10 +288,13 @@ func (c *conn) run() {
 	defer c.t.wg.Done()
 	for {
 		c.mu.Lock()
-		for !c.closed && (len(c.queue) == 0 || !c.queue[0].ready) {
+		for !c.closed && (len(c.queue) == 0 || !c.queue[0].ready || c.handling) {
 			c.arrived.Wait()
 		}
 		if c.closed {
+			for c.handling { // the owner is handing over a response
+				c.arrived.Wait()
+			}
 			reason := c.err
 			c.mu.Unlock()
 			c.h.Closed(reason)
@@ -298,12 +304,20 @@ func (c *conn) run() {
 		c.queue[0] = entry{}
 		c.queue = c.queue[1:]
 		c.queued -= len(e.frame)
+		c.handling = e.end == nil
 		c.mu.Unlock()
 		if e.end != nil {
 			c.Close(e.end)
 			continue
 		}
-		if err := c.h.HandleFrame(e.frame); err != nil {
+		err := c.h.HandleFrame(e.frame)
+		c.mu.Lock()
+		c.handling = false
+		if !c.warm && wire.FrameType(e.frame) == wire.TypeResponse {
+			c.warm = true
+		}
+		c.mu.Unlock()
+		if err != nil {
 			c.Close(err)
 			continue
 		}
@@ -362,6 +376,39 @@ func (c *conn) ready(seq uint64, frame []byte) {
 		}
 	}
 	// Not found: the queue was dropped when the connection closed.
+}
+
+// handleDirect hands the response frame of seq, just admitted, to the
+// Handler on the owner goroutine itself, when nothing is queued before it
+// and run is idle: a response only wakes the caller waiting for it, and
+// skipping run saves a goroutine hand-off per call. It reports false, with
+// nothing done, when run must handle it (call ready then). Owner only.
+func (c *conn) handleDirect(seq uint64, frame []byte) bool {
+	c.mu.Lock()
+	if !c.warm || c.handling || c.closed || len(c.queue) != 1 || c.queue[0].seq != seq {
+		c.mu.Unlock()
+		return false
+	}
+	c.queue = c.queue[:0]
+	c.queued -= len(frame)
+	c.handling = true
+	c.mu.Unlock()
+	err := c.h.HandleFrame(frame)
+	c.mu.Lock()
+	c.handling = false
+	c.arrived.Signal() // run may wait for the turn, or to call Closed
+	c.mu.Unlock()
+	if err != nil {
+		c.Close(err)
+		return true
+	}
+	c.direct += len(frame)
+	if c.direct >= c.t.o.Window/2 {
+		c.t.batch = append(c.t.batch, send{ep: c.ep, buf: allocBuf(nil),
+			hdr: header{typ: msgWindow, value: uint64(c.direct), to: c.remoteID, from: c.id}})
+		c.direct = 0
+	}
+	return true
 }
 
 // peerClosed queues the connection's end: what the peer sent before is

@@ -122,8 +122,14 @@ type closingEP struct {
 	deadline time.Time
 }
 
-// idleWake bounds the owner's sleep on the event fd.
-const idleWake = 10 * time.Millisecond
+// The owner's sleep on the event fd lasts at most as long as it had been
+// idle before, within these bounds: a wake-up that UCX misses (see sleep)
+// delays traffic by 1 ms at most while there is some, and an idle
+// transport wakes 20 times a second.
+const (
+	minWake = time.Millisecond
+	maxWake = 50 * time.Millisecond
+)
 
 // closeGrace is how long Close waits for the endpoints' close requests
 // (the peers told, the frames queued flushed) before it destroys the
@@ -164,7 +170,7 @@ func New(o Options) (*Transport, error) {
 		pulls:      make(map[uint64]*pull),
 		zcs:        make(map[uint64]*zcSend),
 	}
-	w, err := openWorker(tls, t.peerErrors)
+	w, err := openWorker(tls, o.NetDevices, t.peerErrors)
 	if err != nil {
 		return nil, err
 	}
@@ -417,20 +423,28 @@ func (t *Transport) own() {
 		if last.IsZero() {
 			last = now
 		}
-		// With one P a spin would keep the goroutines it waits for (and,
-		// pinned to one CPU, the peer's process) from running.
-		if t.o.Spin > 0 && now.Sub(last) < t.o.Spin && runtime.GOMAXPROCS(0) > 1 {
+		if t.o.Spin > 0 && now.Sub(last) < t.o.Spin {
+			// Each turn of the spin lets the other goroutines run; with
+			// one P (a process pinned to one CPU, say) it gives the CPU
+			// to the other processes too, the peer among them when both
+			// share that CPU.
 			runtime.Gosched()
+			if runtime.GOMAXPROCS(0) == 1 {
+				syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+			}
 			continue
 		}
 		t.sweepPending(now)
-		t.sleep()
+		// The longer the owner was idle, the longer it may sleep before
+		// it looks without a wake-up (see idleWake).
+		t.sleep(min(max(now.Sub(last), minWake), maxWake))
 		last = time.Time{}
 	}
 }
 
-// sleep parks the owner on the event fd until UCX or a sender signals.
-func (t *Transport) sleep() {
+// sleep parks the owner on the event fd until UCX or a sender signals,
+// or at most for d.
+func (t *Transport) sleep(d time.Duration) {
 	t.parked.Store(true)
 	t.mu.Lock()
 	busy := len(t.ops) > 0
@@ -439,11 +453,11 @@ func (t *Transport) sleep() {
 		t.parked.Store(false)
 		return
 	}
-	// The event fd does not always become readable for what UCX's
-	// connection manager does on its own thread (a connection request
-	// was seen to wait for the next unrelated event, 3 dials in 300):
-	// the owner looks again after idleWake at the latest.
-	t.ef.SetReadDeadline(time.Now().Add(idleWake))
+	// The event fd does not always become readable when UCX has work:
+	// a connection request (3 dials in 300) and, over tcp, a message now
+	// and then were seen to wait for the next unrelated event. The owner
+	// looks again after d at the latest.
+	t.ef.SetReadDeadline(time.Now().Add(d))
 	first := true
 	err := t.rc.Read(func(uintptr) bool {
 		if !first {
@@ -797,7 +811,10 @@ func (t *Transport) frame(c *conn, e *event, h header, rndv bool) {
 		return
 	}
 	if !rndv {
-		c.ready(seq, t.w.data(e))
+		f := t.w.data(e)
+		if wire.FrameType(f) != wire.TypeResponse || !c.handleDirect(seq, f) {
+			c.ready(seq, f)
+		}
 		return
 	}
 	if n == 0 {

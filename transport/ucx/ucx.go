@@ -90,6 +90,11 @@ type Options struct {
 	// messenger. A peer that shuts down says so in both modes, and its
 	// calls fail at once.
 	Transports string
+	// NetDevices is UCX's list of network devices (what UCX_NET_DEVICES
+	// takes): "lo" keeps UCX to loopback, where it otherwise adds a lane
+	// on every other interface too, even to reach 127.0.0.1. Empty:
+	// UCX_NET_DEVICES if set, else every device.
+	NetDevices string
 	// DialTimeout bounds one connection attempt. Zero: DefaultDialTimeout
 	// (5 s).
 	DialTimeout time.Duration

@@ -141,7 +141,8 @@ static void pull_cb(void *request, ucs_status_t status, size_t length, void *use
 	ucp_request_free(request);
 }
 
-int vucx_open(const char *tls, int peer_errors, vucx_worker **out, char *err, size_t errlen) {
+int vucx_open(const char *tls, const char *devices, int peer_errors, vucx_worker **out, char *err,
+              size_t errlen) {
 	ucp_config_t *config;
 	ucs_status_t st = ucp_config_read(NULL, NULL, &config);
 	if (st != UCS_OK) {
@@ -153,6 +154,14 @@ int vucx_open(const char *tls, int peer_errors, vucx_worker **out, char *err, si
 		if (st != UCS_OK) {
 			ucp_config_release(config);
 			snprintf(err, errlen, "UCX transports \"%s\": %s", tls, ucs_status_string(st));
+			return st;
+		}
+	}
+	if (devices != NULL && devices[0] != '\0') {
+		st = ucp_config_modify(config, "NET_DEVICES", devices);
+		if (st != UCS_OK) {
+			ucp_config_release(config);
+			snprintf(err, errlen, "UCX devices \"%s\": %s", devices, ucs_status_string(st));
 			return st;
 		}
 	}

@@ -55,10 +55,12 @@ typedef struct vucx_send {
 	uint32_t pad;
 } vucx_send;
 
-// vucx_open creates a context and a worker. tls (may be empty) sets UCX's
-// TLS; peer_errors selects UCP_ERR_HANDLING_MODE_PEER for endpoints.
-// err receives UCX's message on failure.
-int vucx_open(const char *tls, int peer_errors, vucx_worker **out, char *err, size_t errlen);
+// vucx_open creates a context and a worker. tls and devices (either may be
+// empty) set UCX's TLS and NET_DEVICES; peer_errors selects
+// UCP_ERR_HANDLING_MODE_PEER for endpoints. err receives UCX's message on
+// failure.
+int vucx_open(const char *tls, const char *devices, int peer_errors, vucx_worker **out, char *err,
+              size_t errlen);
 void vucx_close(vucx_worker *w);
 int vucx_efd(vucx_worker *w);
 int vucx_listen(vucx_worker *w, const char *ip, int port, int *bound);

@@ -67,16 +67,18 @@ type status int
 
 func (s status) Error() string { return C.GoString(C.vucx_status_string(C.int(s))) }
 
-func openWorker(tls string, peerErrors bool) (*worker, error) {
+func openWorker(tls, devices string, peerErrors bool) (*worker, error) {
 	ctls := C.CString(tls)
 	defer C.free(unsafe.Pointer(ctls))
+	cdev := C.CString(devices)
+	defer C.free(unsafe.Pointer(cdev))
 	var msg [256]C.char
 	var w *C.vucx_worker
 	pe := C.int(0)
 	if peerErrors {
 		pe = 1
 	}
-	if st := C.vucx_open(ctls, pe, &w, &msg[0], C.size_t(len(msg))); st != 0 {
+	if st := C.vucx_open(ctls, cdev, pe, &w, &msg[0], C.size_t(len(msg))); st != 0 {
 		return nil, fmt.Errorf("velo: ucx: %s", C.GoString(&msg[0]))
 	}
 	sends := (*[sendBatch]C.vucx_send)(C.calloc(sendBatch, C.size_t(unsafe.Sizeof(C.vucx_send{}))))
