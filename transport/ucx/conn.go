@@ -334,18 +334,25 @@ var errDropped = errors.New("velo: ucx: connection closed")
 // admit checks a data or close message of n bytes with sequence number seq
 // and reserves its place in the queue. Owner only. errDropped: the
 // connection is closed here, drop the message quietly.
-func (c *conn) admit(seq uint64, n int, isClose bool) error {
+func (c *conn) admit(seq uint64, n int, isClose bool, count int) error {
 	if seq != c.nextSeq {
 		return fmt.Errorf("velo: ucx: message %d arrived when %d was due", seq, c.nextSeq)
 	}
-	if !isClose {
+	switch {
+	case count < 1 || count > maxBatch:
+		return fmt.Errorf("velo: ucx: a batch of %d frames", count)
+	case count > 1:
+		if n > count*(batchEntry+int(c.limit.Load())) {
+			return fmt.Errorf("velo: ucx: a batch of %d frames in %d bytes", count, n)
+		}
+	case !isClose:
 		if err := checkFrame(n, int(c.limit.Load())); err != nil {
 			return err
 		}
-	} else if n > maxReason {
+	case n > maxReason:
 		return fmt.Errorf("velo: ucx: close message of %d bytes", n)
 	}
-	c.nextSeq++
+	c.nextSeq += uint64(count)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -355,27 +362,61 @@ func (c *conn) admit(seq uint64, n int, isClose bool) error {
 		return errors.New("velo: ucx: the peer sent beyond its window")
 	}
 	if !isClose {
-		c.queue = append(c.queue, entry{seq: seq})
+		for i := range count {
+			c.queue = append(c.queue, entry{seq: seq + uint64(i)})
+		}
 		c.queued += n
 	}
 	return nil
+}
+
+// readyBatch fills the entries of a batch message's frames, which start at
+// seq; a batch that does not parse closes the connection. Owner only.
+func (c *conn) readyBatch(seq uint64, b []byte, count int) {
+	limit := int(c.limit.Load())
+	for i := range count {
+		if len(b) < batchEntry {
+			c.Close(fmt.Errorf("velo: ucx: a batch message ends after %d of its %d frames", i, count))
+			return
+		}
+		n := int(binary.LittleEndian.Uint32(b))
+		if n > len(b)-batchEntry {
+			c.Close(fmt.Errorf("velo: ucx: frame %d of a batch message overruns it", i))
+			return
+		}
+		if err := checkFrame(n, limit); err != nil {
+			c.Close(err)
+			return
+		}
+		c.ready(seq+uint64(i), b[batchEntry:batchEntry+n:batchEntry+n])
+		b = b[batchEntry+n:]
+	}
+	if len(b) != 0 {
+		c.Close(fmt.Errorf("velo: ucx: %d bytes after the frames of a batch message", len(b)))
+	}
 }
 
 // ready fills the entry of seq with its bytes. Owner only.
 func (c *conn) ready(seq uint64, frame []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i := range c.queue {
-		if e := &c.queue[i]; e.seq == seq && !e.ready && e.end == nil {
-			e.frame = frame
-			e.ready = true
-			if i == 0 {
-				c.arrived.Signal()
-			}
-			return
+	// The queue holds consecutive sequence numbers (an end entry comes
+	// last and nothing after it), so seq's place is its distance from the
+	// head's.
+	if len(c.queue) == 0 {
+		return // dropped when the connection closed
+	}
+	i := seq - c.queue[0].seq
+	if i >= uint64(len(c.queue)) {
+		return
+	}
+	if e := &c.queue[i]; e.seq == seq && !e.ready && e.end == nil {
+		e.frame = frame
+		e.ready = true
+		if i == 0 {
+			c.arrived.Signal()
 		}
 	}
-	// Not found: the queue was dropped when the connection closed.
 }
 
 // handleDirect hands the response frame of seq, just admitted, to the

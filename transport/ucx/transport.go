@@ -4,6 +4,7 @@ package ucx
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -110,10 +111,20 @@ func (o *op) drop() {
 
 // pull is a rendezvous receive in flight.
 type pull struct {
-	c   *conn
-	seq uint64
-	buf []byte
-	pin runtime.Pinner
+	c     *conn
+	seq   uint64
+	buf   []byte
+	batch bool // a batch message of count frames
+	count int
+	pin   runtime.Pinner
+}
+
+func (p *pull) deliver() {
+	if p.batch {
+		p.c.readyBatch(p.seq, p.buf, p.count)
+	} else {
+		p.c.ready(p.seq, p.buf)
+	}
 }
 
 // closingEP is an endpoint whose flush-and-close is under way.
@@ -490,7 +501,7 @@ func (t *Transport) runOps() bool {
 		t.cur = ops
 		return false
 	}
-	for i := range ops {
+	for i := 0; i < len(ops); i++ {
 		o := &ops[i]
 		if o.kind == opSend {
 			if o.c.epGone || o.c.ep == 0 {
@@ -500,6 +511,10 @@ func (t *Transport) runOps() bool {
 			h := o.hdr
 			h.to, h.from = o.c.remoteID, o.c.id
 			s := send{ep: o.c.ep, buf: o.buf, hdr: h}
+			if k := coalescable(ops[i:]); k > 1 {
+				s.buf, s.hdr.typ = packBatch(ops[i:i+k]), msgBatch|uint64(k)<<8
+				i += k - 1
+			}
 			if o.zc != nil {
 				t.token++
 				s.token = t.token
@@ -521,6 +536,54 @@ func (t *Transport) runOps() bool {
 	t.cur = ops[:0]
 	return true
 }
+
+// coalescable counts the small data frames for one connection at the head
+// of ops that one batch message can carry (1: send the first alone).
+func coalescable(ops []op) int {
+	first := &ops[0]
+	if !first.small() {
+		return 1
+	}
+	k, size := 1, batchEntry+first.buf.n
+	for k < len(ops) && k < maxBatch {
+		o := &ops[k]
+		if o.c != first.c || !o.small() || size+batchEntry+o.buf.n > batchMax {
+			break
+		}
+		size += batchEntry + o.buf.n
+		k++
+	}
+	return k
+}
+
+func (o *op) small() bool {
+	return o.kind == opSend && o.zc == nil && o.hdr.typ == msgData && o.buf.n <= batchMax-batchEntry
+}
+
+// packBatch copies the frames of ops into one buffer, each after its
+// length (batchEntry bytes, little endian), and frees theirs.
+func packBatch(ops []op) cbuf {
+	n := 0
+	for i := range ops {
+		n += batchEntry + ops[i].buf.n
+	}
+	out := allocBufN(n)
+	b := out.bytes()
+	for i := range ops {
+		binary.LittleEndian.PutUint32(b, uint32(ops[i].buf.n))
+		b = b[batchEntry+copy(b[batchEntry:], ops[i].buf.bytes()):]
+		ops[i].buf.free()
+	}
+	return out
+}
+
+// Batch messages: small data frames queued together for one connection
+// travel as one message (one UCX send; over tcp, one system call).
+const (
+	batchEntry = 4       // the length before each frame
+	batchMax   = 4 << 10 // bytes of one batch message, below UCX's rendezvous threshold
+	maxBatch   = 256     // frames in one batch message
+)
 
 // flushSends hands the batched sends to UCX.
 func (t *Transport) flushSends() {
@@ -670,7 +733,7 @@ func (t *Transport) handle(e *event) {
 			p.c.Close(fmt.Errorf("velo: ucx: receiving a large frame: %w", status(e.status)))
 			return
 		}
-		p.c.ready(p.seq, p.buf)
+		p.deliver()
 	case evSendDone:
 		tok := uint64(e.desc)
 		if z := t.zcs[tok]; z != nil {
@@ -740,7 +803,7 @@ func (t *Transport) message(e *event) {
 	switch {
 	case h.from != c.remoteID && !(kind == msgAccept && c.remoteID == 0):
 		c.Close(fmt.Errorf("velo: ucx: a message from connection %x on the connection with %x", h.from, c.remoteID))
-	case kind == msgData || kind == msgClose:
+	case kind == msgData || kind == msgClose || kind == msgBatch:
 		t.frame(c, e, h, rndv)
 		return
 	case kind == msgAccept:
@@ -787,7 +850,11 @@ func (t *Transport) frame(c *conn, e *event, h header, rndv bool) {
 	n := int(e.len)
 	seq := h.value
 	kind := uint8(h.typ)
-	if err := c.admit(seq, n, kind == msgClose); err != nil {
+	count := 1
+	if kind == msgBatch {
+		count = int(h.typ >> 8)
+	}
+	if err := c.admit(seq, n, kind == msgClose, count); err != nil {
 		if rndv {
 			t.w.release(uint64(e.desc))
 		} else if e.flags != 0 {
@@ -812,7 +879,10 @@ func (t *Transport) frame(c *conn, e *event, h header, rndv bool) {
 	}
 	if !rndv {
 		f := t.w.data(e)
-		if wire.FrameType(f) != wire.TypeResponse || !c.handleDirect(seq, f) {
+		switch {
+		case kind == msgBatch:
+			c.readyBatch(seq, f, count)
+		case wire.FrameType(f) != wire.TypeResponse || !c.handleDirect(seq, f):
 			c.ready(seq, f)
 		}
 		return
@@ -823,7 +893,7 @@ func (t *Transport) frame(c *conn, e *event, h header, rndv bool) {
 		return
 	}
 	buf := make([]byte, n)
-	p := &pull{c: c, seq: seq, buf: buf}
+	p := &pull{c: c, seq: seq, buf: buf, batch: kind == msgBatch, count: count}
 	p.pin.Pin(&buf[0])
 	t.token++
 	done, err := t.w.pull(uint64(e.desc), buf, t.token)
@@ -834,7 +904,7 @@ func (t *Transport) frame(c *conn, e *event, h header, rndv bool) {
 	}
 	if done {
 		p.pin.Unpin()
-		c.ready(seq, buf)
+		p.deliver()
 		return
 	}
 	t.pulls[t.token] = p

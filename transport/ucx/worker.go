@@ -29,6 +29,7 @@ const (
 	msgOpen   = 3 // the dialer's first message; value: its window; to: 0
 	msgAccept = 4 // the listener's answer to open; value: its window
 	msgWindow = 5 // credit returned; value: the bytes handled
+	msgBatch  = 6 // frames, each after its length; value: the first one's sequence number; type>>8: how many
 )
 
 // header is a message's header.
@@ -152,6 +153,15 @@ func allocBuf(b []byte) cbuf {
 		copy(unsafe.Slice((*byte)(p), len(b)), b)
 	}
 	return cbuf{p: p, n: len(b)}
+}
+
+// allocBufN returns a C buffer of n bytes to fill.
+func allocBufN(n int) cbuf {
+	p := C.vucx_alloc(C.size_t(n))
+	if p == nil {
+		panic("velo: ucx: out of memory for a send buffer")
+	}
+	return cbuf{p: p, n: n}
 }
 
 // bytes is the buffer as a slice, to write into it.
