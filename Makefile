@@ -24,6 +24,10 @@ FUZZ_TARGETS = \
 	./internal/mpcheck/:FuzzCheck
 TEST_FUZZ_INPUTS = 50000
 
+# -tags ucx when libucx is installed: make bench then measures velo over
+# UCX too (transport/ucx).
+UCX_TAGS := $(shell pkg-config --exists ucx 2>/dev/null && echo -tags ucx)
+
 # When make started, in seconds: make test's summary counts from it.
 START := $(shell date +%s)
 
@@ -77,12 +81,14 @@ endif
 ## bench: the side-by-side suite (velo against its peers, servers in child
 ## processes; about 8 minutes on 2 CPUs, see docs/performance.md; flags in
 ## BENCHFLAGS, e.g. BENCHFLAGS=-quick; bench/ is a module of its own, run
-## from its folder, so a relative -out is relative to bench/), the client
-## heap per call with 100 000 calls in flight, then the hot-path
-## micro-benchmarks with allocations
+## from its folder, so a relative -out is relative to bench/; with libucx
+## installed it is built with -tags ucx and measures UCX too), the client
+## heap per call with 100 000 calls in flight, 64 MiB unary echoes per
+## transport, then the hot-path micro-benchmarks with allocations
 bench:
-	$(GO) run -C bench . $(BENCHFLAGS)
+	$(GO) run -C bench $(UCX_TAGS) . $(BENCHFLAGS)
 	$(GO) run -C bench . -mode inflight
+	$(GO) run -C bench $(UCX_TAGS) . -mode large
 	$(GO) test -C bench -run '^$$' -bench . -benchmem -count 3 .
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./internal/wire/ ./mailbox/ ./actor/
 
