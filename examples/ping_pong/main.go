@@ -15,11 +15,16 @@
 //	go run ./examples/ping_pong [-rounds 5000] [-warmup 500] [-payload 32] [-transport tcp] [-inline] [-tls]
 //
 // -transport is tcp, uds (a Unix domain socket), http (HTTP/1.1) or h2c
-// (HTTP/2 without TLS). grpc and nats are there when the program is built
-// with their tags, so that a plain build links neither gRPC nor NATS:
+// (HTTP/2 without TLS). grpc, nats and ucx are there when the program is
+// built with their tags, so that a plain build links neither gRPC nor NATS
+// and needs no C library:
 //
 //	go run -tags grpc ./examples/ping_pong -transport grpc
 //	go run -tags nats ./examples/ping_pong -transport nats
+//	go run -tags ucx ./examples/ping_pong -transport ucx [-ucx-tls tcp,sm,self]
+//
+// ucx needs libucx (apt-get install -y libucx-dev); -ucx-tls picks UCX's
+// transports: tcp (the default) or tcp,sm,self for shared memory.
 //
 // nats connects to the server at $VELO_NATS_URL; when it is empty, the
 // program starts an embedded nats-server on 127.0.0.1 for the run.
