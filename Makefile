@@ -21,7 +21,8 @@ FUZZ_TARGETS = \
 	.:FuzzHandshake \
 	.:FuzzSessionFrames \
 	.:FuzzTypedPayload \
-	./internal/mpcheck/:FuzzCheck
+	./internal/mpcheck/:FuzzCheck \
+	./transport/ucx/:FuzzSplitBatch
 TEST_FUZZ_INPUTS = 50000
 
 # -tags ucx when libucx is installed: make bench then measures velo over

@@ -373,26 +373,13 @@ func (c *conn) admit(seq uint64, n int, isClose bool, count int) error {
 // readyBatch fills the entries of a batch message's frames, which start at
 // seq; a batch that does not parse closes the connection. Owner only.
 func (c *conn) readyBatch(seq uint64, b []byte, count int) {
-	limit := int(c.limit.Load())
-	for i := range count {
-		if len(b) < batchEntry {
-			c.Close(fmt.Errorf("velo: ucx: a batch message ends after %d of its %d frames", i, count))
-			return
-		}
-		n := int(binary.LittleEndian.Uint32(b))
-		if n > len(b)-batchEntry {
-			c.Close(fmt.Errorf("velo: ucx: frame %d of a batch message overruns it", i))
-			return
-		}
-		if err := checkFrame(n, limit); err != nil {
-			c.Close(err)
-			return
-		}
-		c.ready(seq+uint64(i), b[batchEntry:batchEntry+n:batchEntry+n])
-		b = b[batchEntry+n:]
+	frames, err := splitBatch(b, count, int(c.limit.Load()))
+	if err != nil {
+		c.Close(err)
+		return
 	}
-	if len(b) != 0 {
-		c.Close(fmt.Errorf("velo: ucx: %d bytes after the frames of a batch message", len(b)))
+	for i, f := range frames {
+		c.ready(seq+uint64(i), f)
 	}
 }
 

@@ -4,7 +4,6 @@ package ucx
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -568,22 +567,13 @@ func packBatch(ops []op) cbuf {
 		n += batchEntry + ops[i].buf.n
 	}
 	out := allocBufN(n)
-	b := out.bytes()
+	b := out.bytes()[:0]
 	for i := range ops {
-		binary.LittleEndian.PutUint32(b, uint32(ops[i].buf.n))
-		b = b[batchEntry+copy(b[batchEntry:], ops[i].buf.bytes()):]
+		b = appendBatchEntry(b, ops[i].buf.bytes())
 		ops[i].buf.free()
 	}
 	return out
 }
-
-// Batch messages: small data frames queued together for one connection
-// travel as one message (one UCX send; over tcp, one system call).
-const (
-	batchEntry = 4       // the length before each frame
-	batchMax   = 4 << 10 // bytes of one batch message, below UCX's rendezvous threshold
-	maxBatch   = 256     // frames in one batch message
-)
 
 // flushSends hands the batched sends to UCX.
 func (t *Transport) flushSends() {
@@ -908,15 +898,4 @@ func (t *Transport) frame(c *conn, e *event, h header, rndv bool) {
 		return
 	}
 	t.pulls[t.token] = p
-}
-
-// checkFrame reports a frame that no connection takes.
-func checkFrame(n, limit int) error {
-	if n < wire.HeaderLen-wire.PrefixLen {
-		return fmt.Errorf("velo: ucx: frame of %d bytes is shorter than a frame header", n)
-	}
-	if n > limit {
-		return fmt.Errorf("velo: ucx: frame of %d bytes, limit %d", n, limit)
-	}
-	return nil
 }
