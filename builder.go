@@ -146,6 +146,7 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		peers:        make(map[peer.ID]*peerState),
 		sessions:     make(map[*session]struct{}),
 		eventPaths:   make(map[peer.ID]*session),
+		streams:      streamTable{recv: make(map[uint64]*rstream), send: make(map[uint64]*sstream)},
 		shutdownDone: make(chan struct{}),
 		oneWayLog:    lograte.New(logBurst, logEvery),
 		busyLog:      lograte.New(logBurst, logEvery),

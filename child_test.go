@@ -65,6 +65,8 @@ func runPeer() int {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}).Build())
+	m.RegisterHandler(streamToHandler(m).Build())
+	m.RegisterHandler(streamFromHandler(m).Build())
 	ce := &childEvents{m: m.Events(), live: make(map[events.Handle]*events.Event)}
 	for _, h := range ce.handlers() {
 		m.RegisterHandler(h.Build())

@@ -270,6 +270,7 @@ func (m *Messenger) sessionClosed(s *session, reason error) {
 	if m.eventPaths[s.peer.ID] == s {
 		delete(m.eventPaths, s.peer.ID)
 	}
+	m.streamsSessionDown(s, reason)
 	m.peerDownLocked(s)
 	ps := m.peers[s.peer.ID]
 	if ps == nil || ps.sess != s {

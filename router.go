@@ -37,7 +37,7 @@ func (s *session) handleRequest(body []byte) error {
 		s.m.peerHandlersChanged(s, &req)
 		return nil
 	}
-	if s.m.deliverEvent(s, &req) {
+	if s.m.deliverEvent(s, &req) || s.m.deliverStream(s, &req) {
 		return nil
 	}
 	in := newInbound(s, &req)

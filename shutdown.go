@@ -72,8 +72,10 @@ func (m *Messenger) Shutdown(ctx context.Context) error {
 		errs = append(errs, cut)
 	}
 
-	// Events still pending are poisoned and the poisons sent to remote
+	// Streams end (their peers learn it when the connections close), and
+	// events still pending are poisoned and the poisons sent to remote
 	// awaiters while the connections are still open.
+	m.streamsShutdown()
 	if err := m.events.Shutdown(ctx); err != nil {
 		errs = append(errs, err)
 	}

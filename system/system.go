@@ -54,6 +54,31 @@ const (
 	EventComplete = "_event_complete"
 )
 
+// The streams protocol's messages (velo's streams, docs/streams.md), all
+// one-way. Receiver is the instance that opened the stream (its owner).
+const (
+	// StreamAttach carries sender → owner: "I send on this stream".
+	StreamAttach = "_stream_attach"
+	// StreamItem carries sender → owner: one item.
+	StreamItem = "_stream_item"
+	// StreamEnd carries sender → owner: the stream ended, with a status.
+	StreamEnd = "_stream_end"
+	// StreamCredit carries owner → sender: the attach was accepted, or
+	// items were taken: send this many more bytes.
+	StreamCredit = "_stream_credit"
+	// StreamCancel carries owner → sender: stop, with a status.
+	StreamCancel = "_stream_cancel"
+)
+
+// IsStream reports whether name is one of the streams protocol's messages.
+func IsStream(name string) bool {
+	switch name {
+	case StreamAttach, StreamItem, StreamEnd, StreamCredit, StreamCancel:
+		return true
+	}
+	return false
+}
+
 // IsEvent reports whether name is one of the events protocol's messages.
 func IsEvent(name string) bool {
 	return name == EventSubscribe || name == EventTrigger || name == EventComplete
