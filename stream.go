@@ -297,8 +297,9 @@ type sstream struct {
 	sess     *session
 	attached chan struct{} // closed by the first credit or a cancel
 
-	wmu sync.Mutex // serialises sends, so that seq order is send order
-	seq uint64     // guarded by wmu
+	wmu  sync.Mutex // serialises sends, so that seq order is send order
+	seq  uint64     // guarded by wmu
+	wbuf []byte     // guarded by wmu: the message being sent (the transport keeps no reference)
 
 	mu      sync.Mutex
 	room    chan struct{} // credit came or the stream ended
@@ -518,7 +519,11 @@ func (st *sstream) send(ctx context.Context, b []byte) error {
 	defer st.wmu.Unlock()
 	seq := st.seq
 	st.seq++
-	if err := sendControl(ctx, st.sess, system.StreamItem, appendItem(nil, st.h.ID, seq, b)); err != nil {
+	msg := appendItem(st.wbuf[:0], st.h.ID, seq, b)
+	if cap(msg) <= 64<<10 { // keep a small buffer, let a large one go
+		st.wbuf = msg
+	}
+	if err := sendControl(ctx, st.sess, system.StreamItem, msg); err != nil {
 		// An item that may or may not have gone breaks the order the
 		// receiver checks: the stream is over.
 		st.fail(err)

@@ -2,9 +2,11 @@ package velo_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"testing"
 	"time"
 
@@ -93,6 +95,59 @@ func TestStreamItemsInOrder(t *testing.T) {
 	s.Close()
 }
 
+// A million 32-byte items arrive complete and in order (100 000 under the
+// race detector, which slows each one down tenfold).
+func TestStreamMillionItems(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a million items")
+	}
+	n := 1_000_000
+	if raceEnabled {
+		n = 100_000
+	}
+	recv, send := streamPair(t)
+	ctx := testCtx(t)
+	r, err := velo.OpenStream[[]byte](recv, velo.StreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		s, err := velo.AttachStream[[]byte](ctx, send, r.Handle())
+		if err != nil {
+			errc <- err
+			return
+		}
+		item := make([]byte, 32)
+		for i := range n {
+			binary.LittleEndian.PutUint64(item, uint64(i))
+			if err := s.Send(ctx, item); err != nil {
+				errc <- fmt.Errorf("send %d: %w", i, err)
+				return
+			}
+		}
+		errc <- s.Close()
+	}()
+	start := time.Now()
+	got := 0
+	for b, err := range r.All(ctx) {
+		if err != nil {
+			t.Fatalf("after %d items: %v", got, err)
+		}
+		if len(b) != 32 || binary.LittleEndian.Uint64(b) != uint64(got) {
+			t.Fatalf("item %d = %x", got, b)
+		}
+		got++
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if got != n {
+		t.Fatalf("%d items, want %d", got, n)
+	}
+	t.Logf("%d items of 32 B in %v", n, time.Since(start).Round(time.Millisecond))
+}
+
 // A receiver that does not read holds the sender back: Send waits once the
 // window is used up, and goes on when the receiver reads.
 func TestStreamFlowControl(t *testing.T) {
@@ -141,6 +196,53 @@ func TestStreamFlowControl(t *testing.T) {
 	}
 	s.Close()
 	r.Cancel()
+}
+
+// What a receiver that does not read holds is bounded by its window: with
+// a 1 MiB window and 64 KiB items, the live heap of both instances (one
+// process) grows by the window and one item, plus the connections'
+// buffers, while the sender waits.
+func TestStreamMemoryBound(t *testing.T) {
+	recv, send := streamPair(t)
+	ctx := testCtx(t)
+	const window, item = 1 << 20, 64 << 10
+	r, err := velo.OpenStream[[]byte](recv, velo.StreamOptions{Window: window})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Cancel()
+	s, err := velo.AttachStream[[]byte](ctx, send, r.Handle())
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, item)
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	sent := 0
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := s.Send(sctx, payload)
+		cancel()
+		if err != nil {
+			break
+		}
+		sent++
+	}
+	time.Sleep(50 * time.Millisecond) // the last items reach the receiver
+	grown := int64(heap()) - int64(before)
+	t.Logf("%d items of 64 KiB sent to a receiver that reads none; live heap grew by %d KiB (window %d KiB)", sent, grown>>10, window>>10)
+	// Beyond the window: each held item is a whole received frame (its
+	// header, and the allocator's rounding of a 64 KiB+ object to pages:
+	// about 12 %), and both connections' read and write buffers, grown to
+	// carry 64 KiB frames, and the pooled frame buffers (about 800 KiB).
+	if limit := int64(window*5/4 + item + 1<<20); grown > limit {
+		t.Errorf("live heap grew by %d bytes, want at most 1.25 × the window, one item and 1 MiB (%d)", grown, limit)
+	}
 }
 
 // Cancelling on the receiver fails the sender's sends with ErrCanceled.

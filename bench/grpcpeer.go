@@ -55,6 +55,7 @@ var grpcEchoDesc = grpc.ServiceDesc{
 			return in, nil
 		},
 	}},
+	Streams: []grpc.StreamDesc{grpcItemsStream},
 }
 
 // grpcMaxMsg lifts gRPC's 4 MiB message limit above the largest payload.

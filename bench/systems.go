@@ -89,6 +89,8 @@ const (
 	grpcTLSName = "grpc-go+tls" // over mutual TLS
 	natsReqName = "nats-req"
 	natsPubName = "nats-pub"
+	// grpcStreamName is grpc-go server-streaming, beside velo-stream.
+	grpcStreamName = "grpc-go-stream"
 )
 
 // veloTransports are the velo transports in the order the report shows them.
@@ -112,6 +114,7 @@ var veloFamilies = []veloFamily{
 	{name: "velo-amsync", modes: []string{modeLatency, modeConcurrent}, dial: func(c *veloConn) Client { return &veloAMSync{c} }},
 	{name: "velo-amsend", modes: []string{modeStream}, dial: func(c *veloConn) Client { return &veloAMSend{c, sinkHandler} }},
 	{name: "velo-amsend-inline", modes: []string{modeStream}, dial: func(c *veloConn) Client { return &veloAMSend{c, sinkInlineHandler} }, optional: true},
+	{name: "velo-stream", modes: []string{modeStream}, dial: func(c *veloConn) Client { return &veloStream{c} }},
 }
 
 // allSystems lists every system in the order the report shows them: the
@@ -126,6 +129,7 @@ func allSystems() []System {
 		{Name: grpcTLSName, Family: grpcTLSName, Peer: true, Server: grpcTLSName, Modes: rr, Dial: dialGRPCTLS},
 		{Name: natsReqName, Family: natsReqName, Peer: true, Server: natsReqName, Modes: rr, Dial: dialNATSReq},
 		{Name: natsPubName, Family: natsPubName, Peer: true, Server: natsPubName, Modes: []string{modeStream}, Dial: dialNATSPub},
+		{Name: grpcStreamName, Family: grpcStreamName, Peer: true, Server: grpcName, Modes: []string{modeStream}, Dial: dialGRPCStream},
 	}
 	for _, f := range veloFamilies {
 		for _, t := range veloTransports {

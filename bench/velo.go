@@ -150,6 +150,7 @@ func registerVeloHandlers(m *velo.Messenger) error {
 		velo.UnaryHandler(heldHandler, h.count).Inline(),
 		velo.UnaryHandler(releaseHandler, h.release).Inline(),
 	}
+	handlers = append(handlers, streamToHandlerOf(m))
 	for _, hb := range handlers {
 		if err := m.RegisterHandler(hb.Build()); err != nil {
 			return err
