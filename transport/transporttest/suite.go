@@ -88,6 +88,7 @@ func Scenarios() []Scenario {
 		{"shutdown-callee", testShutdownCallee},
 		{"shutdown-caller", testShutdownCaller},
 		{"malformed-input", testMalformedInput},
+		{"streams", testStreams},
 	}
 }
 

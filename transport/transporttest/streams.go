@@ -1,0 +1,110 @@
+package transporttest
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+
+	"github.com/velo-messenger/velo"
+)
+
+// testStreams: a stream over the transport delivers every item in order,
+// small and large (up to 64 KiB, or what the transport carries), while
+// unary calls share the connection; the receiver's Cancel reaches the
+// sender, and CloseWithError's code reaches the receiver.
+func testStreams(t *testing.T, f Factory) {
+	e := newEnv(t, f)
+	a, b := e.pair()
+	ctx := e.ctx
+	maxItem := min(64<<10, a.tr.MaxFrame()/2, b.tr.MaxFrame()/2)
+
+	t.Run("items-in-order", func(t *testing.T) {
+		r, err := velo.OpenStream[[]byte](b.m, velo.StreamOptions{Window: 256 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := velo.AttachStream[[]byte](ctx, a.m, r.Handle())
+		if err != nil {
+			t.Fatalf("AttachStream: %v", err)
+		}
+		const n = 2000
+		size := func(i int) int { return 8 + i*37%maxItem }
+		var wg sync.WaitGroup
+		errs := make(chan error, 2)
+		wg.Go(func() {
+			for i := range n {
+				item := make([]byte, max(8, size(i)))
+				binary.LittleEndian.PutUint64(item, uint64(i))
+				if err := s.Send(ctx, item); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- s.Close()
+		})
+		wg.Go(func() { // calls share the connection with the stream
+			for range 50 {
+				if _, err := a.m.Unary(hEcho).RawPayload([]byte("x")).Instance(b.id).Send(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+		got := 0
+		for item, err := range r.All(ctx) {
+			if err != nil {
+				t.Fatalf("after %d items: %v", got, err)
+			}
+			if len(item) != max(8, size(got)) || binary.LittleEndian.Uint64(item) != uint64(got) {
+				t.Fatalf("item %d: %d bytes, number %d", got, len(item), binary.LittleEndian.Uint64(item))
+			}
+			got++
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		if got != n {
+			t.Errorf("%d items, want %d", got, n)
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		r, err := velo.OpenStream[[]byte](b.m, velo.StreamOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := velo.AttachStream[[]byte](ctx, a.m, r.Handle())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Cancel()
+		for i := 0; ; i++ {
+			err := s.Send(ctx, []byte("more"))
+			if errors.Is(err, velo.ErrCanceled) {
+				break
+			}
+			if err != nil || i > 100000 {
+				t.Fatalf("Send after Cancel: %v, want ErrCanceled", err)
+			}
+		}
+	})
+	t.Run("close-with-error", func(t *testing.T) {
+		r, err := velo.OpenStream[[]byte](b.m, velo.StreamOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := velo.AttachStream[[]byte](ctx, a.m, r.Handle())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.CloseWithError(&velo.Error{Code: velo.CodeBusy, Message: "full"})
+		if _, err := r.Recv(ctx); !errors.Is(err, velo.ErrBusy) || err == io.EOF {
+			t.Errorf("Recv = %v, want ErrBusy", err)
+		}
+	})
+}
