@@ -21,6 +21,7 @@ FUZZ_TARGETS = \
 	.:FuzzHandshake \
 	.:FuzzSessionFrames \
 	.:FuzzTypedPayload \
+	.:FuzzStreamMessages \
 	./internal/mpcheck/:FuzzCheck \
 	./transport/ucx/:FuzzSplitBatch
 TEST_FUZZ_INPUTS = 50000

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -335,6 +336,44 @@ func FuzzSessionFrames(f *testing.F) {
 			t.Fatalf("valid hello: %v, status %d (%s)", err, resp.Status, resp.Error)
 		}
 		fzSendAndDrain(c, data)
+		fx.checkServing(t)
+	})
+}
+
+// FuzzStreamMessages: after a valid handshake, a raw connection sends
+// messages of the streams protocol with arbitrary payloads, aimed (when
+// sel says so) at a stream the server has open: no panic, the stream is
+// not taken from its own sender's connection, and another peer is still
+// served after each input.
+func FuzzStreamMessages(f *testing.F) {
+	fx := newFzFixture(f)
+	r, err := velo.OpenStream[[]byte](fx.server, velo.StreamOptions{Window: 4 << 10})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(r.Cancel)
+	names := []string{system.StreamAttach, system.StreamItem, system.StreamEnd, system.StreamCredit, system.StreamCancel}
+	id := r.Handle().ID
+	f.Add(uint8(0x10), make([]byte, 16))                  // attach to the open stream
+	f.Add(uint8(0x11), make([]byte, 20))                  // an item for it
+	f.Add(uint8(0x12), []byte{0, 0, 0, 0, 0, 0, 0, 0, 0}) // a short end
+	f.Add(uint8(0x03), make([]byte, 16))                  // credit for no sender
+	f.Add(uint8(0x04), make([]byte, 4000))                // a long cancel
+	f.Fuzz(func(t *testing.T, sel uint8, payload []byte) {
+		name := names[int(sel&0x0f)%len(names)]
+		if sel&0x10 != 0 && len(payload) >= 8 {
+			payload = append(binary.LittleEndian.AppendUint64(nil, id), payload[8:]...)
+		}
+		c := fx.raw(t)
+		defer c.Close()
+		if _, err := c.Write(fzHello(t, peer.NewID())); err != nil {
+			t.Fatalf("writing the hello: %v", err)
+		}
+		if resp, err := fzReadResponse(bufio.NewReader(c)); err != nil || resp.Status != wire.StatusOK {
+			t.Fatalf("valid hello: %v, status %d (%s)", err, resp.Status, resp.Error)
+		}
+		frame := wire.AppendRequest(nil, &wire.Request{Kind: wire.KindAMSend, Handler: name, Payload: payload})
+		fzSendAndDrain(c, frame)
 		fx.checkServing(t)
 	})
 }
