@@ -59,10 +59,10 @@ func (s *session) write(ctx context.Context, req *wire.Request, queue bool) erro
 	bp := bufPool.Get().(*[]byte)
 	b := wire.AppendRequest((*bp)[:0], req)
 	var err error
-	if q, ok := s.conn.(transport.Queuer); ok && queue {
+	if q, ok := s.conn.(transport.Queuer); ok && queue && len(b) <= ChunkSize {
 		err = q.QueueFrame(ctx, b)
 	} else {
-		err = s.conn.WriteFrame(ctx, b)
+		err = s.writeFrame(ctx, b)
 	}
 	if err == nil {
 		s.sent(len(b))
@@ -105,9 +105,9 @@ func (s *session) exchange(ctx context.Context, req *wire.Request, abandonable b
 			return nil, undelivered(ctxErrorOr(ctx, req.Handler), req.Handler)
 		}
 	}
-	if n := wire.RequestLen(req) - wire.PrefixLen; n > s.maxFrame() {
+	if n := wire.RequestLen(req) - wire.PrefixLen; n > s.payloadLimit() {
 		return nil, newError(CodePayloadTooLarge, req.Handler, nil,
-			"request frame of %d bytes; %s accepts at most %d", n, s.peerName(), s.maxFrame())
+			"request frame of %d bytes; %s accepts at most %d", n, s.peerName(), s.payloadLimit())
 	}
 	if err := wire.CheckRequest(req, s.m.limits); err != nil {
 		return nil, newError(CodeBadRequest, req.Handler, err, "%v", err)

@@ -21,7 +21,7 @@ func (m *Messenger) helloPayload(s *session) ([]byte, error) {
 	// peers connect.
 	info := m.PeerInfo()
 	info.Handlers = nil // they travel in the hello's own list
-	h := system.HelloMsg{Info: info, Handlers: m.handlerNames(), MaxFrame: m.maxFrame(), Protocol: wire.Version}
+	h := system.HelloMsg{Info: info, Handlers: m.handlerNames(), MaxFrame: m.maxFrame(), Protocol: wire.Version, MaxPayload: m.opts.MaxPayload}
 	return h.Encode()
 }
 
@@ -153,6 +153,9 @@ func (s *session) completeHello(h *system.HelloMsg) error {
 	}
 	if h.MaxFrame > 0 {
 		s.peerMax.Store(int64(h.MaxFrame))
+	}
+	if h.MaxPayload > 0 {
+		s.peerPayload.Store(int64(min(h.MaxPayload, MaxMaxPayload)))
 	}
 	s.helloDone.Store(true)
 	s.m.peerUp(s)

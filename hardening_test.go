@@ -25,7 +25,8 @@ import (
 // TestHardeningLongErrorTextFailsOnlyItsCall: a handler whose error (or
 // panic) text is longer than the peer's frame limit gets its text cut to
 // 4096 with a marker, its code intact; a result too large for
-// the peer fails its own call with ErrPayloadTooLarge. The 20 calls in
+// the peer (over its MaxPayload) fails its own call with
+// ErrPayloadTooLarge. The 20 calls in
 // flight on the same connection meanwhile all succeed (before the fix the
 // response frame was over the peer's limit, the peer closed the connection
 // and every call on it failed with ErrPeerLost).
@@ -49,7 +50,7 @@ func TestHardeningLongErrorTextFailsOnlyItsCall(t *testing.T) {
 		panic(long)
 	}))
 	mustRegister(t, b, velo.UnaryHandler("huge", func(context.Context, *velo.Context) ([]byte, error) {
-		return make([]byte, 17<<20), nil
+		return make([]byte, velo.DefaultMaxPayload+1), nil // over a's MaxPayload
 	}))
 	ctx := testCtx(t)
 	id := b.InstanceID()

@@ -282,11 +282,13 @@ func TestLimitFullMailboxBlocksByDefault(t *testing.T) {
 func TestLimitPayloadTooLarge(t *testing.T) {
 	const maxFrame = 1 << 16
 	closed := make(chan error, 4)
-	a := newMessenger(t, velo.Options{}, &tappedTransport{
+	// MaxPayload is the limit a caller meets; the frame limit is the
+	// same here, so that a frame over it would close the connection.
+	a := newMessenger(t, velo.Options{MaxPayload: maxFrame}, &tappedTransport{
 		Transport: tcp.New(tcp.Options{MaxFrame: maxFrame}),
 		onClosed:  func(err error) { notify(closed, err) },
 	})
-	b := newMessenger(t, velo.Options{}, tcp.New(tcp.Options{MaxFrame: maxFrame}))
+	b := newMessenger(t, velo.Options{MaxPayload: maxFrame}, tcp.New(tcp.Options{MaxFrame: maxFrame}))
 	if err := a.RegisterPeer(b.PeerInfo()); err != nil {
 		t.Fatal(err)
 	}
@@ -371,14 +373,15 @@ func TestLimitHeaderLimits(t *testing.T) {
 	}
 }
 
-// TestLimitMaxFrameAboveDefault: a transport's MaxFrame is the limit, also
-// above the 16 MiB default: with 64 MiB on both sides a 24 MiB payload
-// goes both ways, and the peer's smaller limit still refuses it.
+// TestLimitMaxFrameAboveDefault: a transport's MaxFrame is the frame
+// limit, also above the 16 MiB default: with 64 MiB on both sides a
+// 24 MiB payload goes both ways, in one frame; a peer whose MaxPayload is
+// 16 MiB refuses it.
 func TestLimitMaxFrameAboveDefault(t *testing.T) {
 	const maxFrame = 64 << 20
 	a := newMessenger(t, velo.Options{}, tcp.New(tcp.Options{MaxFrame: maxFrame}))
 	b := newMessenger(t, velo.Options{}, tcp.New(tcp.Options{MaxFrame: maxFrame}))
-	c := newMessenger(t, velo.Options{}, tcp.New(tcp.Options{}))
+	c := newMessenger(t, velo.Options{MaxPayload: 16 << 20}, tcp.New(tcp.Options{}))
 	for _, m := range []*velo.Messenger{b, c} {
 		if err := a.RegisterPeer(m.PeerInfo()); err != nil {
 			t.Fatal(err)
@@ -397,6 +400,6 @@ func TestLimitMaxFrameAboveDefault(t *testing.T) {
 		t.Fatalf("echo of 24 MiB with 64 MiB frames: %d bytes, %v", len(got), err)
 	}
 	if _, err := a.Unary("echo").RawPayload(big).Instance(c.InstanceID()).Send(ctx); !errors.Is(err, velo.ErrPayloadTooLarge) {
-		t.Fatalf("echo of 24 MiB to a peer with the default 16 MiB: %v, want ErrPayloadTooLarge", err)
+		t.Fatalf("echo of 24 MiB to a peer with MaxPayload 16 MiB: %v, want ErrPayloadTooLarge", err)
 	}
 }

@@ -114,6 +114,14 @@ type Options struct {
 	// at Warn, rate-limited. ctx ends when the messenger stops. Nil:
 	// every request is allowed.
 	Authorize func(ctx context.Context, identity, handler string) error
+	// MaxPayload is the largest request or response this instance
+	// accepts, and announces in its hello: one larger than a frame
+	// (above ChunkSize) travels as chunks of ChunkSize, which interleave
+	// with the connection's other frames, so that a small call waits
+	// behind one chunk at most, never behind the whole payload. Zero:
+	// DefaultMaxPayload (1 GiB); at most MaxMaxPayload. A peer that
+	// announces more is refused before anything is allocated.
+	MaxPayload int
 	// ServeStats lets other instances read this one's Stats
 	// (Messenger.RemoteStats), through the _stats handler, which
 	// Authorize sees like any other. Off by default.
@@ -137,6 +145,8 @@ func (o Options) Validate() error {
 		optcheck.NotNegative("", "MaxHeaderBytes", o.MaxHeaderBytes),
 		optcheck.NotNegative("", "MaxCallsInFlight", o.MaxCallsInFlight),
 		optcheck.NotNegative("", "EjectAfter", o.EjectAfter),
+		optcheck.NotNegative("", "MaxPayload", o.MaxPayload),
+		optcheck.AtMost("", "MaxPayload", o.MaxPayload, MaxMaxPayload, "the most a payload may be"),
 		o.Retry.validate("Retry."),
 		o.RetryBudget.validate(),
 	)
@@ -190,5 +200,20 @@ func (o Options) withDefaults() Options {
 	if o.MaxCallsInFlight == 0 {
 		o.MaxCallsInFlight = DefaultMaxCallsInFlight
 	}
+	if o.MaxPayload == 0 {
+		o.MaxPayload = DefaultMaxPayload
+	}
 	return o
 }
+
+// Limits of payloads that travel in chunks (Options.MaxPayload).
+const (
+	// DefaultMaxPayload is Options.MaxPayload's default: 1 GiB.
+	DefaultMaxPayload = 1 << 30
+	// MaxMaxPayload bounds Options.MaxPayload: 2 GiB less a byte.
+	MaxMaxPayload = 1<<31 - 1
+	// ChunkSize is the largest piece of a chunked payload, and the size
+	// above which a request or response is chunked (less if the peer's
+	// frame limit is smaller): 256 KiB.
+	ChunkSize = 256 << 10
+)

@@ -173,7 +173,7 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 	// A response waits for room as long as the connection lives (keepalive
 	// closes one whose writes stall), or until Shutdown stops the
 	// handlers.
-	if err := s.conn.WriteFrame(s.m.handlerCtx, b); err != nil {
+	if err := s.writeFrame(s.m.handlerCtx, b); err != nil {
 		s.m.log.Debug("velo: response not sent", "handler", in.c.Handler, "err", err)
 	} else {
 		s.finished.Add(1)
@@ -194,7 +194,7 @@ const MaxErrorText = 4096
 // this call fails; a frame over the limit would make the peer close the
 // connection and fail every other call on it.
 func (s *session) fit(resp *wire.Response) {
-	limit := s.maxFrame()
+	limit := s.payloadLimit()
 	if n := wire.ResponseLen(resp) - wire.PrefixLen; n > limit && len(resp.Payload) > 0 {
 		resp.Payload = nil
 		resp.Status = wire.StatusPayloadTooLarge

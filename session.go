@@ -2,6 +2,7 @@ package velo
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,12 @@ type session struct {
 	peer      peer.Info
 	identity  string       // what the transport authenticated of the peer ("" for nothing)
 	peerMax   atomic.Int64 // largest frame the peer reads
-	created   time.Time
+	// peerPayload is the peer's MaxPayload: the largest request or
+	// response it takes in chunks; 0 when it takes none.
+	peerPayload atomic.Int64
+	chunkSeq    atomic.Uint64 // numbers the large frames we send
+	chunks      chunkState    // the receive path's: large frames being put together
+	created     time.Time
 
 	calls chan struct{} // a token per call of ours in flight: MaxCallsInFlight
 
@@ -285,6 +291,11 @@ func (s *session) HandleFrame(frame []byte) error {
 		if _, err := wire.ParsePing(body); err != nil {
 			return err
 		}
+	case wire.TypeChunk:
+		if !s.ready() {
+			return errors.New("velo: handshake: a chunk before the hello")
+		}
+		return s.handleChunk(body)
 	case wire.TypeGoAway:
 		g, err := wire.ParseGoAway(body)
 		if err != nil {

@@ -17,6 +17,9 @@ type HelloMsg struct {
 	Handlers []string  `msgpack:"handlers"`
 	MaxFrame int       `msgpack:"max_frame"` // largest frame the sender reads
 	Protocol int       `msgpack:"protocol"`  // wire.Version of the sender
+	// MaxPayload is the largest request or response the sender takes in
+	// chunks (wire.TypeChunk); zero: it takes none, only whole frames.
+	MaxPayload int `msgpack:"max_payload,omitempty"`
 }
 
 // Limits of a hello. A hello over any of them is refused (ErrHelloLimits),

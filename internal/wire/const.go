@@ -80,6 +80,7 @@ const (
 	TypePing     Type = 4 // keepalive probe; answered by TypePong with the same data
 	TypePong     Type = 5 // keepalive answer
 	TypeGoAway   Type = 6 // the sender is closing the connection and says why
+	TypeChunk    Type = 7 // a piece of a request or response too large for one frame
 )
 
 func (t Type) String() string {
@@ -96,6 +97,8 @@ func (t Type) String() string {
 		return "pong"
 	case TypeGoAway:
 		return "goaway"
+	case TypeChunk:
+		return "chunk"
 	}
 	return "unknown"
 }

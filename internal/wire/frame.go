@@ -28,7 +28,7 @@ func ParseHeader(frame []byte) (Type, []byte, error) {
 		return 0, nil, malformed("version %d, want %d", frame[0], Version)
 	}
 	t := Type(frame[1])
-	if t < TypeRequest || t > TypeGoAway {
+	if t < TypeRequest || t > TypeChunk {
 		return 0, nil, malformed("unknown frame type %d", t)
 	}
 	return t, frame[versionSize+typeSize:], nil

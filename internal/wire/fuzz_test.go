@@ -50,6 +50,9 @@ func seedFrames() map[string][]byte {
 		"pong":            wire.AppendPing(nil, true, math.MaxUint64),
 		"goaway":          wire.AppendGoAway(nil, wire.GoAway{Status: wire.StatusShuttingDown, Message: "bye"}),
 		"goaway-empty":    wire.AppendGoAway(nil, wire.GoAway{}),
+		"chunk-first":     wire.AppendChunk(nil, &wire.Chunk{ID: 1, Flags: wire.ChunkFirst, Total: 10, Data: []byte("abc")}),
+		"chunk-last":      wire.AppendChunk(nil, &wire.Chunk{ID: 1, Flags: wire.ChunkLast, Data: []byte("defghij")}),
+		"chunk-abort":     wire.AppendChunk(nil, &wire.Chunk{ID: 2, Flags: wire.ChunkAbort}),
 	}
 
 	bad := func(f []byte, at int, v byte) []byte {
@@ -201,6 +204,18 @@ func FuzzParseFrame(f *testing.F) {
 			enc = wire.AppendGoAway(nil, g)
 			if again, err := wire.ParseGoAway(body(t, enc, wire.TypeGoAway)); err != nil || again != g {
 				t.Fatalf("re-encoded goaway decodes as %+v, %v; want %+v", again, err, g)
+			}
+
+		case wire.TypeChunk:
+			c, err := wire.ParseChunk(b)
+			if err != nil {
+				mustMalformed(t, err, "ParseChunk")
+				return
+			}
+			enc = wire.AppendChunk(nil, &c)
+			again, err := wire.ParseChunk(body(t, enc, wire.TypeChunk))
+			if err != nil || again.ID != c.ID || again.Flags != c.Flags || again.Total != c.Total || !bytes.Equal(again.Data, c.Data) {
+				t.Fatalf("re-encoded chunk decodes as %+v, %v; want %+v", again, err, c)
 			}
 
 		default:

@@ -43,7 +43,7 @@ func TestRejectVersion(t *testing.T) {
 }
 
 func TestRejectType(t *testing.T) {
-	for _, typ := range []byte{0, 7, 8, 0x80, 0xff} {
+	for _, typ := range []byte{0, 8, 9, 0x80, 0xff} {
 		f := bytes.Clone(wire.AppendPing(nil, false, 1)[wire.PrefixLen:])
 		f[1] = typ
 		_, _, err := wire.ParseHeader(f)

@@ -301,7 +301,7 @@ func TestParseCopiesStrings(t *testing.T) {
 func TestStrings(t *testing.T) {
 	for typ, want := range map[wire.Type]string{
 		wire.TypeRequest: "request", wire.TypeResponse: "response", wire.TypeCancel: "cancel",
-		wire.TypePing: "ping", wire.TypePong: "pong", wire.TypeGoAway: "goaway", 0: "unknown", 7: "unknown",
+		wire.TypePing: "ping", wire.TypePong: "pong", wire.TypeGoAway: "goaway", wire.TypeChunk: "chunk", 0: "unknown", 8: "unknown",
 	} {
 		if got := typ.String(); got != want {
 			t.Errorf("Type(%d).String() = %q, want %q", typ, got, want)

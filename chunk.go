@@ -1,0 +1,206 @@
+package velo
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/velo-messenger/velo/internal/wire"
+)
+
+// Large payloads: a request or response frame longer than chunkAt goes as
+// chunk frames (wire.TypeChunk) of at most that many bytes each, written
+// one at a time, so that the frames of other calls go between them; the
+// receiving session puts the frame back together and handles it as if it
+// had come whole. See Options.MaxPayload.
+
+// Bounds of what a session puts back together at once.
+const (
+	// maxAssemblies is the most large frames a peer may have half-sent
+	// on one connection.
+	maxAssemblies = 16
+	// maxRefused is the most large frames, refused at their first chunk,
+	// whose later chunks a session is still dropping.
+	maxRefused = 64
+)
+
+// assembly is a large frame being put back together.
+type assembly struct {
+	total int
+	buf   []byte
+}
+
+// chunkState is a session's side of chunking; the receive path alone
+// touches it (HandleFrame is called by one goroutine at a time).
+type chunkState struct {
+	assembling map[uint64]*assembly
+	bytes      int                 // sum of the totals being assembled
+	refused    map[uint64]struct{} // ids whose later chunks are dropped
+}
+
+// chunkBufs holds the buffers chunk frames are encoded in.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, ChunkSize+wire.ChunkOverhead); return &b }}
+
+// payloadLimit is the largest request or response frame the peer takes:
+// its MaxPayload when it takes chunks, else its frame limit.
+func (s *session) payloadLimit() int {
+	if p := s.peerPayload.Load(); p > 0 {
+		return int(p)
+	}
+	return s.maxFrame()
+}
+
+// chunkAt is the size above which a frame is chunked, and the largest
+// chunk's data: ChunkSize, or less when the peer's frame limit is smaller.
+// Zero: the peer takes no chunks.
+func (s *session) chunkAt() int {
+	if s.peerPayload.Load() == 0 {
+		return 0
+	}
+	return max(min(ChunkSize, s.maxFrame()-wire.ChunkOverhead), 1)
+}
+
+// writeFrame hands the frame b (length prefix included) to the
+// connection: whole, or in chunks when it is larger than chunkAt.
+func (s *session) writeFrame(ctx context.Context, b []byte) error {
+	if at := s.chunkAt(); at > 0 && len(b)-wire.PrefixLen > at {
+		return s.writeChunked(ctx, b, at)
+	}
+	return s.conn.WriteFrame(ctx, b)
+}
+
+// writeChunked writes b's frame as chunks of size bytes. A write that
+// fails on its ctx after the first chunk went sends an abort, so that the
+// peer drops what it holds; the frame is then not delivered, as when a
+// whole frame is withdrawn.
+func (s *session) writeChunked(ctx context.Context, b []byte, size int) error {
+	body := b[wire.PrefixLen:]
+	id := s.chunkSeq.Add(1)
+	bp := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(bp)
+	for off := 0; off < len(body); off += size {
+		end := min(off+size, len(body))
+		c := wire.Chunk{ID: id, Data: body[off:end]}
+		if off == 0 {
+			c.Flags, c.Total = wire.ChunkFirst, uint64(len(body))
+		}
+		if end == len(body) {
+			c.Flags |= wire.ChunkLast
+		}
+		f := wire.AppendChunk((*bp)[:0], &c)
+		*bp = f[:0]
+		if err := s.conn.WriteFrame(ctx, f); err != nil {
+			if off > 0 && isCtxErr(err) {
+				actx, cancel := context.WithTimeout(context.Background(), time.Second)
+				s.conn.WriteFrame(actx, wire.AppendChunk(nil, &wire.Chunk{ID: id, Flags: wire.ChunkAbort}))
+				cancel()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// handleChunk takes a chunk frame on the receive path. A large frame that
+// is complete is handled as if it had come whole. One announced larger
+// than MaxPayload, or beyond what the session assembles at once, is
+// refused at its first chunk, before anything is allocated for it: a
+// request gets ErrPayloadTooLarge, and its later chunks are dropped; the
+// connection goes on. A chunk that breaks the protocol closes it.
+func (s *session) handleChunk(body []byte) error {
+	c, err := wire.ParseChunk(body)
+	if err != nil {
+		return err
+	}
+	cs := &s.chunks
+	if c.Flags&wire.ChunkAbort != 0 {
+		if a := cs.assembling[c.ID]; a != nil {
+			cs.bytes -= a.total
+			delete(cs.assembling, c.ID)
+		}
+		delete(cs.refused, c.ID)
+		return nil
+	}
+	a := cs.assembling[c.ID]
+	if c.Flags&wire.ChunkFirst != 0 {
+		if a != nil {
+			return fmt.Errorf("velo: chunk %d begins twice", c.ID)
+		}
+		limit := uint64(s.m.opts.MaxPayload)
+		switch {
+		case c.Total > limit || uint64(cs.bytes)+c.Total > limit || len(cs.assembling) >= maxAssemblies:
+			return s.refuseChunked(&c, limit)
+		case c.Total < uint64(len(c.Data)):
+			return fmt.Errorf("velo: chunk %d announces %d bytes and carries %d", c.ID, c.Total, len(c.Data))
+		}
+		if cs.assembling == nil {
+			cs.assembling = make(map[uint64]*assembly)
+		}
+		a = &assembly{total: int(c.Total), buf: make([]byte, 0, c.Total)}
+		cs.assembling[c.ID] = a
+		cs.bytes += a.total
+	} else if a == nil {
+		if _, ok := cs.refused[c.ID]; ok {
+			if c.Flags&wire.ChunkLast != 0 {
+				delete(cs.refused, c.ID)
+			}
+			return nil
+		}
+		return fmt.Errorf("velo: chunk %d of a frame that did not begin", c.ID)
+	}
+	if len(a.buf)+len(c.Data) > a.total {
+		return fmt.Errorf("velo: chunk %d carries more than the %d bytes it announced", c.ID, a.total)
+	}
+	a.buf = append(a.buf, c.Data...)
+	if c.Flags&wire.ChunkLast == 0 {
+		return nil
+	}
+	delete(cs.assembling, c.ID)
+	cs.bytes -= a.total
+	if len(a.buf) != a.total {
+		return fmt.Errorf("velo: chunk %d ends after %d of the %d bytes it announced", c.ID, len(a.buf), a.total)
+	}
+	if t := wire.FrameType(a.buf); t != wire.TypeRequest && t != wire.TypeResponse {
+		return fmt.Errorf("velo: a chunked frame of type %d", t)
+	}
+	return s.HandleFrame(a.buf)
+}
+
+// refuseChunked refuses the large frame whose first chunk is c: a request
+// that wants an answer gets ErrPayloadTooLarge, a response fails the call
+// it answers with it, and the frame's later chunks are dropped.
+func (s *session) refuseChunked(c *wire.Chunk, limit uint64) error {
+	cs := &s.chunks
+	if c.Flags&wire.ChunkLast == 0 {
+		if len(cs.refused) >= maxRefused {
+			return fmt.Errorf("velo: %d large frames refused at once", len(cs.refused))
+		}
+		if cs.refused == nil {
+			cs.refused = make(map[uint64]struct{})
+		}
+		cs.refused[c.ID] = struct{}{}
+	}
+	s.m.warn(s.m.peerLog, "velo: large frame refused", "peer", s.peerName(), "bytes", c.Total, "max_payload", limit)
+	msg := fmt.Sprintf("a frame of %d bytes; %s accepts at most %d (MaxPayload), %d at once", c.Total, s.m.id.Short(), limit, limit)
+	d := c.Data
+	switch wire.FrameType(d) {
+	case wire.TypeRequest:
+		// version, type, kind, id: the request's answer needs no more.
+		if len(d) < 11 {
+			return nil
+		}
+		req := wire.Request{Kind: wire.Kind(d[2]), ID: binary.BigEndian.Uint64(d[3:11])}
+		if req.Kind.WantsResponse() {
+			s.finish(newInbound(s, &req), nil, newError(CodePayloadTooLarge, "", nil, "%s", msg))
+		}
+	case wire.TypeResponse:
+		if len(d) < 10 {
+			return nil
+		}
+		resp := wire.Response{ID: binary.BigEndian.Uint64(d[2:10]), Status: wire.StatusPayloadTooLarge, Error: msg}
+		return s.HandleFrame(wire.AppendResponse(nil, &resp)[wire.PrefixLen:])
+	}
+	return nil
+}
