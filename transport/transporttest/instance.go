@@ -47,6 +47,8 @@ type instance struct {
 	tap  *tap
 	name string // the transport's name
 
+	maxPayload int // the messenger's Options.MaxPayload: the largest request or response frame it takes
+
 	got     chan []byte        // payloads the "am" handler received
 	started chan struct{}      // a "block" or "slow" handler began
 	ended   chan handlerEnding // a "block" handler's ctx ended
@@ -85,12 +87,13 @@ func (e *env) start(id peer.ID) *instance {
 	e.t.Helper()
 	tr := e.f.New()
 	in := &instance{
-		tr:      tr,
-		tap:     newTap(tr),
-		name:    tr.Name(),
-		got:     make(chan []byte, 1024),
-		started: make(chan struct{}, 1024),
-		ended:   make(chan handlerEnding, 1024),
+		tr:         tr,
+		tap:        newTap(tr),
+		name:       tr.Name(),
+		got:        make(chan []byte, 1024),
+		maxPayload: e.f.Options.MaxPayload,
+		started:    make(chan struct{}, 1024),
+		ended:      make(chan handlerEnding, 1024),
 	}
 	b := velo.NewBuilder().AddTransport(in.tap).Options(e.f.Options)
 	if !id.IsZero() {
@@ -207,15 +210,13 @@ func (e *env) pair() (a, b *instance) {
 // maxPayload is the largest payload that a request from a to handler on
 // b may carry: b's largest frame less the request's own bytes.
 func maxPayload(b *instance, handler string) int {
-	limit := min(b.tap.MaxFrame(), wire.DefaultMaxFrame)
 	overhead := wire.RequestLen(&wire.Request{Kind: wire.KindUnary, Handler: handler}) - wire.PrefixLen
-	return limit - overhead
+	return b.maxPayload - overhead
 }
 
 // maxResponse is the largest payload that a's Unary call may get back.
 func maxResponse(a *instance) int {
-	limit := min(a.tap.MaxFrame(), wire.DefaultMaxFrame)
-	return limit - (wire.ResponseLen(&wire.Response{}) - wire.PrefixLen)
+	return a.maxPayload - (wire.ResponseLen(&wire.Response{}) - wire.PrefixLen)
 }
 
 // recv waits for a value on ch, failing the test after d.

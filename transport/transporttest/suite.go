@@ -63,8 +63,18 @@ func (f Factory) withDefaults() Factory {
 	if f.Options.MaxReconnectBackoff == 0 {
 		f.Options.MaxReconnectBackoff = 200 * time.Millisecond
 	}
+	if f.Options.MaxPayload == 0 {
+		// Above every transport's frame limit in the suite (1 MiB on
+		// NATS, 64 KiB with a small max_payload) and the chunk size, so
+		// that the largest payloads travel in chunks everywhere.
+		f.Options.MaxPayload = SuiteMaxPayload
+	}
 	return f
 }
+
+// SuiteMaxPayload is the messengers' MaxPayload in the suite, unless
+// Factory.Options sets one: the "max" payloads are this large.
+const SuiteMaxPayload = 3 << 20
 
 // Scenario is one entry of the suite.
 type Scenario struct {
@@ -89,6 +99,7 @@ func Scenarios() []Scenario {
 		{"shutdown-caller", testShutdownCaller},
 		{"malformed-input", testMalformedInput},
 		{"streams", testStreams},
+		{"large-interleaved", testLargeInterleaved},
 	}
 }
 
