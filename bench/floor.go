@@ -28,7 +28,7 @@ import (
 
 // floorMaxFrame bounds the frames the floor server accepts, so that a stray
 // connection cannot make it allocate gigabytes.
-const floorMaxFrame = 16 << 20
+const floorMaxFrame = 1 << 30 // -mode large echoes up to 1 GiB through it
 
 const (
 	floorOneWay  = 1 << 31 // in the length word: count the frame, do not echo it

@@ -59,7 +59,7 @@ var grpcEchoDesc = grpc.ServiceDesc{
 }
 
 // grpcMaxMsg lifts gRPC's 4 MiB message limit above the largest payload.
-const grpcMaxMsg = 32 << 20
+const grpcMaxMsg = 1 << 30 // -mode large echoes up to 1 GiB
 
 func serveGRPC(ctx context.Context, _ env) (Server, error) { return serveGRPCWith(ctx) }
 
