@@ -71,25 +71,51 @@ func (s *session) writeFrame(ctx context.Context, b []byte) error {
 	return s.conn.WriteFrame(ctx, b)
 }
 
-// writeChunked writes b's frame as chunks of size bytes. A write that
-// fails on its ctx after the first chunk went sends an abort, so that the
-// peer drops what it holds; the frame is then not delivered, as when a
-// whole frame is withdrawn.
+// writeChunked writes b's frame as chunks of size bytes.
 func (s *session) writeChunked(ctx context.Context, b []byte, size int) error {
-	body := b[wire.PrefixLen:]
+	return s.writeParts(ctx, b[wire.PrefixLen:], nil, size)
+}
+
+// writeLarge writes the frame whose body is head (a frame's encoding
+// without its payload, length prefix included) followed by payload: in
+// chunks when it is larger than chunkAt, without first copying the payload
+// into one frame; it reports false, having written nothing, when the
+// frame goes whole.
+func (s *session) writeLarge(ctx context.Context, head, payload []byte) (bool, error) {
+	at := s.chunkAt()
+	if at == 0 || len(head)-wire.PrefixLen+len(payload) <= at {
+		return false, nil
+	}
+	return true, s.writeParts(ctx, head[wire.PrefixLen:], payload, at)
+}
+
+// writeParts writes the large frame whose body is a followed by b as
+// chunks of size bytes. A write that fails on its ctx after the first
+// chunk went sends an abort, so that the peer drops what it holds; the
+// frame is then not delivered, as when a whole frame is withdrawn.
+func (s *session) writeParts(ctx context.Context, a, b []byte, size int) error {
+	total := len(a) + len(b)
 	id := s.chunkSeq.Add(1)
 	bp := chunkBufs.Get().(*[]byte)
 	defer chunkBufs.Put(bp)
-	for off := 0; off < len(body); off += size {
-		end := min(off+size, len(body))
-		c := wire.Chunk{ID: id, Data: body[off:end]}
+	for off := 0; off < total; off += size {
+		end := min(off+size, total)
+		c := wire.Chunk{ID: id}
 		if off == 0 {
-			c.Flags, c.Total = wire.ChunkFirst, uint64(len(body))
+			c.Flags, c.Total = wire.ChunkFirst, uint64(total)
 		}
-		if end == len(body) {
+		if end == total {
 			c.Flags |= wire.ChunkLast
 		}
+		// The chunk's data is [off, end) of a then b.
 		f := wire.AppendChunk((*bp)[:0], &c)
+		if off < len(a) {
+			f = append(f, a[off:min(end, len(a))]...)
+		}
+		if end > len(a) {
+			f = append(f, b[max(off, len(a))-len(a):end-len(a)]...)
+		}
+		wire.FixLength(f)
 		*bp = f[:0]
 		if err := s.conn.WriteFrame(ctx, f); err != nil {
 			if off > 0 && isCtxErr(err) {

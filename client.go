@@ -56,6 +56,19 @@ func putBuf(bp *[]byte, b []byte) {
 // A write that waits for room ends with ctx: the frame is then withdrawn
 // and the error is ctx's (see isCtxErr).
 func (s *session) write(ctx context.Context, req *wire.Request, queue bool) error {
+	if len(req.Payload) > ChunkSize/2 {
+		// A large request goes in chunks from its payload, not from a
+		// copy of it in one frame.
+		head := *req
+		head.Payload = nil
+		h := wire.AppendRequest(nil, &head)
+		if large, err := s.writeLarge(ctx, h, req.Payload); large {
+			if err == nil {
+				s.sent(len(h) + len(req.Payload))
+			}
+			return err
+		}
+	}
 	bp := bufPool.Get().(*[]byte)
 	b := wire.AppendRequest((*bp)[:0], req)
 	var err error

@@ -79,7 +79,11 @@ func (s *session) handleRequest(body []byte) error {
 		s.mu.Unlock()
 		s.handling.Add(1)
 	}
-	if e.here && s.reliever != nil && in.start >= e.heldUntil.Load() && s.m.nsessions.Load() <= inlineMaxSessions && s.reliever.BeginInline() {
+	// A large request (it came in chunks) runs on the actor: its answer is
+	// likely large too, and writing it in chunks on the receive goroutine
+	// would keep the connection's other frames unread meanwhile.
+	if e.here && s.reliever != nil && len(req.Payload) <= ChunkSize && in.start >= e.heldUntil.Load() &&
+		s.m.nsessions.Load() <= inlineMaxSessions && s.reliever.BeginInline() {
 		err = s.runHere(ctx, e, in)
 	} else {
 		err = e.actor.Tell(ctx, s.peer.ID, in)
@@ -168,6 +172,22 @@ func (s *session) finish(in *inbound, payload []byte, herr error) {
 		resp.Payload = payload
 	}
 	s.fit(&resp)
+	if len(resp.Payload) > ChunkSize/2 {
+		// A large response goes in chunks from the handler's result, not
+		// from a copy of it in one frame.
+		head := resp
+		head.Payload = nil
+		h := wire.AppendResponse(nil, &head)
+		if large, err := s.writeLarge(s.m.handlerCtx, h, resp.Payload); large {
+			if err != nil {
+				s.m.log.Debug("velo: response not sent", "handler", in.c.Handler, "err", err)
+			} else {
+				s.finished.Add(1)
+				s.sent(len(h) + len(resp.Payload))
+			}
+			return
+		}
+	}
 	bp := bufPool.Get().(*[]byte)
 	b := wire.AppendResponse((*bp)[:0], &resp)
 	// A response waits for room as long as the connection lives (keepalive

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,6 +147,61 @@ func TestStreamMillionItems(t *testing.T) {
 		t.Fatalf("%d items, want %d", got, n)
 	}
 	t.Logf("%d items of 32 B in %v", n, time.Since(start).Round(time.Millisecond))
+}
+
+// Many streams share one connection, in both directions at once, their
+// items interleaved, and each arrives complete and in order.
+func TestStreamsShareAConnection(t *testing.T) {
+	a, b := streamPair(t)
+	if err := a.RegisterPeer(b.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	const streams, n = 8, 2000
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*streams)
+	for i := range streams {
+		recv, send := a, b
+		if i%2 == 1 {
+			recv, send = b, a
+		}
+		r, err := velo.OpenStream[streamItem](recv, velo.StreamOptions{Window: 8 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			s, err := velo.AttachStream[streamItem](ctx, send, r.Handle())
+			if err != nil {
+				errs <- err
+				return
+			}
+			for j := range n {
+				if err := s.Send(ctx, streamItem{N: j, Text: fmt.Sprint(i)}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			s.Close()
+		})
+		wg.Go(func() {
+			next := 0
+			for it, err := range r.All(ctx) {
+				if err != nil || it.N != next || it.Text != fmt.Sprint(i) {
+					errs <- fmt.Errorf("stream %d, item %d: %+v, %v", i, next, it, err)
+					return
+				}
+				next++
+			}
+			if next != n {
+				errs <- fmt.Errorf("stream %d: %d items, want %d", i, next, n)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
 
 // A receiver that does not read holds the sender back: Send waits once the

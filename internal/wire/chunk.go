@@ -47,6 +47,12 @@ func AppendChunk(b []byte, c *Chunk) []byte {
 	return finish(b, at)
 }
 
+// FixLength rewrites the length prefix of the one frame in b after bytes
+// were appended to it (a chunk's data added after AppendChunk).
+func FixLength(b []byte) {
+	binary.BigEndian.PutUint32(b, uint32(len(b)-lenSize))
+}
+
 // ParseChunk decodes a chunk body. Data aliases body.
 func ParseChunk(body []byte) (Chunk, error) {
 	rd := reader{b: body}

@@ -243,5 +243,6 @@ func (l tcpListener) Accept() (net.Conn, error) {
 func tune(nc net.Conn) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+		limitUnsent(tc)
 	}
 }
