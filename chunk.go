@@ -59,6 +59,9 @@ func (s *session) chunkAt() int {
 	if s.peerPayload.Load() == 0 {
 		return 0
 	}
+	if s.whole {
+		return max(s.maxFrame()-wire.ChunkOverhead, 1)
+	}
 	return max(min(ChunkSize, s.maxFrame()-wire.ChunkOverhead), 1)
 }
 

@@ -41,6 +41,7 @@ type session struct {
 	peerPayload atomic.Int64
 	chunkSeq    atomic.Uint64 // numbers the large frames we send
 	chunks      chunkState    // the receive path's: large frames being put together
+	whole       bool          // the connection moves large frames whole (transport.WholeFrames)
 	created     time.Time
 
 	calls chan struct{} // a token per call of ours in flight: MaxCallsInFlight
@@ -154,6 +155,9 @@ func newSession(m *Messenger, c transport.Conn, tname string, dialed bool) *sess
 	s.leader, _ = c.(transport.Leader)
 	s.reliever, _ = c.(transport.Reliever)
 	s.stamper, _ = c.(transport.Stamper)
+	if w, ok := c.(transport.WholeFrames); ok {
+		s.whole = w.WholeFrames()
+	}
 	s.limits = m.limits
 	s.limits.Intern = s.intern
 	if rl, ok := c.(transport.ReadLimiter); ok {

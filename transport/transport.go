@@ -201,6 +201,15 @@ type ReadLimiter interface {
 	SetReadLimit(n int)
 }
 
+// WholeFrames is implemented by a Conn that moves a large frame better
+// whole than as the messenger's chunks (UCX pulls it by rendezvous into
+// the receiver's buffer): the messenger then cuts into chunks only what is
+// over the peer's frame limit, in chunks of that limit, and small frames
+// may wait behind a large one for its whole transfer.
+type WholeFrames interface {
+	WholeFrames() bool
+}
+
 // Staller is implemented by a Conn that can tell how long its writes have
 // made no progress: it has bytes to send and the network has taken none
 // of them for the duration returned (zero when nothing waits). The

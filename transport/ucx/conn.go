@@ -66,7 +66,14 @@ type entry struct {
 	end   error // not nil: the peer closed or was lost; close with it
 }
 
+// WholeFrames implements transport.WholeFrames: UCX pulls a large frame
+// by rendezvous straight into the receiver's buffer, so the messenger
+// sends frames up to the peer's MaxFrame whole rather than in 256 KiB
+// chunks.
+func (c *conn) WholeFrames() bool { return true }
+
 var (
+	_ transport.WholeFrames = (*conn)(nil)
 	_ transport.Conn        = (*conn)(nil)
 	_ transport.Staller     = (*conn)(nil)
 	_ transport.ReadLimiter = (*conn)(nil)
