@@ -264,6 +264,12 @@ var errExpired = fmt.Errorf("stream: request withdrawn: %w", context.DeadlineExc
 func (c *Conn) WriteFrame(ctx context.Context, b []byte) error {
 	deadline, timed := frameDeadline(ctx, b)
 	c.mu.Lock()
+	if len(b) > wire.PrefixLen && wire.FrameType(b[wire.PrefixLen:]) == wire.TypeChunk {
+		if err := c.waitIdleLocked(ctx); err != nil {
+			c.mu.Unlock()
+			return err
+		}
+	}
 	if err := c.waitRoomLocked(ctx, true); err != nil {
 		c.mu.Unlock()
 		return err
@@ -414,6 +420,43 @@ func (c *Conn) writeAll(b []byte) error {
 
 // writeStep bounds one blocking write.
 const writeStep = 64 << 10
+
+// chunkYield bounds how long a chunk frame lets other frames go first.
+const chunkYield = 2 * time.Millisecond
+
+// waitIdleLocked holds a chunk of a large payload (wire.TypeChunk) while
+// the socket is taken or frames are pending, for chunkYield at most: the
+// frames of other calls go first, so that a small call waits behind the
+// one chunk being written, not behind all of the payload's chunks that
+// would otherwise be queued. Called with mu held.
+func (c *Conn) waitIdleLocked(ctx context.Context) error {
+	if c.err != nil || !c.flushing && len(c.pending) == 0 {
+		return c.err
+	}
+	late := false
+	t := time.AfterFunc(chunkYield, func() {
+		c.mu.Lock()
+		late = true
+		c.room.Broadcast()
+		c.mu.Unlock()
+	})
+	defer t.Stop()
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() {
+			c.mu.Lock()
+			c.room.Broadcast()
+			c.mu.Unlock()
+		})
+		defer stop()
+	}
+	for c.err == nil && !late && (c.flushing || len(c.pending) > 0) {
+		if err := ctx.Err(); err != nil {
+			return err // not written: withdrawn
+		}
+		c.room.Wait()
+	}
+	return c.err
+}
 
 // waitRoomLocked waits while pending holds MaxPending bytes (and, with
 // busy, only while someone owns the socket), until there is room, the conn
