@@ -66,8 +66,26 @@ func (a *assembly) take(wait bool) bool {
 // touches it (HandleFrame is called by one goroutine at a time).
 type chunkState struct {
 	assembling map[uint64]*assembly
-	bytes      int                 // sum of the totals being assembled
+	bytes      int                 // sum of the totals being assembled, and of those dropped whose buffer is still being made
 	refused    map[uint64]struct{} // ids whose later chunks are dropped
+	dropped    []*assembly         // aborted while their buffer was being made: charged to bytes until it is
+}
+
+// settle releases the charge of the dropped assemblies whose buffers
+// have been made, so that a peer that announces and aborts large frames in
+// a loop cannot have more than MaxPayload being allocated at once.
+func (cs *chunkState) settle() {
+	keep := cs.dropped[:0]
+	for _, a := range cs.dropped {
+		select {
+		case <-a.ready:
+			cs.bytes -= a.total
+		default:
+			keep = append(keep, a)
+		}
+	}
+	clear(cs.dropped[len(keep):])
+	cs.dropped = keep
 }
 
 // chunkBufs holds the buffers chunk frames are encoded in.
@@ -174,10 +192,17 @@ func (s *session) handleChunk(body []byte) error {
 		return err
 	}
 	cs := &s.chunks
+	if len(cs.dropped) > 0 {
+		cs.settle()
+	}
 	if c.Flags&wire.ChunkAbort != 0 {
 		if a := cs.assembling[c.ID]; a != nil {
-			cs.bytes -= a.total
 			delete(cs.assembling, c.ID)
+			if a.buf == nil && a.ready != nil {
+				cs.dropped = append(cs.dropped, a) // its buffer is still being made
+			} else {
+				cs.bytes -= a.total
+			}
 		}
 		delete(cs.refused, c.ID)
 		return nil
@@ -189,8 +214,10 @@ func (s *session) handleChunk(body []byte) error {
 		}
 		limit := uint64(s.m.opts.MaxPayload)
 		switch {
-		case c.Total > limit || uint64(cs.bytes)+c.Total > limit || len(cs.assembling) >= maxAssemblies:
-			return s.refuseChunked(&c, limit)
+		case c.Total > limit:
+			return s.refuseChunked(&c, limit, false)
+		case uint64(cs.bytes)+c.Total > limit || len(cs.assembling)+len(cs.dropped) >= maxAssemblies:
+			return s.refuseChunked(&c, limit, true) // for now: the call may try again
 		case c.Total < uint64(len(c.Data)):
 			return fmt.Errorf("velo: chunk %d announces %d bytes and carries %d", c.ID, c.Total, len(c.Data))
 		}
@@ -242,7 +269,7 @@ func (s *session) handleChunk(body []byte) error {
 // refuseChunked refuses the large frame whose first chunk is c: a request
 // that wants an answer gets ErrPayloadTooLarge, a response fails the call
 // it answers with it, and the frame's later chunks are dropped.
-func (s *session) refuseChunked(c *wire.Chunk, limit uint64) error {
+func (s *session) refuseChunked(c *wire.Chunk, limit uint64, busy bool) error {
 	cs := &s.chunks
 	if c.Flags&wire.ChunkLast == 0 {
 		if len(cs.refused) >= maxRefused {
@@ -253,8 +280,14 @@ func (s *session) refuseChunked(c *wire.Chunk, limit uint64) error {
 		}
 		cs.refused[c.ID] = struct{}{}
 	}
-	s.m.warn(s.m.peerLog, "velo: large frame refused", "peer", s.peerName(), "bytes", c.Total, "max_payload", limit)
-	msg := fmt.Sprintf("a frame of %d bytes; %s accepts at most %d (MaxPayload), %d at once", c.Total, s.m.id.Short(), limit, limit)
+	s.m.warn(s.m.peerLog, "velo: large frame refused", "peer", s.peerName(), "bytes", c.Total, "max_payload", limit, "busy", busy)
+	msg := fmt.Sprintf("a frame of %d bytes; %s accepts at most %d (MaxPayload)", c.Total, s.m.id.Short(), limit)
+	code, status := CodePayloadTooLarge, wire.StatusPayloadTooLarge
+	if busy {
+		msg = fmt.Sprintf("a frame of %d bytes; %s is receiving %d large frames from this connection (%d bytes in all, MaxPayload %d)",
+			c.Total, s.m.id.Short(), len(s.chunks.assembling), s.chunks.bytes, limit)
+		code, status = CodeBusy, wire.StatusBusy
+	}
 	d := c.Data
 	switch wire.FrameType(d) {
 	case wire.TypeRequest:
@@ -264,13 +297,13 @@ func (s *session) refuseChunked(c *wire.Chunk, limit uint64) error {
 		}
 		req := wire.Request{Kind: wire.Kind(d[2]), ID: binary.BigEndian.Uint64(d[3:11])}
 		if req.Kind.WantsResponse() {
-			s.finish(newInbound(s, &req), nil, newError(CodePayloadTooLarge, "", nil, "%s", msg))
+			s.finish(newInbound(s, &req), nil, newError(code, "", nil, "%s", msg))
 		}
 	case wire.TypeResponse:
 		if len(d) < 10 {
 			return nil
 		}
-		resp := wire.Response{ID: binary.BigEndian.Uint64(d[2:10]), Status: wire.StatusPayloadTooLarge, Error: msg}
+		resp := wire.Response{ID: binary.BigEndian.Uint64(d[2:10]), Status: status, Error: msg}
 		return s.HandleFrame(wire.AppendResponse(nil, &resp)[wire.PrefixLen:])
 	}
 	return nil

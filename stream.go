@@ -136,6 +136,10 @@ func OpenStream[T any](m *Messenger, o StreamOptions) (*StreamReceiver[T], error
 	}
 	st := &rstream{m: m, window: o.Window, notify: make(chan struct{}, 1)}
 	m.streams.mu.Lock()
+	if m.streams.closed {
+		m.streams.mu.Unlock()
+		return nil, newError(CodeShuttingDown, system.StreamAttach, nil, "instance %s is shutting down", m.id.Short())
+	}
 	for st.id == 0 || m.streams.recv[st.id] != nil {
 		st.id = randomID()
 	}
@@ -264,11 +268,12 @@ func randomID() uint64 {
 // streamTable holds an instance's streams: those it receives (by stream
 // id) and those it sends on (by sender id).
 type streamTable struct {
-	mu     sync.Mutex
-	recv   map[uint64]*rstream
-	send   map[uint64]*sstream
-	closed bool           // shut down: no more replies start
-	wg     sync.WaitGroup // the control messages sent from the receive path
+	mu      sync.Mutex
+	recv    map[uint64]*rstream
+	send    map[uint64]*sstream
+	closed  bool           // shut down: no more streams or replies start
+	replies int            // replies being sent (streamReply)
+	wg      sync.WaitGroup // the control messages sent from the receive path
 }
 
 // rstream is the receiving end's state.
@@ -346,7 +351,11 @@ func (st *rstream) recv(ctx context.Context) ([]byte, error) {
 				// reader is what holds the sender back), whatever the
 				// reader's ctx: lost credit would stall the stream.
 				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				sendControl(cctx, s, system.StreamCredit, appendCredit(nil, sid, uint64(grant)))
+				if sendControl(cctx, s, system.StreamCredit, appendCredit(nil, sid, uint64(grant))) != nil {
+					st.mu.Lock()
+					st.consumed += grant // the next Recv tries again
+					st.mu.Unlock()
+				}
 				cancel()
 			}
 			return b, nil
@@ -418,6 +427,10 @@ func (m *Messenger) attachStream(ctx context.Context, h StreamHandle) (*sstream,
 	}
 	st := &sstream{m: m, h: h, sess: s, attached: make(chan struct{}), room: make(chan struct{}, 1)}
 	m.streams.mu.Lock()
+	if m.streams.closed {
+		m.streams.mu.Unlock()
+		return nil, newError(CodeShuttingDown, system.StreamAttach, nil, "instance %s is shutting down", m.id.Short())
+	}
 	for st.sid == 0 || m.streams.send[st.sid] != nil {
 		st.sid = randomID()
 	}
@@ -517,18 +530,40 @@ func (st *sstream) send(ctx context.Context, b []byte) error {
 	}
 	st.wmu.Lock()
 	defer st.wmu.Unlock()
+	st.mu.Lock()
+	err, ended := st.err, st.ended
+	st.mu.Unlock()
+	if err != nil || ended { // the stream ended while this Send waited
+		st.grant(uint64(len(b)))
+		if err == nil {
+			err = newError(CodeBadRequest, system.StreamItem, nil, "send on a closed stream %s", st.h)
+		}
+		return err
+	}
 	seq := st.seq
-	st.seq++
 	msg := appendItem(st.wbuf[:0], st.h.ID, seq, b)
 	if cap(msg) <= 64<<10 { // keep a small buffer, let a large one go
 		st.wbuf = msg
 	}
 	if err := sendControl(ctx, st.sess, system.StreamItem, msg); err != nil {
+		if NotDelivered(err) {
+			// Nothing went: the stream goes on as if Send had not been
+			// called (its credit back, its number unused).
+			st.grant(uint64(len(b)))
+			return err
+		}
 		// An item that may or may not have gone breaks the order the
-		// receiver checks: the stream is over.
+		// receiver checks: the stream is over, on both sides.
 		st.fail(err)
+		st.seq++
+		ctx2, cancel := context.WithTimeout(context.Background(), time.Second)
+		status, m := toStatus(err)
+		sendControl(ctx2, st.sess, system.StreamEnd, appendEnd(nil, st.h.ID, st.seq, status, m))
+		cancel()
+		st.forget()
 		return err
 	}
+	st.seq++
 	return nil
 }
 
@@ -537,9 +572,13 @@ func (st *sstream) end(ctx context.Context, cause error) error {
 	defer st.wmu.Unlock()
 	st.mu.Lock()
 	if st.ended || st.err != nil {
+		err := st.err
 		st.mu.Unlock()
 		st.forget()
-		return nil
+		if errors.Is(err, ErrCanceled) {
+			return nil // the receiver is done with it already
+		}
+		return err
 	}
 	st.ended = true
 	st.mu.Unlock()
@@ -664,6 +703,7 @@ func (m *Messenger) streamMessage(s *session, handler string, p []byte) error {
 		case seq != st.nextSeq:
 			st.end = newError(CodePeerLost, handler, nil, "stream %x: item %d arrived when %d was due", id, seq, st.nextSeq)
 			st.wake()
+			m.streamReply(s, system.StreamCancel, appendCancelMsg(nil, st.sid, wire.StatusPeerLost, "an item went missing"))
 			return nil
 		}
 		st.nextSeq++
@@ -682,9 +722,10 @@ func (m *Messenger) streamMessage(s *session, handler string, p []byte) error {
 			return nil
 		}
 		item := p[16:]
-		if st.queued+len(item) > st.window+m.maxFrame() {
+		if st.queued+len(item) > st.window+m.opts.MaxPayload {
 			st.end = newError(CodeBadRequest, handler, nil, "stream %x: the sender went past its window", id)
 			st.wake()
+			m.streamReply(s, system.StreamCancel, appendCancelMsg(nil, st.sid, wire.StatusBadRequest, "past the window"))
 			return nil
 		}
 		st.queue = append(st.queue, item)
@@ -731,15 +772,23 @@ func (m *Messenger) streamMessage(s *session, handler string, p []byte) error {
 func (m *Messenger) streamReply(s *session, handler string, payload []byte) {
 	m.streams.mu.Lock()
 	defer m.streams.mu.Unlock()
-	if m.streams.closed {
-		return
+	if m.streams.closed || m.streams.replies >= maxStreamReplies {
+		return // a peer that floods attaches and reads nothing gets no more answers
 	}
+	m.streams.replies++
 	m.streams.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(m.handlerCtx, 5*time.Second)
 		defer cancel()
 		sendControl(ctx, s, handler, payload)
+		m.streams.mu.Lock()
+		m.streams.replies--
+		m.streams.mu.Unlock()
 	})
 }
+
+// maxStreamReplies bounds the control messages the receive path has
+// handed to goroutines and not yet sent.
+const maxStreamReplies = 1024
 
 // streamsSessionDown ends the streams bound to s, a connection that
 // closed: both ends see ErrPeerLost (a receiver after the items queued).

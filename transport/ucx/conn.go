@@ -360,6 +360,9 @@ func (c *conn) admit(seq uint64, n int, isClose bool, count int) error {
 		return fmt.Errorf("velo: ucx: close message of %d bytes", n)
 	}
 	c.nextSeq += uint64(count)
+	if count > 1 {
+		n -= count * batchEntry // the queue holds the frames, not their lengths
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {

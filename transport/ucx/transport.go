@@ -58,6 +58,7 @@ type Transport struct {
 	token   uint64
 	closing []closingEP
 	batch   []send
+	evs     []event // the events of one progress call, copied out of C
 	errs    []error
 	done    []bool
 	cur     []op
@@ -391,12 +392,17 @@ func (t *Transport) own() {
 	var stopAt time.Time
 	for {
 		worked := t.runOps()
-		evs := t.w.progress(consumed)
-		consumed = len(evs)
-		for i := range evs {
-			t.handle(&evs[i])
+		// The events are copied out first: a UCX call made while handling
+		// one (an endpoint closed, a pull started) may list more, and the
+		// list may move when it grows.
+		cevs := t.w.progress(consumed)
+		consumed = len(cevs)
+		t.evs = append(t.evs[:0], cevs...)
+		for i := range t.evs {
+			t.handle(&t.evs[i])
 		}
-		if len(evs) > 0 || worked {
+		t.flushSends() // what handling queued (credit from handleDirect, accepts)
+		if len(t.evs) > 0 || worked {
 			last = time.Time{}
 		}
 		t.reapClosing(false)
@@ -426,7 +432,7 @@ func (t *Transport) own() {
 			runtime.Gosched()
 			continue
 		}
-		if len(evs) > 0 || worked {
+		if len(t.evs) > 0 || worked {
 			continue
 		}
 		now := time.Now()
@@ -778,6 +784,10 @@ func (t *Transport) message(e *event) {
 	h := headerOf(e)
 	kind := uint8(h.typ)
 	rndv := e._type == evRndv
+	if !rndv && kind != msgData && kind != msgClose && kind != msgBatch || t.conns[h.to] == nil || h.to == 0 {
+		// The data is not used: free a copy made outside the arena.
+		defer t.w.dropData(e)
+	}
 	c := t.conns[h.to]
 	if c == nil || h.to == 0 {
 		if kind == msgOpen && h.to == 0 && h.from != 0 {

@@ -245,8 +245,18 @@ func (w *worker) data(e *event) []byte {
 	copy(b, unsafe.Slice((*byte)(src), len(b)))
 	if e.flags&C.VUCX_RECV_MALLOC != 0 {
 		C.free(src)
+		e.copy = nil
 	}
 	return b
+}
+
+// dropData frees the data of a receive event that is not used, when it
+// was copied outside the arena; rendezvous events have none.
+func (w *worker) dropData(e *event) {
+	if e._type == evRecv && e.flags&C.VUCX_RECV_MALLOC != 0 && e.copy != nil {
+		C.free(e.copy)
+		e.copy = nil
+	}
 }
 
 // arm prepares the worker to sleep: true when it may (nothing pending).
