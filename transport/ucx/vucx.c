@@ -8,9 +8,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <ucp/api/ucp.h>
 
 #define VUCX_AM_ID 7
+
+// vucx_mu serialises every UCX call of the process: the workers of
+// several transports in one process share UCX's asynchronous event
+// machinery, and one worker's progress was seen to trip an assertion in
+// it (async.c, "handler->async == async") while another context was
+// being set up or torn down. The owner goroutines each make their UCX
+// calls in turn; uncontended, the lock costs tens of nanoseconds a call.
+static pthread_mutex_t vucx_mu = PTHREAD_MUTEX_INITIALIZER;
 #define VUCX_ARENA (1 << 20)
 // Progress stops while this much of the arena is still free, so that the
 // eager messages of one more progress call fit without a malloc.
@@ -141,7 +150,7 @@ static void pull_cb(void *request, ucs_status_t status, size_t length, void *use
 	ucp_request_free(request);
 }
 
-int vucx_open(const char *tls, const char *devices, int peer_errors, vucx_worker **out, char *err,
+static int unlocked_open(const char *tls, const char *devices, int peer_errors, vucx_worker **out, char *err,
               size_t errlen) {
 	ucp_config_t *config;
 	ucs_status_t st = ucp_config_read(NULL, NULL, &config);
@@ -218,7 +227,7 @@ int vucx_open(const char *tls, const char *devices, int peer_errors, vucx_worker
 	return 0;
 }
 
-void vucx_close(vucx_worker *w) {
+static void unlocked_close(vucx_worker *w) {
 	if (w->listener != NULL) {
 		ucp_listener_destroy(w->listener);
 	}
@@ -250,7 +259,7 @@ static int sockaddr_of(const char *ip, int port, struct sockaddr_storage *ss, so
 	return UCS_ERR_INVALID_ADDR;
 }
 
-int vucx_listen(vucx_worker *w, const char *ip, int port, int *bound) {
+static int unlocked_listen(vucx_worker *w, const char *ip, int port, int *bound) {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int st = sockaddr_of(ip, port, &ss, &len);
@@ -288,7 +297,7 @@ static void ep_common(vucx_worker *w, ucp_ep_params_t *ep) {
 	ep->err_handler.arg = w;
 }
 
-int vucx_accept(vucx_worker *w, uint64_t req, uint64_t *out) {
+static int unlocked_accept(vucx_worker *w, uint64_t req, uint64_t *out) {
 	ucp_ep_params_t ep = {0};
 	ep.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST;
 	ep.conn_request = (ucp_conn_request_h)(uintptr_t)req;
@@ -302,13 +311,13 @@ int vucx_accept(vucx_worker *w, uint64_t req, uint64_t *out) {
 	return 0;
 }
 
-void vucx_reject(vucx_worker *w, uint64_t req) {
+static void unlocked_reject(vucx_worker *w, uint64_t req) {
 	if (w->listener != NULL) {
 		ucp_listener_reject(w->listener, (ucp_conn_request_h)(uintptr_t)req);
 	}
 }
 
-int vucx_dial(vucx_worker *w, const char *ip, int port, uint64_t *out) {
+static int unlocked_dial(vucx_worker *w, const char *ip, int port, uint64_t *out) {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int st = sockaddr_of(ip, port, &ss, &len);
@@ -330,7 +339,7 @@ int vucx_dial(vucx_worker *w, const char *ip, int port, uint64_t *out) {
 	return 0;
 }
 
-uint64_t vucx_ep_close(vucx_worker *w, uint64_t ep, int force) {
+static uint64_t unlocked_ep_close(vucx_worker *w, uint64_t ep, int force) {
 	ucp_request_param_t p = {0};
 	p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
 	p.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
@@ -341,7 +350,7 @@ uint64_t vucx_ep_close(vucx_worker *w, uint64_t ep, int force) {
 	return (uint64_t)(uintptr_t)r;
 }
 
-int vucx_req_done(vucx_worker *w, uint64_t req) {
+static int unlocked_req_done(vucx_worker *w, uint64_t req) {
 	void *r = (void *)(uintptr_t)req;
 	if (ucp_request_check_status(r) == UCS_INPROGRESS) {
 		return 0;
@@ -350,7 +359,7 @@ int vucx_req_done(vucx_worker *w, uint64_t req) {
 	return 1;
 }
 
-void vucx_req_cancel(vucx_worker *w, uint64_t req) {
+static void unlocked_req_cancel(vucx_worker *w, uint64_t req) {
 	ucp_request_cancel(w->w, (void *)(uintptr_t)req);
 }
 
@@ -368,7 +377,7 @@ void vucx_free(void *buf) {
 	}
 }
 
-void vucx_send_batch(vucx_worker *w, vucx_send *s, int n) {
+static void unlocked_send_batch(vucx_worker *w, vucx_send *s, int n) {
 	for (int i = 0; i < n; i++) {
 		vucx_sendbuf *sb;
 		if (s[i].token != 0) {
@@ -407,7 +416,7 @@ void vucx_send_batch(vucx_worker *w, vucx_send *s, int n) {
 	}
 }
 
-int vucx_progress(vucx_worker *w, int consumed, int max) {
+static int unlocked_progress(vucx_worker *w, int consumed, int max) {
 	// Events may be listed outside progress too (a failed endpoint during
 	// another call): drop only those the caller has read.
 	if (consumed >= w->nev) {
@@ -431,7 +440,7 @@ int vucx_progress(vucx_worker *w, int consumed, int max) {
 vucx_event *vucx_events(vucx_worker *w) { return w->ev; }
 char *vucx_arena(vucx_worker *w) { return w->arena; }
 
-int vucx_arm(vucx_worker *w) {
+static int unlocked_arm(vucx_worker *w) {
 	ucs_status_t st = ucp_worker_arm(w->w);
 	if (st == UCS_OK) {
 		return 0;
@@ -444,7 +453,7 @@ int vucx_arm(vucx_worker *w) {
 
 void vucx_signal(vucx_worker *w) { ucp_worker_signal(w->w); }
 
-int vucx_rndv_recv(vucx_worker *w, uint64_t desc, void *buf, uint64_t len, uint64_t token) {
+static int unlocked_rndv_recv(vucx_worker *w, uint64_t desc, void *buf, uint64_t len, uint64_t token) {
 	vucx_pull *p = malloc(sizeof(*p));
 	if (p == NULL) {
 		abort();
@@ -468,10 +477,105 @@ int vucx_rndv_recv(vucx_worker *w, uint64_t desc, void *buf, uint64_t len, uint6
 	return 1; // pull_cb frees p and the request
 }
 
-void vucx_data_release(vucx_worker *w, uint64_t desc) {
+static void unlocked_data_release(vucx_worker *w, uint64_t desc) {
 	ucp_am_data_release(w->w, (void *)(uintptr_t)desc);
 }
 
 const char *vucx_status_string(int status) { return ucs_status_string((ucs_status_t)status); }
 
 long vucx_inflight(vucx_worker *w) { return w->sends + w->pulls; }
+
+// The exported calls: each takes vucx_mu around the work.
+
+int vucx_open(const char *tls, const char *devices, int peer_errors, vucx_worker **out, char *err, size_t errlen) {
+	pthread_mutex_lock(&vucx_mu);
+	int r = unlocked_open(tls, devices, peer_errors, out, err, errlen);
+	pthread_mutex_unlock(&vucx_mu);
+	return r;
+}
+
+void vucx_close(vucx_worker *w) {
+	pthread_mutex_lock(&vucx_mu);
+	unlocked_close(w);
+	pthread_mutex_unlock(&vucx_mu);
+}
+
+int vucx_listen(vucx_worker *w, const char *ip, int port, int *bound) {
+	pthread_mutex_lock(&vucx_mu);
+	int r = unlocked_listen(w, ip, port, bound);
+	pthread_mutex_unlock(&vucx_mu);
+	return r;
+}
+
+int vucx_accept(vucx_worker *w, uint64_t req, uint64_t *ep) {
+	pthread_mutex_lock(&vucx_mu);
+	int r = unlocked_accept(w, req, ep);
+	pthread_mutex_unlock(&vucx_mu);
+	return r;
+}
+
+void vucx_reject(vucx_worker *w, uint64_t req) {
+	pthread_mutex_lock(&vucx_mu);
+	unlocked_reject(w, req);
+	pthread_mutex_unlock(&vucx_mu);
+}
+
+int vucx_dial(vucx_worker *w, const char *ip, int port, uint64_t *ep) {
+	pthread_mutex_lock(&vucx_mu);
+	int r = unlocked_dial(w, ip, port, ep);
+	pthread_mutex_unlock(&vucx_mu);
+	return r;
+}
+
+uint64_t vucx_ep_close(vucx_worker *w, uint64_t ep, int force) {
+	pthread_mutex_lock(&vucx_mu);
+	uint64_t r = unlocked_ep_close(w, ep, force);
+	pthread_mutex_unlock(&vucx_mu);
+	return r;
+}
+
+int vucx_req_done(vucx_worker *w, uint64_t req) {
+	pthread_mutex_lock(&vucx_mu);
+	int r = unlocked_req_done(w, req);
+	pthread_mutex_unlock(&vucx_mu);
+	return r;
+}
+
+void vucx_req_cancel(vucx_worker *w, uint64_t req) {
+	pthread_mutex_lock(&vucx_mu);
+	unlocked_req_cancel(w, req);
+	pthread_mutex_unlock(&vucx_mu);
+}
+
+void vucx_send_batch(vucx_worker *w, vucx_send *s, int n) {
+	pthread_mutex_lock(&vucx_mu);
+	unlocked_send_batch(w, s, n);
+	pthread_mutex_unlock(&vucx_mu);
+}
+
+int vucx_progress(vucx_worker *w, int consumed, int max) {
+	pthread_mutex_lock(&vucx_mu);
+	int r = unlocked_progress(w, consumed, max);
+	pthread_mutex_unlock(&vucx_mu);
+	return r;
+}
+
+int vucx_arm(vucx_worker *w) {
+	pthread_mutex_lock(&vucx_mu);
+	int r = unlocked_arm(w);
+	pthread_mutex_unlock(&vucx_mu);
+	return r;
+}
+
+int vucx_rndv_recv(vucx_worker *w, uint64_t desc, void *buf, uint64_t len, uint64_t token) {
+	pthread_mutex_lock(&vucx_mu);
+	int r = unlocked_rndv_recv(w, desc, buf, len, token);
+	pthread_mutex_unlock(&vucx_mu);
+	return r;
+}
+
+void vucx_data_release(vucx_worker *w, uint64_t desc) {
+	pthread_mutex_lock(&vucx_mu);
+	unlocked_data_release(w, desc);
+	pthread_mutex_unlock(&vucx_mu);
+}
