@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/velo-messenger/velo/internal/credit"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/transport"
 )
@@ -38,18 +39,16 @@ type conn struct {
 	wbuf []byte     // guarded by wmu: the message being published
 
 	mu       sync.Mutex
-	room     sync.Cond // credit grew or the connection closed
-	arrived  sync.Cond // a frame was queued, the peer closed, or the connection closed
-	ready    bool      // guarded by mu: remoteID is known
-	credit   int       // guarded by mu: bytes we may still send
-	starved  time.Time // guarded by mu: when a sender began to wait for credit; zero once credit came
-	queue    [][]byte  // guarded by mu: frames received, not handled yet
-	queued   int       // guarded by mu: bytes in queue
-	nextSeq  uint64    // guarded by mu: sequence number of the next data message due
-	eof      error     // guarded by mu: the peer closed; handle what is queued, then close
-	closed   bool      // guarded by mu
-	err      error     // guarded by mu: why the connection closed
-	consumed int       // used by run only: bytes handled since the last window message
+	arrived  sync.Cond     // a frame was queued, the peer closed, or the connection closed
+	ready    bool          // guarded by mu: remoteID is known
+	win      credit.Window // guarded by mu: bytes we may still send
+	queue    [][]byte      // guarded by mu: frames received, not handled yet
+	queued   int           // guarded by mu: bytes in queue
+	nextSeq  uint64        // guarded by mu: sequence number of the next data message due
+	eof      error         // guarded by mu: the peer closed; handle what is queued, then close
+	closed   bool          // guarded by mu
+	err      error         // guarded by mu: why the connection closed
+	consumed int           // used by run only: bytes handled since the last window message
 }
 
 var (
@@ -59,7 +58,7 @@ var (
 
 func newConn(t *Transport, localID uint64, remote string, window, maxFrame int) *conn {
 	c := &conn{t: t, localID: localID, remote: remote, window: window, maxFrame: maxFrame}
-	c.room.L = &c.mu
+	c.win.Init(&c.mu)
 	c.arrived.L = &c.mu
 	return c
 }
@@ -84,7 +83,7 @@ func (c *conn) WriteFrame(ctx context.Context, b []byte) error {
 		c.mu.Unlock()
 		return err
 	}
-	c.credit -= len(frame)
+	c.win.Take(len(frame))
 	c.mu.Unlock()
 
 	c.wmu.Lock()
@@ -117,24 +116,8 @@ func (c *conn) WriteFrame(ctx context.Context, b []byte) error {
 // waitCreditLocked waits until the peer has room (credit), the connection
 // closes, or ctx ends. Called with mu held.
 func (c *conn) waitCreditLocked(ctx context.Context) error {
-	if !c.closed && c.credit <= 0 {
-		if ctx.Done() != nil {
-			stop := context.AfterFunc(ctx, func() {
-				c.mu.Lock()
-				c.room.Broadcast()
-				c.mu.Unlock()
-			})
-			defer stop()
-		}
-		if c.starved.IsZero() {
-			c.starved = time.Now()
-		}
-		for !c.closed && c.credit <= 0 {
-			if err := ctx.Err(); err != nil {
-				return err // not sent: withdrawn
-			}
-			c.room.Wait()
-		}
+	if err := c.win.Wait(ctx, func() bool { return c.closed }); err != nil {
+		return err // not sent: withdrawn
 	}
 	if c.closed {
 		return c.err
@@ -147,10 +130,7 @@ func (c *conn) waitCreditLocked(ctx context.Context) error {
 func (c *conn) WriteStalled(now time.Time) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.starved.IsZero() || c.credit > 0 {
-		return 0
-	}
-	return max(now.Sub(c.starved), 0)
+	return c.win.Stalled(now)
 }
 
 // Close implements transport.Conn. The peer is told, unless it closed
@@ -168,7 +148,7 @@ func (c *conn) Close(reason error) error {
 	c.err = reason
 	notify := c.ready && c.eof == nil
 	c.queue, c.queued = nil, 0
-	c.room.Broadcast()
+	c.win.Wake()
 	c.arrived.Broadcast()
 	c.mu.Unlock()
 	c.t.forget(c)
@@ -262,11 +242,7 @@ func (c *conn) deliver(seq uint64, frame []byte) {
 // grant adds credit returned by the peer.
 func (c *conn) grant(n uint32) {
 	c.mu.Lock()
-	c.credit += int(n)
-	if c.credit > 0 {
-		c.starved = time.Time{}
-	}
-	c.room.Broadcast()
+	c.win.Grant(int(n))
 	c.mu.Unlock()
 }
 
@@ -286,7 +262,7 @@ func (c *conn) peerClosed(reason string) {
 func (c *conn) start(remoteID uint64, credit int, h transport.Handler) error {
 	c.mu.Lock()
 	c.remoteID = remoteID
-	c.credit = credit
+	c.win.Set(credit)
 	c.h = h
 	c.ready = true
 	c.mu.Unlock()

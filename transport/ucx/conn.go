@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/velo-messenger/velo/internal/credit"
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/transport"
 )
@@ -42,20 +43,18 @@ type conn struct {
 	seq uint64     // guarded by wmu
 
 	mu       sync.Mutex
-	room     sync.Cond // credit grew or the connection closed
-	arrived  sync.Cond // an entry became ready, or the connection closed
-	started  bool      // guarded by mu: the peer's window is known
-	credit   int       // guarded by mu: bytes we may still send
-	starved  time.Time // guarded by mu: when a sender began to wait for credit
-	queue    []entry   // guarded by mu: what arrived, in sequence order
-	queued   int       // guarded by mu: bytes in queue
-	ended    bool      // guarded by mu: the peer closed or was lost; an end entry is queued
-	closed   bool      // guarded by mu
-	err      error     // guarded by mu: why the connection closed
-	handling bool      // guarded by mu: a goroutine is in HandleFrame (run, or the owner)
-	warm     bool      // guarded by mu: run has handled a response: the handshake is done
-	consumed int       // run only: bytes handled since the last window message
-	direct   int       // owner only: bytes the owner handled since its last window message
+	arrived  sync.Cond     // an entry became ready, or the connection closed
+	started  bool          // guarded by mu: the peer's window is known
+	win      credit.Window // guarded by mu: bytes we may still send
+	queue    []entry       // guarded by mu: what arrived, in sequence order
+	queued   int           // guarded by mu: bytes in queue
+	ended    bool          // guarded by mu: the peer closed or was lost; an end entry is queued
+	closed   bool          // guarded by mu
+	err      error         // guarded by mu: why the connection closed
+	handling bool          // guarded by mu: a goroutine is in HandleFrame (run, or the owner)
+	warm     bool          // guarded by mu: run has handled a response: the handshake is done
+	consumed int           // run only: bytes handled since the last window message
+	direct   int           // owner only: bytes the owner handled since its last window message
 }
 
 // entry is a frame in a connection's queue, or the connection's end.
@@ -81,7 +80,7 @@ var (
 
 func newConn(t *Transport, remote string, accepted bool) *conn {
 	c := &conn{t: t, remote: remote, accepted: accepted, opened: newOnceChan(), id: newID()}
-	c.room.L = &c.mu
+	c.win.Init(&c.mu)
 	c.arrived.L = &c.mu
 	c.limit.Store(int64(t.o.MaxFrame))
 	return c
@@ -124,7 +123,7 @@ func (c *conn) WriteFrame(ctx context.Context, b []byte) error {
 		c.mu.Unlock()
 		return err
 	}
-	c.credit -= n
+	c.win.Take(n)
 	c.mu.Unlock()
 
 	c.wmu.Lock()
@@ -168,24 +167,8 @@ const zeroCopyMin = 1 << 20
 // waitCreditLocked waits until the peer has room, the connection closes,
 // or ctx ends. Called with mu held.
 func (c *conn) waitCreditLocked(ctx context.Context) error {
-	if !c.closed && c.credit <= 0 {
-		if ctx.Done() != nil {
-			stop := context.AfterFunc(ctx, func() {
-				c.mu.Lock()
-				c.room.Broadcast()
-				c.mu.Unlock()
-			})
-			defer stop()
-		}
-		if c.starved.IsZero() {
-			c.starved = time.Now()
-		}
-		for !c.closed && c.credit <= 0 {
-			if err := ctx.Err(); err != nil {
-				return err // not sent: withdrawn
-			}
-			c.room.Wait()
-		}
+	if err := c.win.Wait(ctx, func() bool { return c.closed }); err != nil {
+		return err // not sent: withdrawn
 	}
 	if c.closed {
 		return c.err
@@ -198,10 +181,7 @@ func (c *conn) waitCreditLocked(ctx context.Context) error {
 func (c *conn) WriteStalled(now time.Time) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.starved.IsZero() || c.credit > 0 {
-		return 0
-	}
-	return max(now.Sub(c.starved), 0)
+	return c.win.Stalled(now)
 }
 
 // SetReadLimit implements transport.ReadLimiter.
@@ -227,7 +207,7 @@ func (c *conn) Close(reason error) error {
 	c.err = reason
 	notify := c.started && !c.ended
 	c.queue, c.queued = nil, 0
-	c.room.Broadcast()
+	c.win.Wake()
 	c.arrived.Broadcast()
 	c.mu.Unlock()
 	c.opened.close()
@@ -270,7 +250,7 @@ func (c *conn) isClosed() bool {
 func (c *conn) start(credit int) {
 	c.mu.Lock()
 	c.started = true
-	c.credit = credit
+	c.win.Set(credit)
 	c.mu.Unlock()
 	c.opened.close()
 }
@@ -484,10 +464,6 @@ func (c *conn) end(err error) {
 // grant adds credit returned by the peer.
 func (c *conn) grant(n uint64) {
 	c.mu.Lock()
-	c.credit += int(min(n, uint64(MaxWindow)*2))
-	if c.credit > 0 {
-		c.starved = time.Time{}
-	}
-	c.room.Broadcast()
+	c.win.Grant(int(min(n, uint64(MaxWindow)*2)))
 	c.mu.Unlock()
 }
