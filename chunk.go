@@ -113,11 +113,25 @@ func (s *session) chunkAt() int {
 	return max(min(ChunkSize, s.maxFrame()-wire.ChunkOverhead), 1)
 }
 
+// chunkPiece is the data of one chunk on connections that take chunks of
+// ChunkSize frames: a chunk frame then fits the 64 KiB that a receiver
+// reads in one buffer of its size (wire.FrameReader), and a small call
+// behind it waits for 64 KiB, not for ChunkSize.
+const chunkPiece = 64<<10 - wire.ChunkOverhead + wire.PrefixLen
+
+// chunkSize is the data of one chunk of a frame over chunkAt.
+func (s *session) chunkSize() int {
+	if s.whole {
+		return s.chunkAt()
+	}
+	return min(chunkPiece, s.chunkAt())
+}
+
 // writeFrame hands the frame b (length prefix included) to the
 // connection: whole, or in chunks when it is larger than chunkAt.
 func (s *session) writeFrame(ctx context.Context, b []byte) error {
 	if at := s.chunkAt(); at > 0 && len(b)-wire.PrefixLen > at {
-		return s.writeChunked(ctx, b, at)
+		return s.writeChunked(ctx, b, s.chunkSize())
 	}
 	return s.conn.WriteFrame(ctx, b)
 }
@@ -137,7 +151,7 @@ func (s *session) writeLarge(ctx context.Context, head, payload []byte) (bool, e
 	if at == 0 || len(head)-wire.PrefixLen+len(payload) <= at {
 		return false, nil
 	}
-	return true, s.writeParts(ctx, head[wire.PrefixLen:], payload, at)
+	return true, s.writeParts(ctx, head[wire.PrefixLen:], payload, s.chunkSize())
 }
 
 // writeParts writes the large frame whose body is a followed by b as
