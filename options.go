@@ -115,10 +115,10 @@ type Options struct {
 	// every request is allowed.
 	Authorize func(ctx context.Context, identity, handler string) error
 	// MaxPayload is the largest request or response this instance
-	// accepts, and announces in its hello: one larger than a frame
-	// (above ChunkSize) travels as chunks of ChunkSize, which interleave
-	// with the connection's other frames, so that a small call waits
-	// behind one chunk at most, never behind the whole payload. Zero:
+	// accepts, and announces in its hello: one larger than ChunkSize
+	// travels as chunk frames of at most 64 KiB, which interleave with
+	// the connection's other frames, so that a small call waits behind
+	// one chunk at most, never behind the whole payload. Zero:
 	// DefaultMaxPayload (1 GiB); at most MaxMaxPayload. A peer that
 	// announces more is refused before anything is allocated.
 	MaxPayload int
@@ -212,8 +212,8 @@ const (
 	DefaultMaxPayload = 1 << 30
 	// MaxMaxPayload bounds Options.MaxPayload: 2 GiB less a byte.
 	MaxMaxPayload = 1<<31 - 1
-	// ChunkSize is the largest piece of a chunked payload, and the size
-	// above which a request or response is chunked (less if the peer's
-	// frame limit is smaller): 256 KiB.
+	// ChunkSize is the size above which a request or response is
+	// chunked (less if the peer's frame limit is smaller): 256 KiB. Its
+	// chunks are frames of at most 64 KiB.
 	ChunkSize = 256 << 10
 )
