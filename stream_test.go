@@ -31,6 +31,21 @@ func streamPair(t *testing.T) (recv, send *velo.Messenger) {
 	return recv, send
 }
 
+// openAttached opens a stream on recv (window 0: the default) and
+// attaches send to it as its sender.
+func openAttached[T any](t *testing.T, ctx context.Context, recv, send *velo.Messenger, window int) (*velo.StreamReceiver[T], *velo.StreamSender[T]) {
+	t.Helper()
+	r, err := velo.OpenStream[T](recv, velo.StreamOptions{Window: window})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := velo.AttachStream[T](ctx, send, r.Handle())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, s
+}
+
 // A stream of typed items arrives complete and in order, then io.EOF; a
 // []byte stream carries its items as they are.
 func TestStreamItemsInOrder(t *testing.T) {
@@ -76,14 +91,7 @@ func TestStreamItemsInOrder(t *testing.T) {
 		t.Errorf("Recv after the end = %v, want io.EOF", err)
 	}
 
-	raw, err := velo.OpenStream[[]byte](recv, velo.StreamOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := velo.AttachStream[[]byte](ctx, send, raw.Handle())
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, s := openAttached[[]byte](t, ctx, recv, send, 0)
 	for _, b := range [][]byte{{}, []byte("raw"), make([]byte, 100<<10)} {
 		if err := s.Send(ctx, b); err != nil {
 			t.Fatal(err)
@@ -210,14 +218,7 @@ func TestStreamFlowControl(t *testing.T) {
 	recv, send := streamPair(t)
 	ctx := testCtx(t)
 	const window, item = 8 << 10, 1 << 10
-	r, err := velo.OpenStream[[]byte](recv, velo.StreamOptions{Window: window})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := velo.AttachStream[[]byte](ctx, send, r.Handle())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, s := openAttached[[]byte](t, ctx, recv, send, window)
 	payload := make([]byte, item)
 	sent := 0
 	for {
@@ -262,15 +263,8 @@ func TestStreamMemoryBound(t *testing.T) {
 	recv, send := streamPair(t)
 	ctx := testCtx(t)
 	const window, item = 1 << 20, 64 << 10
-	r, err := velo.OpenStream[[]byte](recv, velo.StreamOptions{Window: window})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, s := openAttached[[]byte](t, ctx, recv, send, window)
 	defer r.Cancel()
-	s, err := velo.AttachStream[[]byte](ctx, send, r.Handle())
-	if err != nil {
-		t.Fatal(err)
-	}
 	payload := make([]byte, item)
 	heap := func() uint64 {
 		runtime.GC()
@@ -305,14 +299,7 @@ func TestStreamMemoryBound(t *testing.T) {
 func TestStreamCancel(t *testing.T) {
 	recv, send := streamPair(t)
 	ctx := testCtx(t)
-	r, err := velo.OpenStream[streamItem](recv, velo.StreamOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := velo.AttachStream[streamItem](ctx, send, r.Handle())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, s := openAttached[streamItem](t, ctx, recv, send, 0)
 	if err := s.Send(ctx, streamItem{N: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -345,20 +332,13 @@ func TestStreamCloseWithError(t *testing.T) {
 		{&velo.Error{Code: velo.CodePermissionDenied, Message: "no more for you"}, velo.ErrPermissionDenied},
 		{errors.New("disk on fire"), velo.ErrHandlerError},
 	} {
-		r, err := velo.OpenStream[streamItem](recv, velo.StreamOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := velo.AttachStream[streamItem](ctx, send, r.Handle())
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, s := openAttached[streamItem](t, ctx, recv, send, 0)
 		s.Send(ctx, streamItem{N: 7})
 		s.CloseWithError(tc.err)
 		if tk, err := r.Recv(ctx); err != nil || tk.N != 7 {
 			t.Fatalf("first item = %+v, %v", tk, err)
 		}
-		_, err = r.Recv(ctx)
+		_, err := r.Recv(ctx)
 		var ve *velo.Error
 		if !errors.Is(err, tc.want) || !errors.As(err, &ve) || !ve.Remote {
 			t.Errorf("Recv after CloseWithError(%v) = %v, want %v, remote", tc.err, err, tc.want)

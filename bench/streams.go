@@ -84,24 +84,13 @@ func (c *veloStream) Stream(ctx context.Context, payload []byte, n int) error {
 	if _, err := c.m.Unary(streamToHandler).RawPayload(appendStreamReq(nil, n, len(payload), hb)).Instance(c.server).Send(ctx); err != nil {
 		return err
 	}
-	got := 0
-	for {
+	return countItems(func() ([]byte, error) {
 		b, err := r.Recv(ctx)
 		if err == io.EOF {
-			break
+			return nil, errEnd
 		}
-		if err != nil {
-			return fmt.Errorf("after %d items: %w", got, err)
-		}
-		if len(b) != len(payload) {
-			return fmt.Errorf("%w: item of %d bytes, want %d", errShortEcho, len(b), len(payload))
-		}
-		got++
-	}
-	if got != n {
-		return fmt.Errorf("%d items arrived, want %d", got, n)
-	}
-	return nil
+		return b, err
+	}, len(payload), n)
 }
 
 // grpcItemsStream is the server-streaming method of the raw-bytes service.
@@ -150,18 +139,34 @@ func (c *grpcStreamClient) Stream(ctx context.Context, payload []byte, n int) er
 	if err := cs.CloseSend(); err != nil {
 		return err
 	}
+	return countItems(func() ([]byte, error) {
+		var b []byte
+		if err := cs.RecvMsg(&b); errors.Is(err, io.EOF) {
+			return nil, errEnd
+		} else if err != nil {
+			return nil, err
+		}
+		return b, nil
+	}, len(payload), n)
+}
+
+// errEnd is what a countItems source returns at the end of the stream.
+var errEnd = errors.New("end of stream")
+
+// countItems reads items from next until errEnd and checks that n of
+// them came, each of size bytes.
+func countItems(next func() ([]byte, error), size, n int) error {
 	got := 0
 	for {
-		var b []byte
-		err := cs.RecvMsg(&b)
-		if errors.Is(err, io.EOF) {
+		b, err := next()
+		if err == errEnd {
 			break
 		}
 		if err != nil {
 			return fmt.Errorf("after %d items: %w", got, err)
 		}
-		if len(b) != len(payload) {
-			return fmt.Errorf("%w: item of %d bytes, want %d", errShortEcho, len(b), len(payload))
+		if len(b) != size {
+			return fmt.Errorf("%w: item of %d bytes, want %d", errShortEcho, len(b), size)
 		}
 		got++
 	}
