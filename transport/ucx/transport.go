@@ -445,8 +445,8 @@ func (t *Transport) own() {
 			// to the other processes too, the peer among them when both
 			// share that CPU.
 			runtime.Gosched()
-			if runtime.GOMAXPROCS(0) == 1 {
-				syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+			if runtime.GOMAXPROCS(0) == 1 && !t.queued() {
+				syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
 			}
 			continue
 		}
@@ -494,6 +494,13 @@ func (t *Transport) sleep(d time.Duration) {
 		t.logf("ucx: waiting on the event fd", "err", err)
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// queued reports whether work waits for the owner.
+func (t *Transport) queued() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.ops) > 0
 }
 
 // runOps runs the queued work in order; it reports whether there was any.
