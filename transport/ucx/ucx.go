@@ -112,9 +112,11 @@ type Options struct {
 	// Spin is how long the owner goroutine polls UCX after its last piece
 	// of work before sleeping on the worker's event fd: a wake-up from
 	// sleep costs tens of microseconds on a VM, a spin costs CPU. Zero:
-	// DefaultSpin (50 µs); negative: never spin. The owner never spins
-	// while GOMAXPROCS is 1: it would hold the only CPU from the
-	// goroutines (and, pinned to one CPU, the peer) that it waits for.
+	// DefaultSpin (50 µs); negative: never spin. Each turn of the spin
+	// lets the process's other goroutines run first; while GOMAXPROCS is
+	// 1 a turn that leaves nothing queued for the owner also yields the
+	// CPU to other processes (the peer among them, when both are pinned
+	// to one CPU).
 	Spin time.Duration
 	// Logger receives what the transport notices about peers (a message
 	// for a connection it does not know, a failed endpoint). Nil: the
