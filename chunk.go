@@ -69,6 +69,9 @@ type chunkState struct {
 	bytes      int                 // sum of the totals being assembled, and of those dropped whose buffer is still being made
 	refused    map[uint64]struct{} // ids whose later chunks are dropped
 	dropped    []*assembly         // aborted while their buffer was being made: charged to bytes until it is
+	placed     *assembly           // the assembly the data of the chunk being read goes straight into (PlaceChunk)
+	placedID   uint64
+	placedN    int
 }
 
 // settle releases the charge of the dropped assemblies whose buffers
@@ -194,6 +197,20 @@ func (s *session) writeParts(ctx context.Context, a, b []byte, size int) error {
 	return nil
 }
 
+// PlaceChunk implements transport.ChunkPlacer: the data of a chunk of a
+// large frame whose buffer is made goes straight into it, after the bytes
+// received before; handleChunk then takes the chunk's head alone.
+func (s *session) PlaceChunk(id uint64, n int) []byte {
+	cs := &s.chunks
+	a := cs.assembling[id]
+	if a == nil || cs.placed != nil || a.got+n > a.total || !a.take(false) {
+		return nil // the frame comes whole, and handleChunk judges it
+	}
+	at := len(a.buf)
+	cs.placed, cs.placedID, cs.placedN = a, id, n
+	return a.buf[at : at+n : at+n]
+}
+
 // handleChunk takes a chunk frame on the receive path. A large frame that
 // is complete is handled as if it had come whole. One announced larger
 // than MaxPayload, or beyond what the session assembles at once, is
@@ -222,6 +239,16 @@ func (s *session) handleChunk(body []byte) error {
 		return nil
 	}
 	a := cs.assembling[c.ID]
+	if p := cs.placed; p != nil {
+		// The chunk's data was read into a's buffer (PlaceChunk).
+		cs.placed = nil
+		if p != a || cs.placedID != c.ID || len(c.Data) != 0 {
+			return fmt.Errorf("velo: chunk %d is not the one placed", c.ID)
+		}
+		a.buf = a.buf[:len(a.buf)+cs.placedN]
+		a.got += cs.placedN
+		return s.chunkDone(c.ID, a, c.Flags&wire.ChunkLast != 0)
+	}
 	if c.Flags&wire.ChunkFirst != 0 {
 		if a != nil {
 			return fmt.Errorf("velo: chunk %d begins twice", c.ID)
@@ -266,13 +293,20 @@ func (s *session) handleChunk(body []byte) error {
 	} else {
 		a.held = append(a.held, c.Data) // the frame it came in is ours to keep
 	}
+	return s.chunkDone(c.ID, a, last)
+}
+
+// chunkDone handles the large frame id that a's buffer holds once its
+// last chunk came.
+func (s *session) chunkDone(id uint64, a *assembly, last bool) error {
 	if !last {
 		return nil
 	}
-	delete(cs.assembling, c.ID)
+	cs := &s.chunks
+	delete(cs.assembling, id)
 	cs.bytes -= a.total
 	if len(a.buf) != a.total {
-		return fmt.Errorf("velo: chunk %d ends after %d of the %d bytes it announced", c.ID, len(a.buf), a.total)
+		return fmt.Errorf("velo: chunk %d ends after %d of the %d bytes it announced", id, len(a.buf), a.total)
 	}
 	if t := wire.FrameType(a.buf); t != wire.TypeRequest && t != wire.TypeResponse {
 		return fmt.Errorf("velo: a chunked frame of type %d", t)

@@ -210,6 +210,18 @@ type WholeFrames interface {
 	WholeFrames() bool
 }
 
+// ChunkPlacer is implemented by a Handler that takes the data of chunk
+// frames (wire.TypeChunk: the pieces of a large frame) into buffers of its
+// own. A transport that reads a byte stream reads such a frame's head,
+// asks PlaceChunk for the buffer its n data bytes go in, reads them
+// straight there (no buffer per frame, no copy), and then gives
+// HandleFrame the frame without its data. PlaceChunk returns nil to have
+// the frame read whole, as any other. It is called on the receive path,
+// by the goroutine that then calls HandleFrame for that frame.
+type ChunkPlacer interface {
+	PlaceChunk(id uint64, n int) []byte
+}
+
 // Staller is implemented by a Conn that can tell how long its writes have
 // made no progress: it has bytes to send and the network has taken none
 // of them for the duration returned (zero when nothing waits). The

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
 )
@@ -28,10 +29,34 @@ type FrameReader struct {
 	max  int
 	step int // readStep; smaller in tests
 	pre  [PrefixLen]byte
-	npre int    // bytes of pre read for the frame in progress
-	cur  []byte // the frame in progress once its prefix is read: its bytes so far
-	n    int    // cur's announced length
+	npre int // bytes of pre read for the frame in progress
+	n    int // the frame in progress' announced length once its prefix is read; 0 between frames
+
+	place ChunkPlacer
+	raw   io.Reader       // what r buffers: large frames are read from it straight (SetPlacer)
+	bulk  bool            // the last frame read was large: r's buffer is bypassed for the next prefix
+	head  [chunkHead]byte // a frame's first bytes, read first when place is set
+	nhead int
+	dst   []byte // where the rest of a placed chunk goes
+	ndst  int    // bytes of dst read
+
+	cur []byte // the frame in progress once read whole: its bytes so far
 }
+
+// ChunkPlacer gives the buffer that the n data bytes of the chunk frame
+// of large frame id (one that is neither the first of its frame nor an
+// abort) are read into, straight from the stream; nil: the frame is read
+// whole, as any other. It is called by the goroutine that reads, before
+// ReadFrame returns the frame, whose body then ends before the data.
+type ChunkPlacer func(id uint64, n int) []byte
+
+// chunkHead is what a chunk frame that may be placed holds before its
+// data: version, type, id, flags.
+const chunkHead = versionSize + typeSize + 8 + 1
+
+// placeMin is the shortest frame whose head is read first when a
+// ChunkPlacer is set: shorter ones are read whole, in one step.
+const placeMin = 4 << 10
 
 // readStep is the first buffer of a frame longer than it, and the size up
 // to which a frame is read in one allocation, without a copy.
@@ -56,18 +81,53 @@ func (fr *FrameReader) SetMax(n int) {
 	fr.max = n
 }
 
+// SetPlacer makes ReadFrame read the data of chunk frames where p says,
+// for the frames read after it; raw is the reader that r buffers. The
+// bytes of large frames (placeMin and more) are read from raw straight
+// into their buffer once r has none left, and after a large frame the
+// next prefix and head are read from raw too, as many bytes as they take:
+// else r's buffer would take in the data behind them, to copy it out
+// again. Call it before the first ReadFrame.
+func (fr *FrameReader) SetPlacer(p ChunkPlacer, raw io.Reader) { fr.place, fr.raw = p, raw }
+
+// read reads into p: what r buffers, or when it has none and the stream
+// carries large frames, straight from raw.
+func (fr *FrameReader) read(p []byte, large bool) (int, error) {
+	if fr.raw == nil || !large || fr.r.Buffered() > 0 {
+		return fr.r.Read(p)
+	}
+	return fr.raw.Read(p)
+}
+
+// readFull reads len(p) bytes as read does, as io.ReadFull would.
+func (fr *FrameReader) readFull(p []byte, large bool) (int, error) {
+	n := 0
+	for n < len(p) {
+		k, err := fr.read(p[n:], large)
+		n += k
+		if err != nil {
+			if err == io.EOF && n > 0 && n < len(p) {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, err
+		}
+	}
+	return n, nil
+}
+
 // Max returns the largest frame ReadFrame accepts.
 func (fr *FrameReader) Max() int { return fr.max }
 
 // ReadFrame returns the next frame without its length prefix, in a new slice
-// that the caller owns. A length over the maximum is refused with
+// that the caller owns; for a chunk frame whose data a ChunkPlacer took,
+// the frame without that data. A length over the maximum is refused with
 // ErrFrameTooLarge before any allocation; a length too short to hold a
 // header is refused with ErrMalformed. io.EOF means a clean end between
 // frames; io.ErrUnexpectedEOF an end inside one.
 func (fr *FrameReader) ReadFrame() ([]byte, error) {
-	if fr.cur == nil {
+	if fr.n == 0 {
 		for fr.npre < PrefixLen {
-			k, err := fr.r.Read(fr.pre[fr.npre:])
+			k, err := fr.read(fr.pre[fr.npre:], fr.bulk)
 			fr.npre += k
 			if err != nil {
 				if err == io.EOF && fr.npre > 0 {
@@ -84,26 +144,47 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 		if n < versionSize+typeSize {
 			return nil, malformed("length %d is shorter than a frame header", n)
 		}
-		// Up to readStep, one buffer of the frame's size; past it, a
-		// buffer that doubles each time the bytes sent fill it, or that
-		// takes the whole frame when doubling would leave less than a
-		// half of it.
-		fr.cur, fr.n = make([]byte, 0, min(n, fr.step)), n
+		fr.n = n
+		fr.bulk = n >= placeMin
+		if fr.place == nil || n < placeMin {
+			fr.cur = fr.alloc(n)
+		}
+	}
+	if fr.cur == nil && fr.dst == nil {
+		for fr.nhead < chunkHead {
+			k, err := fr.read(fr.head[fr.nhead:], true)
+			fr.nhead += k
+			if err != nil {
+				return nil, unexpected(err)
+			}
+		}
+		fr.nhead = 0
+		if dst := fr.placed(); dst != nil {
+			fr.dst, fr.ndst = dst, 0
+		} else {
+			fr.cur = append(fr.alloc(fr.n), fr.head[:]...)
+		}
+	}
+	if fr.dst != nil {
+		k, err := fr.readFull(fr.dst[fr.ndst:], true)
+		fr.ndst += k
+		if err != nil {
+			return nil, unexpected(err)
+		}
+		fr.dst, fr.n = nil, 0
+		return append(make([]byte, 0, chunkHead), fr.head[:]...), nil
 	}
 	b, n := fr.cur, fr.n
 	for {
 		end := min(cap(b), n)
-		k, err := io.ReadFull(fr.r, b[len(b):end])
+		k, err := fr.readFull(b[len(b):end], fr.bulk)
 		b = b[:len(b)+k]
 		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
 			fr.cur = b // kept for the next ReadFrame
-			return nil, err
+			return nil, unexpected(err)
 		}
 		if len(b) == n {
-			fr.cur = nil
+			fr.cur, fr.n = nil, 0
 			return b, nil
 		}
 		next := 2 * len(b)
@@ -114,4 +195,33 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 		copy(grown, b)
 		b = grown
 	}
+}
+
+// alloc is the first buffer of a frame of n bytes: up to readStep, one of
+// the frame's size; past it, one that doubles each time the bytes sent
+// fill it, or that takes the whole frame when doubling would leave less
+// than a half of it.
+func (fr *FrameReader) alloc(n int) []byte { return make([]byte, 0, min(n, fr.step)) }
+
+// placed asks the ChunkPlacer for the buffer of the data of the frame
+// whose head was read, when it is a chunk that may be placed.
+func (fr *FrameReader) placed() []byte {
+	h := fr.head[:]
+	if FrameType(h) != TypeChunk || h[chunkHead-1] & ^ChunkLast != 0 {
+		return nil // not a chunk, or a first chunk, an abort, a bad one
+	}
+	n := fr.n - chunkHead
+	dst := fr.place(binary.BigEndian.Uint64(h[versionSize+typeSize:]), n)
+	if len(dst) != n {
+		return nil
+	}
+	return dst
+}
+
+// unexpected is err for a stream that ended inside a frame.
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }

@@ -385,3 +385,94 @@ func TestFrameReaderSetMax(t *testing.T) {
 		}
 	}
 }
+
+// TestFrameReaderPlacesChunks: with a ChunkPlacer, the data of a chunk
+// that is neither first nor an abort goes straight into the buffer the
+// placer gives, and ReadFrame returns the chunk without it; every other
+// frame (a first chunk, one the placer declines, a large frame of another
+// type, small frames between them) comes whole, in order, from any mix of
+// buffered and direct reads, interrupted anywhere.
+func TestFrameReaderPlacesChunks(t *testing.T) {
+	chunk := func(id uint64, flags uint8, total uint64, n int) []byte {
+		return wire.AppendChunk(nil, &wire.Chunk{ID: id, Flags: flags, Total: total, Data: seq(n)})
+	}
+	small := wire.AppendResponse(nil, &wire.Response{ID: 1, Payload: seq(40)})
+	large := wire.AppendResponse(nil, &wire.Response{ID: 2, Payload: seq(10 << 10)})
+	frames := [][]byte{
+		small,
+		chunk(9, wire.ChunkFirst, 18000, 5000), // first: whole
+		chunk(9, 0, 0, 6000),                   // placed
+		small,
+		chunk(7, 0, 0, 8000),              // declined: whole
+		chunk(9, wire.ChunkLast, 0, 7000), // placed
+		large,
+		chunk(9, 0, 0, 100), // too short to be placed: whole
+		small,
+	}
+	placedAt := map[int]bool{2: true, 5: true}
+	var stream []byte
+	for _, f := range frames {
+		stream = append(stream, f...)
+	}
+	sources := map[string]func() io.Reader{
+		"whole":        func() io.Reader { return bytes.NewReader(stream) },
+		"one byte":     func() io.Reader { return iotest.OneByteReader(bytes.NewReader(stream)) },
+		"half":         func() io.Reader { return iotest.HalfReader(bytes.NewReader(stream)) },
+		"interrupting": func() io.Reader { return &interrupting{r: bytes.NewReader(stream)} },
+	}
+	for name, src := range sources {
+		t.Run(name, func(t *testing.T) {
+			raw := src()
+			fr := wire.NewFrameReader(bufio.NewReaderSize(raw, 16), 1<<20)
+			var bufs [][]byte
+			fr.SetPlacer(func(id uint64, n int) []byte {
+				if id != 9 {
+					return nil
+				}
+				b := make([]byte, n)
+				bufs = append(bufs, b)
+				return b
+			}, raw)
+			for i, want := range frames {
+				f, err := fr.ReadFrame()
+				for errors.Is(err, os.ErrDeadlineExceeded) {
+					f, err = fr.ReadFrame()
+				}
+				if err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				body := want[wire.PrefixLen:]
+				if !placedAt[i] {
+					if !bytes.Equal(f, body) {
+						t.Fatalf("frame %d: % .24x…, want it whole: % .24x…", i, f, body)
+					}
+					continue
+				}
+				c, err := wire.ParseChunk(f[2:])
+				if err != nil || c.ID != 9 || len(c.Data) != 0 {
+					t.Fatalf("placed frame %d: %+v, %v; want chunk 9 without its data", i, c, err)
+				}
+				wc, _ := wire.ParseChunk(body[2:])
+				if c.Flags != wc.Flags {
+					t.Fatalf("placed frame %d: flags %#x, want %#x", i, c.Flags, wc.Flags)
+				}
+				if len(bufs) == 0 || !bytes.Equal(bufs[len(bufs)-1], wc.Data) {
+					t.Fatalf("placed frame %d: its data did not land in the placer's buffer", i)
+				}
+			}
+			if len(bufs) != len(placedAt) {
+				t.Fatalf("%d buffers placed, want %d", len(bufs), len(placedAt))
+			}
+			for {
+				_, err := fr.ReadFrame()
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					continue
+				}
+				if err != io.EOF {
+					t.Fatalf("after the last frame: %v, want io.EOF", err)
+				}
+				break
+			}
+		})
+	}
+}

@@ -761,6 +761,9 @@ func (c *Conn) Serve() {
 	br := bufio.NewReaderSize(stampedReader{c}, c.opts.ReadBuffer)
 	c.br = br
 	c.fr = wire.NewFrameReader(br, limit)
+	if p, ok := c.h.(transport.ChunkPlacer); ok {
+		c.fr.SetPlacer(p.PlaceChunk, stampedReader{c})
+	}
 	var reason error
 	busy := 0 // frames read in a row without the buffer running dry
 	for {
