@@ -132,15 +132,19 @@ func TestFrameReaderResumes(t *testing.T) {
 	if interrupted < len(want) {
 		t.Fatalf("only %d interruptions: the test did not interrupt inside frames", interrupted)
 	}
+	if _, err := readOn(fr); err != io.EOF {
+		t.Fatalf("after the last frame: %v, want io.EOF", err)
+	}
+}
+
+// readOn reads the next frame, reading on past the interruptions of an
+// interrupting source.
+func readOn(fr *wire.FrameReader) ([]byte, error) {
 	for {
-		_, err := fr.ReadFrame()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue
+		f, err := fr.ReadFrame()
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return f, err
 		}
-		if err != io.EOF {
-			t.Fatalf("after the last frame: %v, want io.EOF", err)
-		}
-		break
 	}
 }
 
@@ -434,10 +438,7 @@ func TestFrameReaderPlacesChunks(t *testing.T) {
 				return b
 			}, raw)
 			for i, want := range frames {
-				f, err := fr.ReadFrame()
-				for errors.Is(err, os.ErrDeadlineExceeded) {
-					f, err = fr.ReadFrame()
-				}
+				f, err := readOn(fr)
 				if err != nil {
 					t.Fatalf("frame %d: %v", i, err)
 				}
@@ -463,15 +464,8 @@ func TestFrameReaderPlacesChunks(t *testing.T) {
 			if len(bufs) != len(placedAt) {
 				t.Fatalf("%d buffers placed, want %d", len(bufs), len(placedAt))
 			}
-			for {
-				_, err := fr.ReadFrame()
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					continue
-				}
-				if err != io.EOF {
-					t.Fatalf("after the last frame: %v, want io.EOF", err)
-				}
-				break
+			if _, err := readOn(fr); err != io.EOF {
+				t.Fatalf("after the last frame: %v, want io.EOF", err)
 			}
 		})
 	}
