@@ -70,8 +70,9 @@ const heldStep = 2 * ChunkSize
 
 // maxHeld bounds the bytes of chunks held while a large frame's buffer is
 // being made: past it, the receive path waits for the buffer, so that a
-// receiver holds at most the payload and maxHeld (and the chunk being
-// read) for each large frame.
+// receiver holds at most the payload and maxHeld, or one chunk if that is
+// more (a whole-frame transport's chunks are of its frame limit), for
+// each large frame.
 const maxHeld = 8 << 20
 
 // moveHeld moves held chunks into buf, at least max bytes of them if
@@ -94,7 +95,7 @@ func (a *assembly) moveHeld(max int) {
 // add takes the next data of the frame: into buf when it is there, else
 // held, or, past maxHeld or at the last chunk, into buf once it is there.
 func (a *assembly) add(data []byte, last bool) {
-	if a.have(last || a.nheld+len(data) > maxHeld) {
+	if a.have(last || a.nheld > 0 && a.nheld+len(data) > maxHeld) {
 		a.moveHeld(heldStep)
 		copy(a.buf[a.got:], data) // after the held ones, which go before
 	} else {

@@ -77,3 +77,39 @@ func TestAssemblyHeldChunks(t *testing.T) {
 		t.Fatalf("the frame (%d bytes) is not the bytes sent (%d)", len(f), len(want))
 	}
 }
+
+// TestAssemblyHoldsOneLargeChunk: a chunk larger than maxHeld (a
+// whole-frame transport's chunks are of its frame limit) is held while the
+// buffer is made, rather than making the receive path wait for it; the
+// next one waits.
+func TestAssemblyHoldsOneLargeChunk(t *testing.T) {
+	big := maxHeld + 1
+	a := &assembly{total: 3 * big, ready: make(chan []byte, 1)}
+	held := make(chan struct{})
+	go func() {
+		a.add(bytes.Repeat([]byte{1}, big), false)
+		close(held)
+	}()
+	select {
+	case <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first chunk, larger than maxHeld, waited for the buffer")
+	}
+	second := make(chan struct{})
+	go func() {
+		a.add(bytes.Repeat([]byte{2}, big), false)
+		close(second)
+	}()
+	select {
+	case <-second:
+		t.Fatal("a second chunk past maxHeld was held too")
+	case <-time.After(50 * time.Millisecond):
+	}
+	a.ready <- make([]byte, 0, a.total)
+	<-second
+	a.add(bytes.Repeat([]byte{3}, big), true)
+	f := a.frame()
+	if f == nil || f[0] != 1 || f[big] != 2 || f[2*big] != 3 || f[len(f)-1] != 3 {
+		t.Fatal("the frame is not the three chunks in order")
+	}
+}

@@ -216,8 +216,10 @@ type WholeFrames interface {
 // asks PlaceChunk for the buffer its n data bytes go in, reads them
 // straight there (no buffer per frame, no copy), and then gives
 // HandleFrame the frame without its data. PlaceChunk returns nil to have
-// the frame read whole, as any other. It is called on the receive path,
-// by the goroutine that then calls HandleFrame for that frame.
+// the frame read whole, as any other. It is called on the receive path, by
+// the goroutine that holds the connection's read turn; HandleFrame for
+// that frame follows it, on that goroutine or, after a hand-over of the
+// turn that orders the two, on the next holder's.
 type ChunkPlacer interface {
 	PlaceChunk(id uint64, n int) []byte
 }

@@ -54,9 +54,17 @@ type ChunkPlacer func(id uint64, n int) []byte
 // data: version, type, id, flags.
 const chunkHead = versionSize + typeSize + 8 + 1
 
-// placeMin is the shortest frame whose head is read first when a
-// ChunkPlacer is set: shorter ones are read whole, in one step.
-const placeMin = 4 << 10
+// placeMin is the frame length above which a frame's head is read first
+// when a ChunkPlacer is set, and its bytes straight from raw: frames up to
+// it (all but the chunks of large frames, as a rule) are read whole,
+// through r, as without a placer.
+const placeMin = readStep
+
+// chunkWhole is the longest chunk frame that is read into one buffer of
+// its size when it is not placed (a first chunk, one the placer declined),
+// not grown as its bytes arrive: the chunk frames of a large frame are at
+// most this long.
+const chunkWhole = 4 * readStep
 
 // readStep is the first buffer of a frame longer than it, and the size up
 // to which a frame is read in one allocation, without a copy.
@@ -83,7 +91,7 @@ func (fr *FrameReader) SetMax(n int) {
 
 // SetPlacer makes ReadFrame read the data of chunk frames where p says,
 // for the frames read after it; raw is the reader that r buffers. The
-// bytes of large frames (placeMin and more) are read from raw straight
+// bytes of large frames (over placeMin) are read from raw straight
 // into their buffer once r has none left, and after a large frame the
 // next prefix and head are read from raw too, as many bytes as they take:
 // else r's buffer would take in the data behind them, to copy it out
@@ -145,8 +153,8 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 			return nil, malformed("length %d is shorter than a frame header", n)
 		}
 		fr.n = n
-		fr.bulk = n >= placeMin
-		if fr.place == nil || n < placeMin {
+		fr.bulk = n > placeMin
+		if fr.place == nil || n <= placeMin {
 			fr.cur = fr.alloc(n)
 		}
 	}
@@ -162,7 +170,11 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 		if dst := fr.placed(); dst != nil {
 			fr.dst, fr.ndst = dst, 0
 		} else {
-			fr.cur = append(fr.alloc(fr.n), fr.head[:]...)
+			n := fr.n
+			if FrameType(fr.head[:]) != TypeChunk || n > chunkWhole {
+				n = min(n, fr.step)
+			}
+			fr.cur = append(make([]byte, 0, n), fr.head[:]...)
 		}
 	}
 	if fr.dst != nil {

@@ -401,16 +401,18 @@ func TestFrameReaderPlacesChunks(t *testing.T) {
 		return wire.AppendChunk(nil, &wire.Chunk{ID: id, Flags: flags, Total: total, Data: seq(n)})
 	}
 	small := wire.AppendResponse(nil, &wire.Response{ID: 1, Payload: seq(40)})
-	large := wire.AppendResponse(nil, &wire.Response{ID: 2, Payload: seq(10 << 10)})
+	large := wire.AppendResponse(nil, &wire.Response{ID: 2, Payload: seq(100 << 10)})
+	medium := wire.AppendResponse(nil, &wire.Response{ID: 3, Payload: seq(10 << 10)})
 	frames := [][]byte{
 		small,
-		chunk(9, wire.ChunkFirst, 18000, 5000), // first: whole
-		chunk(9, 0, 0, 6000),                   // placed
+		chunk(9, wire.ChunkFirst, 400000, 70000), // first: whole
+		chunk(9, 0, 0, 90000),                    // placed
 		small,
-		chunk(7, 0, 0, 8000),              // declined: whole
-		chunk(9, wire.ChunkLast, 0, 7000), // placed
+		chunk(7, 0, 0, 80000),              // declined: whole
+		chunk(9, wire.ChunkLast, 0, 75000), // placed
 		large,
-		chunk(9, 0, 0, 100), // too short to be placed: whole
+		chunk(9, 0, 0, 60000), // not over 64 KiB: whole
+		medium,
 		small,
 	}
 	placedAt := map[int]bool{2: true, 5: true}
@@ -445,13 +447,13 @@ func TestFrameReaderPlacesChunks(t *testing.T) {
 				body := want[wire.PrefixLen:]
 				if !placedAt[i] {
 					if !bytes.Equal(f, body) {
-						t.Fatalf("frame %d: % .24x…, want it whole: % .24x…", i, f, body)
+						t.Fatalf("frame %d: %d bytes % .24x…, want it whole: %d bytes % .24x…", i, len(f), f, len(body), body)
 					}
 					continue
 				}
 				c, err := wire.ParseChunk(f[2:])
 				if err != nil || c.ID != 9 || len(c.Data) != 0 {
-					t.Fatalf("placed frame %d: %+v, %v; want chunk 9 without its data", i, c, err)
+					t.Fatalf("placed frame %d: chunk %d with %d bytes, %v; want chunk 9 without its data", i, c.ID, len(c.Data), err)
 				}
 				wc, _ := wire.ParseChunk(body[2:])
 				if c.Flags != wc.Flags {
@@ -468,5 +470,44 @@ func TestFrameReaderPlacesChunks(t *testing.T) {
 				t.Fatalf("after the last frame: %v, want io.EOF", err)
 			}
 		})
+	}
+}
+
+// countingReader counts the reads made of r.
+type countingReader struct {
+	r     io.Reader
+	reads int
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	c.reads++
+	return c.r.Read(b)
+}
+
+// TestFrameReaderPlacerLeavesSmallFramesAlone: with a ChunkPlacer set,
+// frames up to 64 KiB (requests, answers, stream items) are read through
+// the buffer as without one, in as few reads of the stream; only larger
+// frames are read head first.
+func TestFrameReaderPlacerLeavesSmallFramesAlone(t *testing.T) {
+	var stream []byte
+	for i := range 200 {
+		stream = append(stream, wire.AppendResponse(nil, &wire.Response{ID: uint64(i), Payload: seq(5<<10 + i*200)})...)
+	}
+	reads := func(place bool) int {
+		src := &countingReader{r: bytes.NewReader(stream)}
+		fr := wire.NewFrameReader(bufio.NewReaderSize(src, 64<<10), 1<<20)
+		if place {
+			fr.SetPlacer(func(uint64, int) []byte { return nil }, src)
+		}
+		for i := range 200 {
+			if _, err := fr.ReadFrame(); err != nil {
+				t.Fatalf("frame %d: %v", i, err)
+			}
+		}
+		return src.reads
+	}
+	without, with := reads(false), reads(true)
+	if with != without {
+		t.Fatalf("%d reads of the stream with a placer, %d without: small frames should not be read head first", with, without)
 	}
 }

@@ -462,10 +462,7 @@ func (t *Transport) own() {
 // or at most for d.
 func (t *Transport) sleep(d time.Duration) {
 	t.parked.Store(true)
-	t.mu.Lock()
-	busy := len(t.ops) > 0
-	t.mu.Unlock()
-	if busy || t.stop.Load() {
+	if t.queued() || t.stop.Load() {
 		t.parked.Store(false)
 		return
 	}
@@ -484,10 +481,7 @@ func (t *Transport) sleep(d time.Duration) {
 		if err != nil || !ok {
 			return true
 		}
-		t.mu.Lock()
-		busy := len(t.ops) > 0
-		t.mu.Unlock()
-		return busy || t.stop.Load()
+		return t.queued() || t.stop.Load()
 	})
 	t.parked.Store(false)
 	if err != nil && !t.stop.Load() && !errors.Is(err, os.ErrDeadlineExceeded) {
