@@ -129,6 +129,94 @@ func TestLargePayloadRefusedBeforeAllocation(t *testing.T) {
 	}
 }
 
+// TestLargePayloadChunksFromARawPeer: chunks a peer writes by hand are put
+// back together over TCP, where the transport reads their data straight
+// into the frame's buffer, and answered; a chunk that carries more than
+// its frame announced closes that connection (a broken protocol), and the
+// messenger goes on answering others.
+func TestLargePayloadChunksFromARawPeer(t *testing.T) {
+	m := newMessenger(t, velo.Options{})
+	mustRegister(t, m, velo.UnaryHandler("echo", func(_ context.Context, c *velo.Context) ([]byte, error) { return c.Payload, nil }))
+	addr := m.PeerInfo().Addresses[tcp.Name]
+	payload := make([]byte, 700<<10)
+	for i := range payload {
+		payload[i] = byte(i * 13)
+	}
+	body := wire.AppendRequest(nil, &wire.Request{Kind: wire.KindUnary, ID: 7, Handler: "echo", Payload: payload})[wire.PrefixLen:]
+	// Chunks of 100 KiB, 300 KiB and the rest: the later two are over
+	// 64 KiB, so their data is placed.
+	cuts := []int{0, 100 << 10, 400 << 10, len(body)}
+	var frames []byte
+	for i := 1; i < len(cuts); i++ {
+		ch := wire.Chunk{ID: 1, Data: body[cuts[i-1]:cuts[i]]}
+		if i == 1 {
+			ch.Flags, ch.Total = wire.ChunkFirst, uint64(len(body))
+		}
+		if i == len(cuts)-1 {
+			ch.Flags |= wire.ChunkLast
+		}
+		frames = wire.AppendChunk(frames, &ch)
+	}
+	c, err := hostileDial(t, addr, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// The answer comes whole: this peer's hello did not say it takes
+	// chunks.
+	answer, err := readRawFrame(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ, rb, err := wire.ParseHeader(answer)
+	if err != nil || typ != wire.TypeResponse {
+		t.Fatalf("answer %v, %v; want a response", typ, err)
+	}
+	r, err := wire.ParseResponse(rb)
+	if err != nil || r.ID != 7 || r.Status != wire.StatusOK || !bytes.Equal(r.Payload, payload) {
+		t.Fatalf("answer id %d status %v, %d bytes, %v; want the %d bytes sent", r.ID, r.Status, len(r.Payload), err, len(payload))
+	}
+
+	// A second chunk that carries more than the first announced.
+	frames = wire.AppendChunk(nil, &wire.Chunk{ID: 2, Flags: wire.ChunkFirst, Total: 200 << 10, Data: body[:100<<10]})
+	frames = wire.AppendChunk(frames, &wire.Chunk{ID: 2, Data: make([]byte, 150<<10)})
+	if _, err := c.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := readRawFrame(c); err == nil {
+		// A goaway may come first; then the connection ends.
+		if typ, _, _ := wire.ParseHeader(f); typ != wire.TypeGoAway {
+			t.Fatalf("after an overrunning chunk: a frame of type %v; want the connection closed", typ)
+		}
+		if _, err := readRawFrame(c); err == nil {
+			t.Fatal("after an overrunning chunk the connection goes on")
+		}
+	}
+	c.Close()
+	// Others are still answered.
+	c2, err := hostileDial(t, addr, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := c2.Write(wire.AppendRequest(nil, &wire.Request{Kind: wire.KindUnary, ID: 9, Handler: "echo", Payload: []byte("after")})); err != nil {
+		t.Fatal(err)
+	}
+	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	f, err := readRawFrame(c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, rb, err := wire.ParseHeader(f); err != nil {
+		t.Fatal(err)
+	} else if r, err := wire.ParseResponse(rb); err != nil || r.ID != 9 || string(r.Payload) != "after" {
+		t.Fatalf("another connection's call: %+v, %v", r, err)
+	}
+}
+
 // A large call whose ctx ends half-way is withdrawn: the peer drops what it
 // holds of it (an abort chunk), its handler never runs, and the connection
 // goes on.
