@@ -3,6 +3,7 @@ package velo_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"runtime"
 	"slices"
 	"sync"
@@ -111,17 +112,8 @@ func TestLargePayloadRefusedBeforeAllocation(t *testing.T) {
 		id     uint64
 		status wire.Status
 	}{{7, wire.StatusPayloadTooLarge}, {8, wire.StatusOK}} {
-		f, err := readRawFrame(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		typ, body, err := wire.ParseHeader(f)
-		if err != nil || typ != wire.TypeResponse {
-			t.Fatalf("frame %v, %v; want a response", typ, err)
-		}
-		r, err := wire.ParseResponse(body)
-		if err != nil || r.ID != want.id || r.Status != want.status {
-			t.Fatalf("response %+v, %v; want id %d status %v", r, err, want.id, want.status)
+		if r := readRawResponse(t, c); r.ID != want.id || r.Status != want.status {
+			t.Fatalf("response %+v; want id %d status %v", r, want.id, want.status)
 		}
 	}
 	if grown := int64(heap()) - int64(before); grown > 8<<20 {
@@ -167,17 +159,8 @@ func TestLargePayloadChunksFromARawPeer(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	// The answer comes whole: this peer's hello did not say it takes
 	// chunks.
-	answer, err := readRawFrame(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	typ, rb, err := wire.ParseHeader(answer)
-	if err != nil || typ != wire.TypeResponse {
-		t.Fatalf("answer %v, %v; want a response", typ, err)
-	}
-	r, err := wire.ParseResponse(rb)
-	if err != nil || r.ID != 7 || r.Status != wire.StatusOK || !bytes.Equal(r.Payload, payload) {
-		t.Fatalf("answer id %d status %v, %d bytes, %v; want the %d bytes sent", r.ID, r.Status, len(r.Payload), err, len(payload))
+	if r := readRawResponse(t, c); r.ID != 7 || r.Status != wire.StatusOK || !bytes.Equal(r.Payload, payload) {
+		t.Fatalf("answer id %d status %v, %d bytes; want the %d bytes sent", r.ID, r.Status, len(r.Payload), len(payload))
 	}
 
 	// A second chunk that carries more than the first announced.
@@ -206,15 +189,27 @@ func TestLargePayloadChunksFromARawPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
-	f, err := readRawFrame(c2)
+	if r := readRawResponse(t, c2); r.ID != 9 || string(r.Payload) != "after" {
+		t.Fatalf("another connection's call: %+v", r)
+	}
+}
+
+// readRawResponse reads the next frame from c, which must be a response.
+func readRawResponse(t *testing.T, c io.Reader) wire.Response {
+	t.Helper()
+	f, err := readRawFrame(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, rb, err := wire.ParseHeader(f); err != nil {
-		t.Fatal(err)
-	} else if r, err := wire.ParseResponse(rb); err != nil || r.ID != 9 || string(r.Payload) != "after" {
-		t.Fatalf("another connection's call: %+v, %v", r, err)
+	typ, body, err := wire.ParseHeader(f)
+	if err != nil || typ != wire.TypeResponse {
+		t.Fatalf("frame %v, %v; want a response", typ, err)
 	}
+	r, err := wire.ParseResponse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // A large call whose ctx ends half-way is withdrawn: the peer drops what it
