@@ -136,7 +136,6 @@ type chunkState struct {
 	refused    map[uint64]struct{} // ids whose later chunks are dropped
 	dropped    []*assembly         // aborted while their buffer was being made: charged to bytes until it is
 	placed     *assembly           // the assembly the data of the chunk being read goes straight into (PlaceChunk)
-	placedID   uint64
 	placedN    int
 }
 
@@ -277,7 +276,7 @@ func (s *session) PlaceChunk(id uint64, n int) []byte {
 	}
 	b := a.place(n)
 	if b != nil {
-		cs.placed, cs.placedID, cs.placedN = a, id, n
+		cs.placed, cs.placedN = a, n
 	}
 	return b // nil: the frame comes whole, and handleChunk judges it
 }
@@ -313,7 +312,7 @@ func (s *session) handleChunk(body []byte) error {
 	if p := cs.placed; p != nil {
 		// The chunk's data was read into a's buffer (PlaceChunk).
 		cs.placed = nil
-		if p != a || cs.placedID != c.ID || len(c.Data) != 0 {
+		if p != a || len(c.Data) != 0 { // a is the assembly of c.ID
 			return fmt.Errorf("velo: chunk %d is not the one placed", c.ID)
 		}
 		a.placed(cs.placedN)

@@ -85,21 +85,20 @@ func TestAssemblyHeldChunks(t *testing.T) {
 func TestAssemblyHoldsOneLargeChunk(t *testing.T) {
 	big := maxHeld + 1
 	a := &assembly{total: 3 * big, ready: make(chan []byte, 1)}
-	held := make(chan struct{})
-	go func() {
-		a.add(bytes.Repeat([]byte{1}, big), false)
-		close(held)
-	}()
+	addAsync := func(b byte) <-chan struct{} {
+		added := make(chan struct{})
+		go func() {
+			a.add(bytes.Repeat([]byte{b}, big), false)
+			close(added)
+		}()
+		return added
+	}
 	select {
-	case <-held:
+	case <-addAsync(1):
 	case <-time.After(5 * time.Second):
 		t.Fatal("the first chunk, larger than maxHeld, waited for the buffer")
 	}
-	second := make(chan struct{})
-	go func() {
-		a.add(bytes.Repeat([]byte{2}, big), false)
-		close(second)
-	}()
+	second := addAsync(2)
 	select {
 	case <-second:
 		t.Fatal("a second chunk past maxHeld was held too")

@@ -3,7 +3,6 @@ package velo_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"runtime"
 	"slices"
 	"sync"
@@ -192,24 +191,6 @@ func TestLargePayloadChunksFromARawPeer(t *testing.T) {
 	if r := readRawResponse(t, c2); r.ID != 9 || string(r.Payload) != "after" {
 		t.Fatalf("another connection's call: %+v", r)
 	}
-}
-
-// readRawResponse reads the next frame from c, which must be a response.
-func readRawResponse(t *testing.T, c io.Reader) wire.Response {
-	t.Helper()
-	f, err := readRawFrame(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	typ, body, err := wire.ParseHeader(f)
-	if err != nil || typ != wire.TypeResponse {
-		t.Fatalf("frame %v, %v; want a response", typ, err)
-	}
-	r, err := wire.ParseResponse(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
 }
 
 // A large call whose ctx ends half-way is withdrawn: the peer drops what it

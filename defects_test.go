@@ -170,18 +170,7 @@ func TestHandshakeRefusesAnotherProtocolVersion(t *testing.T) {
 	if _, err := c.Write(wire.AppendRequest(nil, &wire.Request{Kind: wire.KindUnary, ID: 1, Handler: system.Hello, Payload: p})); err != nil {
 		t.Fatal(err)
 	}
-	f, err := readRawFrame(c)
-	if err != nil {
-		t.Fatalf("no answer to the hello: %v", err)
-	}
-	typ, body, err := wire.ParseHeader(f)
-	if err != nil || typ != wire.TypeResponse {
-		t.Fatalf("answer is %v, %v; want a response", typ, err)
-	}
-	resp, err := wire.ParseResponse(body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := readRawResponse(t, c)
 	want := fmt.Sprintf("version %d, this instance %d", wire.Version+1, wire.Version)
 	if resp.Status != wire.StatusBadRequest || !strings.Contains(resp.Error, want) {
 		t.Errorf("hello answered with status %d %q; want bad request naming %q", resp.Status, resp.Error, want)

@@ -161,6 +161,24 @@ func readRawFrame(r io.Reader) ([]byte, error) {
 	return b, nil
 }
 
+// readRawResponse reads the next frame from c, which must be a response.
+func readRawResponse(t *testing.T, c io.Reader) wire.Response {
+	t.Helper()
+	f, err := readRawFrame(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ, body, err := wire.ParseHeader(f)
+	if err != nil || typ != wire.TypeResponse {
+		t.Fatalf("frame %v, %v; want a response", typ, err)
+	}
+	r, err := wire.ParseResponse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func rawHelloPayload(id peer.ID, addr string, handlers ...string) ([]byte, error) {
 	h := system.HelloMsg{
 		Info:     peer.Info{ID: id, Addresses: map[string]string{tcp.Name: addr}},
