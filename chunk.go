@@ -351,7 +351,9 @@ func (s *session) handleChunk(body []byte) error {
 			cs.assembling = make(map[uint64]*assembly)
 		}
 		a = &assembly{total: int(c.Total)}
-		if a.total > bigAlloc {
+		if b := s.m.payloads.take(a.total); b != nil {
+			a.buf = b // every byte of it is received before the frame is handled
+		} else if a.total > bigAlloc {
 			a.ready = make(chan []byte, 1)
 			go func(n int) { a.ready <- make([]byte, 0, n) }(a.total)
 		} else {
@@ -392,7 +394,10 @@ func (s *session) chunkDone(id uint64, a *assembly, last bool) error {
 	if t := wire.FrameType(f); t != wire.TypeRequest && t != wire.TypeResponse {
 		return fmt.Errorf("velo: a chunked frame of type %d", t)
 	}
-	return s.HandleFrame(f)
+	s.assembled = f // its payload may come back for reuse (payloads.go)
+	err := s.HandleFrame(f)
+	s.assembled = nil
+	return err
 }
 
 // refuseChunked refuses the large frame whose first chunk is c: a request

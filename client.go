@@ -318,6 +318,9 @@ func (s *session) handleResponse(body []byte) error {
 		// The caller stopped waiting (its ctx ended) before the answer came.
 		return nil
 	}
+	if s.assembled != nil {
+		s.m.payloads.lend(s.assembled, r.Payload)
+	}
 	c.ch <- result{status: r.Status, msg: r.Error, payload: r.Payload}
 	return nil
 }

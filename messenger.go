@@ -42,6 +42,7 @@ type Messenger struct {
 	disc       discovery.PeerDiscovery
 	reg        discovery.Registration
 	events     *events.Manager
+	payloads   payloads    // large payload buffers for reuse (payloads.go)
 	streams    streamTable // the streams this instance receives and sends on
 	// self carries calls of this instance to itself, in memory, at
 	// selfAddr; it is in no peer.Info.

@@ -41,6 +41,9 @@ func (s *session) handleRequest(body []byte) error {
 		return nil
 	}
 	in := newInbound(s, &req)
+	if s.assembled != nil {
+		s.m.payloads.lend(s.assembled, req.Payload)
+	}
 	if s.m.draining() {
 		s.finish(in, nil, newError(CodeShuttingDown, req.Handler, nil, "instance %s is shutting down", s.m.id.Short()))
 		return nil

@@ -41,6 +41,7 @@ type session struct {
 	peerPayload atomic.Int64
 	chunkSeq    atomic.Uint64 // numbers the large frames we send
 	chunks      chunkState    // the receive path's: large frames being put together
+	assembled   []byte        // the receive path's: the large frame being handled, while it is
 	whole       bool          // the connection moves large frames whole (transport.WholeFrames)
 	created     time.Time
 

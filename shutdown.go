@@ -123,6 +123,7 @@ func (m *Messenger) Shutdown(ctx context.Context) error {
 	bye.Wait()
 	m.wg.Wait()
 	m.stopHandlers()
+	m.payloads.close()
 	m.state.Store(stateClosed)
 	m.shutdownErr = errors.Join(errs...)
 	return m.shutdownErr

@@ -88,6 +88,12 @@ type TotalStats struct {
 	// Connections is len(Peers); Ejected, the instances routing leaves
 	// out now.
 	Connections, Ejected int
+	// PayloadsReused counts the large payloads received into the memory
+	// of one handed back (HandlerBuilder.ReusePayload,
+	// Messenger.ReleasePayload); PayloadBytesKept is the memory kept for
+	// that now.
+	PayloadsReused   uint64
+	PayloadBytesKept int
 }
 
 // durationBounds are the buckets of HandlerStats.Duration: 50 µs to about
@@ -199,6 +205,7 @@ func (m *Messenger) Stats() Stats {
 		Connections: len(out.Peers),
 		Ejected:     int(m.ejected.Load()),
 	}
+	out.Totals.PayloadsReused, out.Totals.PayloadBytesKept = m.payloads.stats()
 	return out
 }
 

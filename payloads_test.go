@@ -1,0 +1,165 @@
+package velo_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/velo-messenger/velo"
+)
+
+// pattern returns n bytes that differ from one seed to another at every
+// position, so that bytes left over from another payload show.
+func pattern(n, seed int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + seed*13 + i>>9)
+	}
+	return b
+}
+
+// reuseEcho registers, on m, an echo handler whose payloads' memory is
+// reused.
+func reuseEcho(t *testing.T, m *velo.Messenger) {
+	t.Helper()
+	mustRegister(t, m, velo.UnaryHandler("echo", func(_ context.Context, c *velo.Context) ([]byte, error) {
+		return c.Payload, nil
+	}).ReusePayload())
+}
+
+// Large echoes over TCP whose memory is handed back on both sides
+// (ReusePayload on the server, ReleasePayload on the client) arrive
+// byte-exact, one payload after another of different contents and sizes,
+// and later ones are received into the memory of earlier ones.
+func TestReusePayloadEchoes(t *testing.T) {
+	srv, cli := streamPair(t)
+	reuseEcho(t, srv)
+	ctx := testCtx(t)
+	const calls = 8
+	for i := range calls {
+		want := pattern(1<<20-i*1000, i)
+		got, err := cli.Unary("echo").RawPayload(want).Instance(srv.InstanceID()).Send(ctx)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("echo %d: %d bytes (want %d), equal %v, %v", i, len(got), len(want), bytes.Equal(got, want), err)
+		}
+		cli.ReleasePayload(got)
+	}
+	// Each response after the first went into the memory of the one before.
+	if st := cli.Stats().Totals; st.PayloadsReused != calls-1 || st.PayloadBytesKept == 0 {
+		t.Errorf("caller: %d of %d responses reused memory, %d bytes kept; want %d and some", st.PayloadsReused, calls, st.PayloadBytesKept, calls-1)
+	}
+	// The server gives a request's memory back once its response is
+	// written, which may be just after the caller sent the next request.
+	if st := srv.Stats().Totals; st.PayloadsReused < calls/2 {
+		t.Errorf("handler: %d of %d requests reused memory; want at least %d", st.PayloadsReused, calls, calls/2)
+	}
+}
+
+// Concurrent large calls with reuse on both sides never share memory: each
+// caller gets its own payload back, byte-exact.
+func TestReusePayloadConcurrent(t *testing.T) {
+	srv, cli := streamPair(t)
+	reuseEcho(t, srv)
+	ctx := testCtx(t)
+	const callers, calls = 4, 6
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for g := range callers {
+		wg.Go(func() {
+			for i := range calls {
+				want := pattern(600<<10+g*4096, g*100+i)
+				got, err := cli.Unary("echo").RawPayload(want).Instance(srv.InstanceID()).Send(ctx)
+				if err != nil || !bytes.Equal(got, want) {
+					errs <- fmt.Errorf("caller %d, call %d: %d bytes, equal %v, %v", g, i, len(got), bytes.Equal(got, want), err)
+					return
+				}
+				cli.ReleasePayload(got)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if r := cli.Stats().Totals.PayloadsReused + srv.Stats().Totals.PayloadsReused; r == 0 {
+		t.Error("no payload memory was reused")
+	}
+}
+
+// Without ReusePayload a handler owns its payloads, and a caller owns the
+// responses it does not release: what they keep stays intact however many
+// large payloads come after.
+func TestPayloadsKeptStayIntact(t *testing.T) {
+	srv, cli := streamPair(t)
+	var mu sync.Mutex
+	var kept [][]byte
+	mustRegister(t, srv, velo.UnaryHandler("keep", func(_ context.Context, c *velo.Context) ([]byte, error) {
+		mu.Lock()
+		kept = append(kept, c.Payload)
+		mu.Unlock()
+		return c.Payload, nil
+	}))
+	reuseEcho(t, srv)
+	ctx := testCtx(t)
+	var mine [][]byte // responses the caller keeps
+	for i := range 6 {
+		name := "keep"
+		if i%2 == 1 {
+			name = "echo"
+		}
+		want := pattern(1<<20, i)
+		got, err := cli.Unary(name).RawPayload(want).Instance(srv.InstanceID()).Send(ctx)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("call %d (%s): %d bytes, equal %v, %v", i, name, len(got), bytes.Equal(got, want), err)
+		}
+		if i%3 == 0 {
+			mine = append(mine, got)
+		} else {
+			cli.ReleasePayload(got)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for j, p := range kept {
+		if !bytes.Equal(p, pattern(1<<20, 2*j)) {
+			t.Errorf("the payload handler \"keep\" kept from call %d changed", 2*j)
+		}
+	}
+	for j, p := range mine {
+		if !bytes.Equal(p, pattern(1<<20, 3*j)) {
+			t.Errorf("the response the caller kept from call %d changed", 3*j)
+		}
+	}
+}
+
+// ReleasePayload ignores what velo did not hand out in chunks, and a
+// payload released twice is kept once.
+func TestReleasePayloadIgnoresOthers(t *testing.T) {
+	srv, cli := streamPair(t)
+	reuseEcho(t, srv)
+	ctx := testCtx(t)
+	cli.ReleasePayload(nil)
+	cli.ReleasePayload(make([]byte, 2<<20))
+	small, err := cli.Unary("echo").RawPayload([]byte("small")).Instance(srv.InstanceID()).Send(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli.ReleasePayload(small)
+	if st := cli.Stats().Totals; st.PayloadBytesKept != 0 {
+		t.Fatalf("%d bytes kept for slices velo did not receive in chunks", st.PayloadBytesKept)
+	}
+	big, err := cli.Unary("echo").RawPayload(pattern(1<<20, 1)).Instance(srv.InstanceID()).Send(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli.ReleasePayload(big)
+	once := cli.Stats().Totals.PayloadBytesKept
+	cli.ReleasePayload(big)
+	cli.ReleasePayload(big[:10])
+	if st := cli.Stats().Totals; once < 1<<20 || st.PayloadBytesKept != once {
+		t.Errorf("kept %d bytes after one release, %d after three; want at least 1 MiB, then the same", once, st.PayloadBytesKept)
+	}
+}
