@@ -38,6 +38,11 @@ func runLarge(cfg config, stdout, stderr io.Writer) (err error) {
 	if err := os.Setenv(maxFrameEnv, strconv.Itoa(e.maxFrame)); err != nil {
 		return err
 	}
+	if !cfg.reuse {
+		if err := os.Setenv(noReuseEnv, "1"); err != nil {
+			return err
+		}
+	}
 	ctx := context.Background()
 	type run struct {
 		name  string
@@ -132,6 +137,9 @@ func runLarge(cfg config, stdout, stderr io.Writer) (err error) {
 			if err == nil && len(b) != len(payload) {
 				err = fmt.Errorf("%w: %d bytes, want %d", errShortEcho, len(b), len(payload))
 			}
+			if cfg.reuse {
+				r.c.m.ReleasePayload(b)
+			}
 		}
 		d := time.Since(start)
 		close(stop)
@@ -154,7 +162,7 @@ func runLarge(cfg config, stdout, stderr io.Writer) (err error) {
 		}
 	}
 	fmt.Fprintf(stdout, "machine: %s\n", machine())
-	fmt.Fprintf(stdout, "unary echo of %s (server in a child process, unpinned), %d round trips each after one warm-up, interleaved; %s is a plain Go TCP echo of the same bytes; small calls run one at a time on the same connection during each velo and grpc-go echo:\n", sizeString(cfg.largeSize), cfg.reps, floorName)
+	fmt.Fprintf(stdout, "unary echo of %s (server in a child process, unpinned), %d round trips each after one warm-up, interleaved; %s is a plain Go TCP echo of the same bytes; small calls run one at a time on the same connection during each velo and grpc-go echo; velo's payload memory %s:\n", sizeString(cfg.largeSize), cfg.reps, floorName, reuseText(cfg.reuse))
 	fmt.Fprintf(stdout, "%-10s %12s %12s %14s %12s %12s %12s\n", "transport", "median", "best", "MB/s (median)", "small calls", "small p50", "small p99")
 	for _, r := range runs {
 		slices.Sort(r.times)
@@ -168,4 +176,12 @@ func runLarge(cfg config, stdout, stderr io.Writer) (err error) {
 		fmt.Fprintln(stdout)
 	}
 	return nil
+}
+
+// reuseText tells how -mode large treats velo's payload memory.
+func reuseText(reuse bool) string {
+	if reuse {
+		return "reused (ReusePayload on the server, ReleasePayload on the client)"
+	}
+	return "owned by the handler and the caller (-reuse=false)"
 }

@@ -68,6 +68,7 @@ type config struct {
 	program   string // programSuite or programInflight
 	calls     int    // -mode inflight: calls in flight
 	largeSize int    // -mode large: bytes per echo
+	reuse     bool   // -mode large: the echoes' memory is reused (ReusePayload, ReleasePayload)
 	instances int    // -mode mesh: instances in the service
 	serve     string // non-empty: be the server process of this kind
 	profile   string // non-empty: write CPU profiles of every process here
@@ -125,6 +126,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.chart, "chart", true, "draw bench.png")
 	fs.StringVar(&cfg.program, "mode", programSuite, "what to run: "+programSuite+" (the comparison), "+programInflight+" (client heap per call pending on a slow handler), "+programMesh+" (one service of -instances instances calling each other) or "+programLarge+" (unary echoes of -size bytes over each velo transport that carries them)")
 	largeSize := fs.String("size", "64MiB", "-mode large: the payload of each echo")
+	fs.BoolVar(&cfg.reuse, "reuse", true, "-mode large: velo's echo handler reuses its payloads' memory (ReusePayload) and the client hands each echoed payload back (ReleasePayload); false: both own them")
 	fs.IntVar(&cfg.instances, "instances", 64, "-mode mesh: instances in the service")
 	fs.IntVar(&cfg.calls, "calls", 100000, "-mode inflight: calls in flight at once")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "folder for CPU profiles: client.pprof, and one per server process named after it")

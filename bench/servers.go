@@ -78,3 +78,7 @@ func envFromProcess() env {
 
 // maxFrameEnv passes env.maxFrame to the server processes (-mode large).
 const maxFrameEnv = "VELO_BENCH_MAX_FRAME"
+
+// noReuseEnv, set, makes the velo servers' echo handler own its payloads
+// (no ReusePayload): -mode large -reuse=false.
+const noReuseEnv = "VELO_BENCH_NO_REUSE"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,8 +137,12 @@ func registerVeloHandlers(m *velo.Messenger) error {
 		}
 		return c.Payload, nil
 	}
+	echoer := velo.UnaryHandler(echoHandler, echo)
+	if os.Getenv(noReuseEnv) == "" {
+		echoer.ReusePayload() // echo keeps nothing: a large payload's memory serves the next one
+	}
 	handlers := []*velo.HandlerBuilder{
-		velo.UnaryHandler(echoHandler, echo),
+		echoer,
 		velo.UnaryHandler(echoInlineHandler, echo).Inline(),
 		velo.TypedUnaryHandler(typedHandler, func(_ context.Context, c *velo.TypedContext[typedMsg]) (typedMsg, error) {
 			return c.Input, nil
