@@ -35,6 +35,16 @@ type assembly struct {
 	nheld  int         // bytes in held
 	filled int         // where in buf the first of held goes
 	got    int         // bytes received: in buf, or held
+	kept   []byte      // the kept buffer buf was cut from (payloads.take), with all of its capacity; nil: buf is its own
+}
+
+// whole returns the buffer the frame was received into, with all of its
+// capacity.
+func (a *assembly) whole() []byte {
+	if a.kept != nil {
+		return a.kept
+	}
+	return a.buf
 }
 
 // bigAlloc is the size above which a large frame's buffer is allocated on
@@ -352,7 +362,8 @@ func (s *session) handleChunk(body []byte) error {
 		}
 		a = &assembly{total: int(c.Total)}
 		if b := s.m.payloads.take(a.total); b != nil {
-			a.buf = b // every byte of it is received before the frame is handled
+			// Every byte of it is received before the frame is handled.
+			a.buf, a.kept = b[:a.total:a.total], b
 		} else if a.total > bigAlloc {
 			a.ready = make(chan []byte, 1)
 			go func(n int) { a.ready <- make([]byte, 0, n) }(a.total)
@@ -394,10 +405,7 @@ func (s *session) chunkDone(id uint64, a *assembly, last bool) error {
 	if t := wire.FrameType(f); t != wire.TypeRequest && t != wire.TypeResponse {
 		return fmt.Errorf("velo: a chunked frame of type %d", t)
 	}
-	s.assembled = f // its payload may come back for reuse (payloads.go)
-	err := s.HandleFrame(f)
-	s.assembled = nil
-	return err
+	return s.handleFrame(f, a.whole())
 }
 
 // refuseChunked refuses the large frame whose first chunk is c: a request

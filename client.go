@@ -292,7 +292,7 @@ func (s *session) lostError(handler string, cause error) error {
 	return newError(CodePeerLost, handler, cause, "connection to %s lost: %v", s.peerName(), cause)
 }
 
-func (s *session) handleResponse(body []byte) error {
+func (s *session) handleResponse(body, assembled []byte) error {
 	r, err := wire.ParseResponse(body)
 	if err != nil {
 		return err
@@ -318,8 +318,8 @@ func (s *session) handleResponse(body []byte) error {
 		// The caller stopped waiting (its ctx ended) before the answer came.
 		return nil
 	}
-	if s.assembled != nil {
-		s.m.payloads.lend(s.assembled, r.Payload)
+	if assembled != nil {
+		s.m.payloads.lend(assembled, r.Payload, false)
 	}
 	c.ch <- result{status: r.Status, msg: r.Error, payload: r.Payload}
 	return nil

@@ -136,16 +136,20 @@ func (b *HandlerBuilder) Restart(p actor.RestartPolicy) *HandlerBuilder {
 }
 
 // ReusePayload lets velo reuse the memory of the handler's large
-// payloads: one that came in chunks (larger than ChunkSize) is kept once
-// the handler has returned and its response has been sent, and a later
-// large payload of a fitting size is received into it, instead of into
-// fresh memory that the system must fault in and zero (see
-// docs/streams.md). The handler, and the interceptors it runs under, must
-// then not keep its Context's Payload, or any slice of it, past its
-// return; returning it, or part of it, as the response is fine. Without
-// ReusePayload a handler owns its Payload, as before; it may still hand a
-// large one back itself with Messenger.ReleasePayload.
-func (b *HandlerBuilder) ReusePayload() *HandlerBuilder { b.h.reuse = true; return b }
+// payloads: one that came in chunks (see Messenger.ReleasePayload) is kept
+// once the handler has returned and its response has been sent, and a
+// later large payload of a fitting size is received into it, instead of
+// into fresh memory that the system must fault in and zero (see
+// docs/streams.md, "Reusing payload memory"). The handler, and the
+// interceptors it runs under, must then not keep its Context's Payload,
+// or any slice of it, past its return; returning it, or part of it, as
+// the response is fine. Such a payload must not be given to
+// Messenger.ReleasePayload, which ignores it. Without ReusePayload a
+// handler owns its Payload.
+func (b *HandlerBuilder) ReusePayload() *HandlerBuilder {
+	b.h.reuse = true
+	return b
+}
 
 // Build returns the configured Handler.
 func (b *HandlerBuilder) Build() *Handler {

@@ -38,25 +38,33 @@ type payloads struct {
 	// first byte; an entry goes when its buffer comes back or is
 	// collected.
 	out    map[weak.Pointer[byte]]outBuf
-	idle   time.Duration
-	timer  *time.Timer // lets idle buffers go; nil when none are kept
+	idle   time.Duration // 0: payloadIdle
+	timer  *time.Timer   // lets idle buffers go; nil when none are kept
 	closed bool
 	reused uint64 // buffers taken from kept
 }
 
+// keptBuf is a buffer kept for reuse.
 type keptBuf struct {
-	b  []byte
+	b  []byte    // all of it: len is cap
 	at time.Time // when it was kept
 }
 
+// outBuf is a buffer handed out whose payload may come back.
 type outBuf struct {
-	frame   weak.Pointer[byte] // the buffer's first byte
-	size    int
+	frame weak.Pointer[byte] // the buffer's first byte
+	size  int                // all of the buffer's bytes
+	// auto is set for a payload of a handler built with ReusePayload:
+	// it comes back when the handler is done (give from the actor's
+	// callbacks), never through ReleasePayload, so that a payload released
+	// twice cannot take back the next one received into the same memory.
+	auto    bool
 	cleanup runtime.Cleanup
 }
 
-// take returns a kept buffer of n bytes (its capacity at most twice n, so
-// that a small frame does not hold a large buffer), or nil.
+// take returns a kept buffer that holds n bytes, its length n and all of
+// its capacity (at most twice n, so that a small frame does not hold a
+// large buffer), or nil.
 func (p *payloads) take(n int) []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -72,12 +80,13 @@ func (p *payloads) take(n int) []byte {
 	b := p.kept[best].b
 	p.kept = slices.Delete(p.kept, best, best+1)
 	p.reused++
-	return b[:n:n]
+	return b[:n]
 }
 
-// lend records that payload, part of the large frame buffer frame, is
-// handed to user code, so that it may come back (give).
-func (p *payloads) lend(frame, payload []byte) {
+// lend records that payload, part of the large frame buffer frame (with
+// all of its capacity), is handed to user code, so that it may come back
+// (give, with the same auto).
+func (p *payloads) lend(frame, payload []byte, auto bool) {
 	if len(payload) == 0 {
 		return
 	}
@@ -96,6 +105,7 @@ func (p *payloads) lend(frame, payload []byte) {
 	p.out[key] = outBuf{
 		frame: weak.Make(unsafe.SliceData(frame)),
 		size:  cap(frame),
+		auto:  auto,
 		// Once nobody holds the payload, its entry goes.
 		cleanup: runtime.AddCleanup(unsafe.SliceData(payload), p.forget, key),
 	}
@@ -108,9 +118,9 @@ func (p *payloads) forget(key weak.Pointer[byte]) {
 	p.mu.Unlock()
 }
 
-// give takes back the buffer of payload, if it is one lent and still
-// out, and keeps it for reuse.
-func (p *payloads) give(payload []byte) {
+// give takes back the buffer of payload, if it is one lent with the same
+// auto and still out, and keeps it for reuse.
+func (p *payloads) give(payload []byte, auto bool) {
 	if len(payload) == 0 {
 		return
 	}
@@ -118,7 +128,7 @@ func (p *payloads) give(payload []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	o, ok := p.out[key]
-	if !ok {
+	if !ok || o.auto != auto {
 		return
 	}
 	delete(p.out, key)
@@ -137,6 +147,8 @@ func (p *payloads) give(payload []byte) {
 	}
 }
 
+// idleFor is how long a kept buffer may go unused: payloadIdle, unless a
+// test set idle.
 func (p *payloads) idleFor() time.Duration {
 	if p.idle > 0 {
 		return p.idle
@@ -200,14 +212,16 @@ func (p *payloads) close() {
 }
 
 // ReleasePayload tells the messenger that the caller is done with b, a
-// payload it received from it: a call's response, or a handler's Payload
-// (not of a handler built with ReusePayload, whose payloads come back on
-// their own). If b came in chunks (it is larger than ChunkSize), its
-// memory is kept a while and a later large payload of a fitting size is
-// received into it, which spares the system the work of handing the
-// process fresh pages (see docs/streams.md). Neither b nor any slice of it
-// may be used afterwards. ReleasePayload does nothing for any other slice,
-// and for one released already.
+// payload it received from it: a call's response, or the Payload of a
+// handler built without ReusePayload. If b came in chunks (a frame over
+// ChunkSize, or over the peer's smaller frame limit: see
+// Options.MaxPayload), its memory is kept a while, and a later large
+// payload of a fitting size is received into it instead of into fresh
+// pages that the system must fault in and zero (see docs/streams.md,
+// "Reusing payload memory"). Neither b nor any slice of it may be used
+// afterwards, and b must be released once: once its memory holds another
+// payload, releasing b again would hand that one back too. ReleasePayload
+// does nothing for a slice velo did not receive in chunks.
 func (m *Messenger) ReleasePayload(b []byte) {
-	m.payloads.give(b)
+	m.payloads.give(b, false)
 }

@@ -10,7 +10,7 @@ import (
 func lent(p *payloads, n int) []byte {
 	frame := make([]byte, n)
 	payload := frame[16:]
-	p.lend(frame, payload)
+	p.lend(frame, payload, false)
 	return payload
 }
 
@@ -22,7 +22,7 @@ func TestPayloadsKeepBounds(t *testing.T) {
 	defer p.close()
 	sizes := []int{1 << 20, 2 << 20, 3 << 20}
 	for _, n := range sizes {
-		p.give(lent(&p, n))
+		p.give(lent(&p, n), false)
 	}
 	if _, kept := p.stats(); kept != (2<<20)+(3<<20) {
 		t.Fatalf("kept %d bytes; want the two newest buffers, %d", kept, (2<<20)+(3<<20))
@@ -30,8 +30,8 @@ func TestPayloadsKeepBounds(t *testing.T) {
 	if b := p.take(1<<20 - 1); b != nil {
 		t.Errorf("a frame of 1 MiB - 1 took a buffer of %d bytes", cap(b))
 	}
-	if b := p.take(3<<20 - 100); b == nil || len(b) != 3<<20-100 || cap(b) != len(b) {
-		t.Fatalf("take(3 MiB - 100): len %d cap %d; want the 3 MiB buffer cut to the frame", len(b), cap(b))
+	if b := p.take(3<<20 - 100); b == nil || len(b) != 3<<20-100 || cap(b) != 3<<20 {
+		t.Fatalf("take(3 MiB - 100): len %d cap %d; want the 3 MiB buffer, its length the frame's", len(b), cap(b))
 	}
 	if b := p.take(3<<20 - 100); b != nil {
 		t.Error("the 3 MiB buffer was taken twice")
@@ -45,7 +45,7 @@ func TestPayloadsKeepBounds(t *testing.T) {
 // kept after close.
 func TestPayloadsLetIdleGo(t *testing.T) {
 	p := payloads{idle: 50 * time.Millisecond}
-	p.give(lent(&p, 1<<20))
+	p.give(lent(&p, 1<<20), false)
 	if _, kept := p.stats(); kept != 1<<20 {
 		t.Fatalf("kept %d bytes; want 1 MiB", kept)
 	}
@@ -59,14 +59,38 @@ func TestPayloadsLetIdleGo(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	p.give(lent(&p, 1<<20))
+	p.give(lent(&p, 1<<20), false)
 	later := lent(&p, 1<<20)
 	p.close()
-	p.give(later)
+	p.give(later, false)
 	if _, kept := p.stats(); kept != 0 {
 		t.Errorf("kept %d bytes after close", kept)
 	}
 	if p.timer != nil {
 		t.Error("the idle timer runs after close")
+	}
+}
+
+// A payload lent to a handler built with ReusePayload comes back only from
+// the handler's end (give with auto), and one lent to a caller only
+// through ReleasePayload.
+func TestPayloadsAutoApart(t *testing.T) {
+	var p payloads
+	defer p.close()
+	frame := make([]byte, 1<<20)
+	payload := frame[16:]
+	p.lend(frame, payload, true)
+	p.give(payload, false)
+	if _, kept := p.stats(); kept != 0 {
+		t.Fatal("ReleasePayload took back a ReusePayload handler's payload")
+	}
+	p.give(payload, true)
+	if _, kept := p.stats(); kept != 1<<20 {
+		t.Fatalf("kept %d bytes after the handler's end; want 1 MiB", kept)
+	}
+	other := lent(&p, 1<<20)
+	p.give(other, true)
+	if _, kept := p.stats(); kept != 1<<20 {
+		t.Fatal("a handler's end took back a caller's payload")
 	}
 }

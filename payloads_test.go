@@ -3,6 +3,7 @@ package velo_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -161,5 +162,62 @@ func TestReleasePayloadIgnoresOthers(t *testing.T) {
 	cli.ReleasePayload(big[:10])
 	if st := cli.Stats().Totals; once < 1<<20 || st.PayloadBytesKept != once {
 		t.Errorf("kept %d bytes after one release, %d after three; want at least 1 MiB, then the same", once, st.PayloadBytesKept)
+	}
+}
+
+// A handler built with ReusePayload that also hands its payload to
+// ReleasePayload (which it must not) does not get its memory reused while
+// its response is still being written from it: concurrent echoes stay
+// byte-exact.
+func TestReusePayloadIgnoresRelease(t *testing.T) {
+	srv, cli := streamPair(t)
+	mustRegister(t, srv, velo.UnaryHandler("echo", func(_ context.Context, c *velo.Context) ([]byte, error) {
+		c.Msg.ReleasePayload(c.Payload)
+		return c.Payload, nil
+	}).ReusePayload())
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for g := range 3 {
+		wg.Go(func() {
+			for i := range 8 {
+				want := pattern(700<<10, g*10+i)
+				got, err := cli.Unary("echo").RawPayload(want).Instance(srv.InstanceID()).Send(ctx)
+				if err != nil || !bytes.Equal(got, want) {
+					errs <- fmt.Errorf("caller %d, call %d: %d bytes, equal %v, %v", g, i, len(got), bytes.Equal(got, want), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// The payload of a ReusePayload handler that panicked comes back too, and
+// Shutdown lets every kept buffer go.
+func TestReusePayloadAfterPanicAndShutdown(t *testing.T) {
+	srv, cli := streamPair(t)
+	mustRegister(t, srv, velo.UnaryHandler("boom", func(context.Context, *velo.Context) ([]byte, error) {
+		panic("boom")
+	}).ReusePayload())
+	ctx := testCtx(t)
+	for i := range 3 {
+		_, err := cli.Unary("boom").RawPayload(pattern(1<<20, i)).Instance(srv.InstanceID()).Send(ctx)
+		if !errors.Is(err, velo.ErrHandlerPanic) {
+			t.Fatalf("call %d: %v; want ErrHandlerPanic", i, err)
+		}
+	}
+	if st := srv.Stats().Totals; st.PayloadsReused == 0 || st.PayloadBytesKept < 1<<20 {
+		t.Errorf("after three panics: %d payloads reused, %d bytes kept; want some and at least 1 MiB", st.PayloadsReused, st.PayloadBytesKept)
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.Stats().Totals; st.PayloadBytesKept != 0 {
+		t.Errorf("%d bytes kept after Shutdown", st.PayloadBytesKept)
 	}
 }

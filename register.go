@@ -52,7 +52,7 @@ func (m *Messenger) register(h *Handler) error {
 		return err
 	}
 	next := maps.Clone(cur)
-	next[h.name] = &handlerEntry{name: h.name, actor: a, stats: st, here: h.mode == actor.Spawn && h.maxConc == 0, shape: h.shape}
+	next[h.name] = &handlerEntry{name: h.name, actor: a, stats: st, here: h.mode == actor.Spawn && h.maxConc == 0, shape: h.shape, reuse: h.reuse}
 	m.handlers.Store(&next)
 	if !system.IsReserved(h.name) {
 		m.handlersChanged()
@@ -89,7 +89,7 @@ func (m *Messenger) newActor(h *Handler, st *handlerStats) (*actor.Actor[peer.ID
 			in.s.finish(in, in.out, in.err)
 			if h.reuse {
 				in.out = nil
-				m.payloads.give(in.c.Payload)
+				m.payloads.give(in.c.Payload, true)
 			}
 		},
 		OnPanic: func(in *inbound, p *actor.PanicError) {
@@ -97,7 +97,7 @@ func (m *Messenger) newActor(h *Handler, st *handlerStats) (*actor.Actor[peer.ID
 			// The actor has logged the panic; its stack is in p for errors.As.
 			in.s.finish(in, nil, &Error{Code: CodeHandlerPanic, Handler: name, Message: fmt.Sprint(p.Value), cause: p})
 			if h.reuse {
-				m.payloads.give(in.c.Payload)
+				m.payloads.give(in.c.Payload, true)
 			}
 		},
 		// A request whose ctx ended while it waited for its turn (the
@@ -107,13 +107,13 @@ func (m *Messenger) newActor(h *Handler, st *handlerStats) (*actor.Actor[peer.ID
 		Expired: func(in *inbound, err error) {
 			in.s.finish(in, nil, err)
 			if h.reuse {
-				m.payloads.give(in.c.Payload)
+				m.payloads.give(in.c.Payload, true)
 			}
 		},
 		Drop: func(in *inbound, err error) {
 			in.s.finish(in, nil, m.tellError(name, nil, err))
 			if h.reuse {
-				m.payloads.give(in.c.Payload)
+				m.payloads.give(in.c.Payload, true)
 			}
 		},
 	})
@@ -190,4 +190,5 @@ type handlerEntry struct {
 	// receive goroutine (inline.go) from heldUntil (monoNow) on.
 	here      bool
 	heldUntil atomic.Int64
+	reuse     bool // ReusePayload: its payloads come back when it is done with them
 }

@@ -17,7 +17,7 @@ import (
 // with no hand-off, it decodes a request, finds its handler and tells the
 // handler's actor, which answers through finish. Requests of velo's own
 // protocols (the handshake, events) are taken aside first.
-func (s *session) handleRequest(body []byte) error {
+func (s *session) handleRequest(body, assembled []byte) error {
 	req, err := wire.ParseRequest(body, s.limits)
 	if err != nil {
 		return err
@@ -41,9 +41,6 @@ func (s *session) handleRequest(body []byte) error {
 		return nil
 	}
 	in := newInbound(s, &req)
-	if s.assembled != nil {
-		s.m.payloads.lend(s.assembled, req.Payload)
-	}
 	if s.m.draining() {
 		s.finish(in, nil, newError(CodeShuttingDown, req.Handler, nil, "instance %s is shutting down", s.m.id.Short()))
 		return nil
@@ -54,6 +51,9 @@ func (s *session) handleRequest(body []byte) error {
 		s.throttleErrors()
 		s.finish(in, nil, s.m.notFound(req.Handler))
 		return nil
+	}
+	if assembled != nil {
+		s.m.payloads.lend(assembled, req.Payload, e.reuse)
 	}
 	in.stats, in.start = e.stats, s.readAt()
 	e.stats.requests.Add(1)

@@ -41,7 +41,6 @@ type session struct {
 	peerPayload atomic.Int64
 	chunkSeq    atomic.Uint64 // numbers the large frames we send
 	chunks      chunkState    // the receive path's: large frames being put together
-	assembled   []byte        // the receive path's: the large frame being handled, while it is
 	whole       bool          // the connection moves large frames whole (transport.WholeFrames)
 	created     time.Time
 
@@ -251,6 +250,13 @@ func (s *session) peerName() string {
 // receive goroutine, or for an answer, on a caller's that reads the
 // connection itself (transport.Leader): one at a time, in order.
 func (s *session) HandleFrame(frame []byte) error {
+	return s.handleFrame(frame, nil)
+}
+
+// handleFrame handles a frame; assembled is the buffer of a large one put
+// back together from chunks (with all of its capacity), nil for any other:
+// its payload may be handed back for reuse (payloads.go).
+func (s *session) handleFrame(frame, assembled []byte) error {
 	s.framesIn.Add(1)
 	s.bytesIn.Add(uint64(len(frame)))
 	t, body, err := wire.ParseHeader(frame)
@@ -268,9 +274,9 @@ func (s *session) HandleFrame(frame []byte) error {
 	}
 	switch t {
 	case wire.TypeResponse:
-		return s.handleResponse(body)
+		return s.handleResponse(body, assembled)
 	case wire.TypeRequest:
-		return s.handleRequest(body)
+		return s.handleRequest(body, assembled)
 	case wire.TypeCancel:
 		id, err := wire.ParseCancel(body)
 		if err != nil {

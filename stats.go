@@ -88,10 +88,10 @@ type TotalStats struct {
 	// Connections is len(Peers); Ejected, the instances routing leaves
 	// out now.
 	Connections, Ejected int
-	// PayloadsReused counts the large payloads received into the memory
-	// of one handed back (HandlerBuilder.ReusePayload,
+	// PayloadsReused counts the large frames received into the memory of
+	// a payload handed back (HandlerBuilder.ReusePayload,
 	// Messenger.ReleasePayload); PayloadBytesKept is the memory kept for
-	// that now.
+	// reuse now.
 	PayloadsReused   uint64
 	PayloadBytesKept int
 }
