@@ -244,7 +244,7 @@ func (s *session) writeParts(ctx context.Context, a, b []byte, size int) error {
 	id := s.chunkSeq.Add(1)
 	bp := chunkBufs.Get().(*[]byte)
 	defer chunkBufs.Put(bp)
-	unyielded := 0
+	unyielded := yieldEvery - yieldAfter
 	for off := 0; off < total; off += size {
 		end := min(off+size, total)
 		c := wire.Chunk{ID: id}
@@ -280,16 +280,22 @@ func (s *session) writeParts(ctx context.Context, a, b []byte, size int) error {
 	return nil
 }
 
-// yieldEvery is how many bytes of a large frame's chunks go between two
-// yields of the writer's CPU (yieldCPU). Writing a large payload keeps a
-// CPU busy, mostly in the kernel; on a kernel that does not preempt it
-// there (PREEMPT_NONE, common on servers and VMs), a thread that a small
-// call needs meanwhile, woken on that CPU, waits for the scheduler's next
-// tick: 4 ms at 250 Hz. Small calls on the connection of a 256 MiB echo
-// over TCP had a p99 of 5-8 ms from those waits; yielding every 1 MiB
-// (about 0.3 ms of writing) brought it under 1 ms, for 0-10 % of the
-// echo's throughput (docs/performance.md).
-const yieldEvery = 1 << 20
+// A large frame's writer yields its CPU (yieldCPU) once yieldAfter bytes
+// of its chunks are written, and every yieldEvery bytes after that.
+// Writing a large payload keeps a CPU busy, mostly in the kernel; on a
+// kernel that does not preempt it there (PREEMPT_NONE, common on servers
+// and VMs), a thread that a small call needs meanwhile, woken on that
+// CPU, may wait for the scheduler's next tick: 4 ms at 250 Hz. Small calls
+// on the connection of a 256 MiB echo over TCP had a p99 of 5-8 ms from
+// those waits; yielding every 1 MiB (about 0.3 ms of writing) brought it
+// under 2 ms (docs/performance.md, "Large payloads and streams"). A frame
+// of a few MiB is written before a tick would matter, and does not yield:
+// with every process on one CPU, a yield per 1 MiB call made such calls
+// slower.
+const (
+	yieldAfter = 4 << 20
+	yieldEvery = 1 << 20
+)
 
 // PlaceChunk implements transport.ChunkPlacer: the data of a chunk of a
 // large frame whose buffer is made goes straight into it, after the bytes
