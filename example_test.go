@@ -32,3 +32,35 @@ func Example() {
 	fmt.Println(resp.Sum, err)
 	// Output: 5 <nil>
 }
+
+// Large payloads sent one after another, their memory reused on both
+// sides: the handler promises not to keep its payload (ReusePayload), and
+// the caller hands each response back once it is done with it
+// (ReleasePayload), so that the next one is received into memory already
+// faulted in rather than into fresh pages.
+func ExampleHandlerBuilder_ReusePayload() {
+	ctx := context.Background()
+	server, _ := velo.NewBuilder().Build(ctx)
+	defer server.Shutdown(ctx)
+	client, _ := velo.NewBuilder().Build(ctx)
+	defer client.Shutdown(ctx)
+
+	echo := velo.UnaryHandler("echo", func(_ context.Context, c *velo.Context) ([]byte, error) {
+		return c.Payload, nil // returning it is fine; keeping it is not
+	}).ReusePayload()
+	server.RegisterHandler(echo.Build())
+	client.RegisterPeer(server.PeerInfo())
+
+	payload := make([]byte, 8<<20)
+	for range 3 {
+		resp, err := client.Unary("echo").RawPayload(payload).Instance(server.InstanceID()).Send(ctx)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		// ... use resp, then hand it back; it must not be used afterwards.
+		client.ReleasePayload(resp)
+	}
+	fmt.Println(client.Stats().Totals.PayloadsReused)
+	// Output: 2
+}
