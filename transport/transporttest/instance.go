@@ -25,6 +25,7 @@ const (
 // Names of the handlers every instance serves.
 const (
 	hEcho   = "echo"   // Unary: returns its payload
+	hReuse  = "reuse"  // Unary: returns its payload, whose memory velo reuses (ReusePayload)
 	hAM     = "am"     // AM: reports its payload on instance.got
 	hAdd    = "add"    // TypedUnary: addReq -> addResp
 	hWhoami = "whoami" // Unary: returns the instance id
@@ -134,6 +135,9 @@ func (e *env) register(in *instance) {
 		velo.UnaryHandler(hEcho, func(_ context.Context, c *velo.Context) ([]byte, error) {
 			return c.Payload, nil
 		}),
+		velo.UnaryHandler(hReuse, func(_ context.Context, c *velo.Context) ([]byte, error) {
+			return c.Payload, nil
+		}).ReusePayload(),
 		velo.AMHandler(hAM, func(ctx context.Context, c *velo.Context) error {
 			select {
 			case in.got <- c.Payload:

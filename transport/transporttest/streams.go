@@ -1,6 +1,7 @@
 package transporttest
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -163,5 +164,43 @@ loop:
 	}
 	if small == 0 {
 		t.Error("no small call completed while the large ones were in flight")
+	}
+}
+
+// testLargeReuse: large echoes one after another, each of other contents
+// and a little smaller than the one before, with their memory reused on
+// both sides (the handler's ReusePayload, the caller's ReleasePayload),
+// and one response kept: every echo comes back byte-exact, and the kept
+// one stays intact while later payloads are received.
+func testLargeReuse(t *testing.T, f Factory) {
+	e := newEnv(t, f)
+	a, b := e.pair()
+	ctx := e.ctx
+	size := min(maxPayload(b, hReuse), maxResponse(a))
+	fill := func(n, seed int) []byte {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(i*7 + seed*13 + i>>9)
+		}
+		return p
+	}
+	var first []byte
+	for i := range 6 {
+		want := fill(size-i*1000, i)
+		got, err := a.m.Unary(hReuse).RawPayload(want).Instance(b.id).Send(ctx)
+		if err != nil {
+			t.Fatalf("echo %d: %v", i, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("echo %d of %d bytes came back different (%d bytes)", i, len(want), len(got))
+		}
+		if i == 0 {
+			first = got // kept: never released
+		} else {
+			a.m.ReleasePayload(got)
+		}
+	}
+	if !bytes.Equal(first, fill(size, 0)) {
+		t.Error("the response kept changed while later ones were received")
 	}
 }

@@ -100,6 +100,7 @@ func Scenarios() []Scenario {
 		{"malformed-input", testMalformedInput},
 		{"streams", testStreams},
 		{"large-interleaved", testLargeInterleaved},
+		{"large-reuse", testLargeReuse},
 	}
 }
 
