@@ -147,6 +147,7 @@ func (b *Builder) Build(ctx context.Context) (*Messenger, error) {
 		sessions:     make(map[*session]struct{}),
 		eventPaths:   make(map[peer.ID]*session),
 		streams:      streamTable{recv: make(map[uint64]*rstream), send: make(map[uint64]*sstream)},
+		payloads:     new(payloads),
 		shutdownDone: make(chan struct{}),
 		oneWayLog:    lograte.New(logBurst, logEvery),
 		busyLog:      lograte.New(logBurst, logEvery),

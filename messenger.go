@@ -42,8 +42,11 @@ type Messenger struct {
 	disc       discovery.PeerDiscovery
 	reg        discovery.Registration
 	events     *events.Manager
-	payloads   payloads    // large payload buffers for reuse (payloads.go)
-	streams    streamTable // the streams this instance receives and sends on
+	// payloads are the large payload buffers kept for reuse (payloads.go),
+	// apart from the messenger: the cleanups of the payloads handed out
+	// hold them, and must not hold the messenger after its Shutdown.
+	payloads *payloads
+	streams  streamTable // the streams this instance receives and sends on
 	// self carries calls of this instance to itself, in memory, at
 	// selfAddr; it is in no peer.Info.
 	self     *mem.Transport
