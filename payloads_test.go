@@ -65,27 +65,16 @@ func TestReusePayloadConcurrent(t *testing.T) {
 	srv, cli := streamPair(t)
 	reuseEcho(t, srv)
 	ctx := testCtx(t)
-	const callers, calls = 4, 6
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for g := range callers {
-		wg.Go(func() {
-			for i := range calls {
-				want := pattern(600<<10+g*4096, g*100+i)
-				got, err := cli.Unary("echo").RawPayload(want).Instance(srv.InstanceID()).Send(ctx)
-				if err != nil || !bytes.Equal(got, want) {
-					errs <- fmt.Errorf("caller %d, call %d: %d bytes, equal %v, %v", g, i, len(got), bytes.Equal(got, want), err)
-					return
-				}
-				cli.ReleasePayload(got)
+	inParallel(t, 4, func(g int) error {
+		for i := range 6 {
+			got, err := echoed(ctx, cli, srv, "echo", pattern(600<<10+g*4096, g*100+i))
+			if err != nil {
+				return fmt.Errorf("call %d: %w", i, err)
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+			cli.ReleasePayload(got)
+		}
+		return nil
+	})
 	if r := cli.Stats().Totals.PayloadsReused + srv.Stats().Totals.PayloadsReused; r == 0 {
 		t.Error("no payload memory was reused")
 	}
@@ -177,25 +166,14 @@ func TestReusePayloadIgnoresRelease(t *testing.T) {
 		return c.Payload, nil
 	}).ReusePayload())
 	ctx := testCtx(t)
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	for g := range 3 {
-		wg.Go(func() {
-			for i := range 8 {
-				want := pattern(700<<10, g*10+i)
-				got, err := cli.Unary("echo").RawPayload(want).Instance(srv.InstanceID()).Send(ctx)
-				if err != nil || !bytes.Equal(got, want) {
-					errs <- fmt.Errorf("caller %d, call %d: %d bytes, equal %v, %v", g, i, len(got), bytes.Equal(got, want), err)
-					return
-				}
+	inParallel(t, 3, func(g int) error {
+		for i := range 8 {
+			if _, err := echoed(ctx, cli, srv, "echo", pattern(700<<10, g*10+i)); err != nil {
+				return fmt.Errorf("call %d: %w", i, err)
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+		}
+		return nil
+	})
 }
 
 // The payload of a ReusePayload handler that panicked comes back too, and
@@ -244,40 +222,36 @@ func TestReusePayloadMixed(t *testing.T) {
 	}))
 	ctx := testCtx(t)
 	const callers, calls = 3, 16
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
 	kept := make([][]keptPayload, callers)
-	for g := range callers {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(g), 7))
-			for i := range calls {
-				seed := g*calls + i
-				want := pattern(300<<10+rng.IntN(3<<20), seed)
-				want[0] = byte(seed) // the keep handler's record of which it was
-				name := "echo"
-				if rng.IntN(3) == 0 {
-					name = "keep"
+	inParallel(t, callers, func(g int) error {
+		rng := rand.New(rand.NewPCG(uint64(g), 7))
+		for i := range calls {
+			seed := g*calls + i
+			want := pattern(300<<10+rng.IntN(3<<20), seed)
+			want[0] = byte(seed) // the keep handler's record of which it was
+			var got []byte
+			var err error
+			if rng.IntN(3) == 0 {
+				got, err = cli.Unary("keep").RawPayload(want).Instance(srv.InstanceID()).Send(ctx)
+				if err == nil && !bytes.Equal(got, want[:1000]) {
+					err = fmt.Errorf("%d bytes, not the first 1000 of the payload", len(got))
 				}
-				got, err := cli.Unary(name).RawPayload(want).Instance(srv.InstanceID()).Send(ctx)
-				if name == "keep" {
-					want = want[:1000]
-				}
-				if err != nil || !bytes.Equal(got, want) {
-					errs <- fmt.Errorf("caller %d, call %d (%s): %d bytes, equal %v, %v", g, i, name, len(got), bytes.Equal(got, want), err)
-					return
-				}
-				if rng.IntN(2) == 0 {
-					kept[g] = append(kept[g], keptPayload{got, seed})
-				} else {
-					cli.ReleasePayload(got)
-				}
+			} else {
+				got, err = echoed(ctx, cli, srv, "echo", want)
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+			if err != nil {
+				return fmt.Errorf("call %d: %w", i, err)
+			}
+			if rng.IntN(2) == 0 {
+				kept[g] = append(kept[g], keptPayload{got, seed})
+			} else {
+				cli.ReleasePayload(got)
+			}
+		}
+		return nil
+	})
+	if t.Failed() {
+		return
 	}
 	for g := range kept {
 		for _, k := range kept[g] {
@@ -298,4 +272,31 @@ func TestReusePayloadMixed(t *testing.T) {
 		}
 	}
 	t.Logf("reused: %d on the caller, %d on the server", cli.Stats().Totals.PayloadsReused, srv.Stats().Totals.PayloadsReused)
+}
+
+// inParallel runs f for callers 0 to n-1 at once, and fails t with the
+// error of each that returned one.
+func inParallel(t *testing.T, n int, f func(g int) error) {
+	t.Helper()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for g := range n {
+		wg.Go(func() { errs[g] = f(g) })
+	}
+	wg.Wait()
+	for g, err := range errs {
+		if err != nil {
+			t.Errorf("caller %d: %v", g, err)
+		}
+	}
+}
+
+// echoed makes a Unary call of handler on srv from cli with want, and
+// reports an error unless want comes back byte-exact.
+func echoed(ctx context.Context, cli, srv *velo.Messenger, handler string, want []byte) ([]byte, error) {
+	got, err := cli.Unary(handler).RawPayload(want).Instance(srv.InstanceID()).Send(ctx)
+	if err == nil && !bytes.Equal(got, want) {
+		err = fmt.Errorf("%d bytes came back for %d, not the same", len(got), len(want))
+	}
+	return got, err
 }
