@@ -70,7 +70,7 @@ func (p *payloads) take(n int) []byte {
 	defer p.mu.Unlock()
 	best := -1
 	for i, k := range p.kept {
-		if c := cap(k.b); c >= n && c/2 <= n && (best < 0 || c < cap(p.kept[best].b)) {
+		if c := cap(k.b); c >= n && c <= 2*n && (best < 0 || c < cap(p.kept[best].b)) {
 			best = i
 		}
 	}

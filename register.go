@@ -87,18 +87,14 @@ func (m *Messenger) newActor(h *Handler, st *handlerStats) (*actor.Actor[peer.ID
 		},
 		After: func(in *inbound) {
 			in.s.finish(in, in.out, in.err)
-			if h.reuse {
-				in.out = nil
-				m.payloads.give(in.c.Payload, true)
-			}
+			in.out = nil
+			in.giveBack()
 		},
 		OnPanic: func(in *inbound, p *actor.PanicError) {
 			st.panics.Add(1)
 			// The actor has logged the panic; its stack is in p for errors.As.
 			in.s.finish(in, nil, &Error{Code: CodeHandlerPanic, Handler: name, Message: fmt.Sprint(p.Value), cause: p})
-			if h.reuse {
-				m.payloads.give(in.c.Payload, true)
-			}
+			in.giveBack()
 		},
 		// A request whose ctx ended while it waited for its turn (the
 		// caller gave up, its deadline passed, Shutdown stopped the
@@ -106,15 +102,11 @@ func (m *Messenger) newActor(h *Handler, st *handlerStats) (*actor.Actor[peer.ID
 		// handler that honours its ctx would have answered.
 		Expired: func(in *inbound, err error) {
 			in.s.finish(in, nil, err)
-			if h.reuse {
-				m.payloads.give(in.c.Payload, true)
-			}
+			in.giveBack()
 		},
 		Drop: func(in *inbound, err error) {
 			in.s.finish(in, nil, m.tellError(name, nil, err))
-			if h.reuse {
-				m.payloads.give(in.c.Payload, true)
-			}
+			in.giveBack()
 		},
 	})
 }

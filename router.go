@@ -54,6 +54,9 @@ func (s *session) handleRequest(body, assembled []byte) error {
 	}
 	if assembled != nil {
 		s.m.payloads.lend(assembled, req.Payload, e.reuse)
+		if e.reuse {
+			in.reused = req.Payload
+		}
 	}
 	in.stats, in.start = e.stats, s.readAt()
 	e.stats.requests.Add(1)
@@ -76,6 +79,7 @@ func (s *session) handleRequest(body, assembled []byte) error {
 		if s.closed {
 			s.mu.Unlock()
 			in.cancel()
+			in.giveBack()
 			return nil
 		}
 		s.inflight[req.ID] = in
@@ -98,6 +102,7 @@ func (s *session) handleRequest(body, assembled []byte) error {
 			err = s.m.tellError(req.Handler, ctx, err)
 		}
 		s.finish(in, nil, err)
+		in.giveBack()
 	}
 	return nil
 }
@@ -268,6 +273,20 @@ type inbound struct {
 	// reached it; nil for requests that reached no handler.
 	stats *handlerStats
 	start int64 // monoNow
+	// reused is the payload as lent to a handler built with ReusePayload
+	// (the handler may reassign c.Payload); giveBack hands it back once
+	// the handler is done with it.
+	reused []byte
+}
+
+// giveBack hands the payload of a ReusePayload handler back for reuse,
+// once: after the handler returned and its answer was written, or when it
+// will not run.
+func (in *inbound) giveBack() {
+	if in.reused != nil {
+		in.s.m.payloads.give(in.reused, true)
+		in.reused = nil
+	}
 }
 
 // newInbound records req, received on s, for its handler.

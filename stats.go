@@ -88,10 +88,11 @@ type TotalStats struct {
 	// Connections is len(Peers); Ejected, the instances routing leaves
 	// out now.
 	Connections, Ejected int
-	// PayloadsReused counts the large frames received into the memory of
-	// a payload handed back (HandlerBuilder.ReusePayload,
-	// Messenger.ReleasePayload); PayloadBytesKept is the memory kept for
-	// reuse now.
+	// PayloadsReused counts the large frames begun in the memory of a
+	// payload handed back (HandlerBuilder.ReusePayload,
+	// Messenger.ReleasePayload; a frame aborted or lost with its
+	// connection counts too, and its buffer is then let go);
+	// PayloadBytesKept is the memory kept for reuse now.
 	PayloadsReused   uint64
 	PayloadBytesKept int
 }
