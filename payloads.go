@@ -118,13 +118,13 @@ func (p *payloads) forget(key weak.Pointer[byte]) {
 	p.mu.Unlock()
 }
 
-// give takes back the buffer of payload, if it is one lent with the same
-// auto and still out, and keeps it for reuse.
-func (p *payloads) give(payload []byte, auto bool) {
-	if len(payload) == 0 {
+// give takes back the buffer of the payload whose first byte is first, if
+// it is one lent with the same auto and still out, and keeps it for reuse.
+func (p *payloads) give(first *byte, auto bool) {
+	if first == nil {
 		return
 	}
-	key := weak.Make(unsafe.SliceData(payload))
+	key := weak.Make(first)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	o, ok := p.out[key]
@@ -223,5 +223,7 @@ func (p *payloads) close() {
 // payload, releasing b again would hand that one back too. ReleasePayload
 // does nothing for a slice velo did not receive in chunks.
 func (m *Messenger) ReleasePayload(b []byte) {
-	m.payloads.give(b, false)
+	if len(b) > 0 {
+		m.payloads.give(unsafe.SliceData(b), false)
+	}
 }

@@ -3,15 +3,17 @@ package velo
 import (
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // lent hands out a frame of n bytes whose payload starts at byte 16, as
-// the receive path does for a large frame.
-func lent(p *payloads, n int) []byte {
+// the receive path does for a large frame, and returns the payload's
+// first byte.
+func lent(p *payloads, n int) *byte {
 	frame := make([]byte, n)
 	payload := frame[16:]
 	p.lend(frame, payload, false)
-	return payload
+	return &payload[0]
 }
 
 // A messenger keeps at most maxKeptPayloads buffers, the newest; a buffer
@@ -80,11 +82,11 @@ func TestPayloadsAutoApart(t *testing.T) {
 	frame := make([]byte, 1<<20)
 	payload := frame[16:]
 	p.lend(frame, payload, true)
-	p.give(payload, false)
+	p.give(unsafe.SliceData(payload), false)
 	if _, kept := p.stats(); kept != 0 {
 		t.Fatal("ReleasePayload took back a ReusePayload handler's payload")
 	}
-	p.give(payload, true)
+	p.give(unsafe.SliceData(payload), true)
 	if _, kept := p.stats(); kept != 1<<20 {
 		t.Fatalf("kept %d bytes after the handler's end; want 1 MiB", kept)
 	}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/velo-messenger/velo/internal/wire"
 	"github.com/velo-messenger/velo/system"
@@ -55,7 +56,7 @@ func (s *session) handleRequest(body, assembled []byte) error {
 	if assembled != nil {
 		s.m.payloads.lend(assembled, req.Payload, e.reuse)
 		if e.reuse {
-			in.reused = req.Payload
+			in.reused = unsafe.SliceData(req.Payload)
 		}
 	}
 	in.stats, in.start = e.stats, s.readAt()
@@ -273,10 +274,11 @@ type inbound struct {
 	// reached it; nil for requests that reached no handler.
 	stats *handlerStats
 	start int64 // monoNow
-	// reused is the payload as lent to a handler built with ReusePayload
-	// (the handler may reassign c.Payload); giveBack hands it back once
-	// the handler is done with it.
-	reused []byte
+	// reused is the first byte of the payload as lent to a handler built
+	// with ReusePayload (the handler may reassign c.Payload); giveBack
+	// hands it back once the handler is done with it. A pointer, not a
+	// slice: every request allocates an inbound.
+	reused *byte
 }
 
 // giveBack hands the payload of a ReusePayload handler back for reuse,
