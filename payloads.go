@@ -221,7 +221,9 @@ func (p *payloads) close() {
 // "Reusing payload memory"). Neither b nor any slice of it may be used
 // afterwards, and b must be released once: once its memory holds another
 // payload, releasing b again would hand that one back too. ReleasePayload
-// does nothing for a slice velo did not receive in chunks.
+// does nothing for a slice velo did not receive in chunks. A typed call
+// (TypedUnary) hands its response back itself once decoded, unless a
+// client interceptor ran for it.
 func (m *Messenger) ReleasePayload(b []byte) {
 	if len(b) > 0 {
 		m.payloads.give(unsafe.SliceData(b), false)

@@ -289,7 +289,13 @@ func (b TypedUnaryBuilder[R]) Send(ctx context.Context) (R, error) {
 	if err != nil {
 		return r, err
 	}
-	if err := decodePayload(p, &r); err != nil {
+	err = decodePayload(p, &r)
+	if !b.s.m.clientIntercepts(b.s.handler) {
+		// Decoding copied what r holds, and no interceptor saw p: a large
+		// response's memory may take the next one (payloads.go).
+		b.s.m.ReleasePayload(p)
+	}
+	if err != nil {
 		return r, newError(CodeBadPayload, b.s.handler, err, "decoding response into %s: %v", typeName[R](), err)
 	}
 	return r, nil
