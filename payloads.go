@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 	"weak"
@@ -37,7 +38,13 @@ type payloads struct {
 	// out holds the buffers handed out, by the address of their payload's
 	// first byte; an entry goes when its buffer comes back or is
 	// collected.
-	out    map[weak.Pointer[byte]]outBuf
+	out map[weak.Pointer[byte]]outBuf
+	// addrs counts the entries of out by address, so that give can turn a
+	// slice that was never lent away without making a weak pointer (which
+	// costs the object a handle of its own); lent is len(out), read
+	// without the lock.
+	addrs  map[uintptr]int
+	lent   atomic.Int64
 	idle   time.Duration // 0: payloadIdle
 	timer  *time.Timer   // lets idle buffers go; nil when none are kept
 	closed bool
@@ -54,6 +61,7 @@ type keptBuf struct {
 type outBuf struct {
 	frame weak.Pointer[byte] // the buffer's first byte
 	size  int                // all of the buffer's bytes
+	addr  uintptr            // the payload's first byte, for addrs
 	// auto is set for a payload of a handler built with ReusePayload:
 	// it comes back when the handler is done (give from the actor's
 	// callbacks), never through ReleasePayload, so that a payload released
@@ -98,13 +106,19 @@ func (p *payloads) lend(frame, payload []byte, auto bool) {
 	}
 	if p.out == nil {
 		p.out = make(map[weak.Pointer[byte]]outBuf)
+		p.addrs = make(map[uintptr]int)
 	}
+	addr := uintptr(unsafe.Pointer(unsafe.SliceData(payload)))
 	if old, ok := p.out[key]; ok {
 		old.cleanup.Stop()
+	} else {
+		p.addrs[addr]++
+		p.lent.Add(1)
 	}
 	p.out[key] = outBuf{
 		frame: weak.Make(unsafe.SliceData(frame)),
 		size:  cap(frame),
+		addr:  addr,
 		auto:  auto,
 		// Once nobody holds the payload, its entry goes.
 		cleanup: runtime.AddCleanup(unsafe.SliceData(payload), p.forget, key),
@@ -114,24 +128,38 @@ func (p *payloads) lend(frame, payload []byte, auto bool) {
 // forget drops the entry of a buffer that was collected.
 func (p *payloads) forget(key weak.Pointer[byte]) {
 	p.mu.Lock()
-	delete(p.out, key)
+	if o, ok := p.out[key]; ok {
+		p.drop(key, o)
+	}
 	p.mu.Unlock()
+}
+
+// drop removes the entry key, o of out. Called with mu held.
+func (p *payloads) drop(key weak.Pointer[byte], o outBuf) {
+	delete(p.out, key)
+	if p.addrs[o.addr]--; p.addrs[o.addr] <= 0 {
+		delete(p.addrs, o.addr)
+	}
+	p.lent.Add(-1)
 }
 
 // give takes back the buffer of the payload whose first byte is first, if
 // it is one lent with the same auto and still out, and keeps it for reuse.
 func (p *payloads) give(first *byte, auto bool) {
-	if first == nil {
+	if first == nil || p.lent.Load() == 0 {
 		return
 	}
-	key := weak.Make(first)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.addrs[uintptr(unsafe.Pointer(first))] == 0 {
+		return // never lent: no weak pointer needed to tell
+	}
+	key := weak.Make(first)
 	o, ok := p.out[key]
 	if !ok || o.auto != auto {
 		return
 	}
-	delete(p.out, key)
+	p.drop(key, o)
 	o.cleanup.Stop()
 	start := o.frame.Value()
 	if start == nil || p.closed {
@@ -208,7 +236,8 @@ func (p *payloads) close() {
 	for _, o := range p.out {
 		o.cleanup.Stop()
 	}
-	p.out = nil
+	p.out, p.addrs = nil, nil
+	p.lent.Store(0)
 }
 
 // ReleasePayload tells the messenger that the caller is done with b, a

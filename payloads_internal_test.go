@@ -1,6 +1,7 @@
 package velo
 
 import (
+	"runtime"
 	"testing"
 	"time"
 	"unsafe"
@@ -94,5 +95,26 @@ func TestPayloadsAutoApart(t *testing.T) {
 	p.give(other, true)
 	if _, kept := p.stats(); kept != 1<<20 {
 		t.Fatal("a handler's end took back a caller's payload")
+	}
+}
+
+// The entry of a payload never handed back goes once the payload is
+// collected.
+func TestPayloadsForgetCollected(t *testing.T) {
+	var p payloads
+	defer p.close()
+	lent(&p, 1<<20)
+	deadline := time.Now().Add(5 * time.Second)
+	for p.lent.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d entries left 5 s after their payloads became garbage", p.lent.Load())
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.out) != 0 || len(p.addrs) != 0 {
+		t.Errorf("out %d, addrs %d entries; want none", len(p.out), len(p.addrs))
 	}
 }
