@@ -35,9 +35,9 @@ const (
 type payloads struct {
 	mu   sync.Mutex
 	kept []keptBuf
-	// out holds the buffers handed out, by the address of their payload's
-	// first byte; an entry goes when its buffer comes back or is
-	// collected.
+	// out holds the buffers handed out, keyed by a weak pointer to their
+	// payload's first byte; an entry goes when its buffer comes back or
+	// is collected.
 	out map[weak.Pointer[byte]]outBuf
 	// addrs counts the entries of out by address, so that give can turn a
 	// slice that was never lent away without making a weak pointer (which
