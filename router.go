@@ -61,7 +61,6 @@ func (s *session) handleRequest(body, assembled []byte) error {
 	}
 	in.stats, in.start = e.stats, s.readAt()
 	e.stats.requests.Add(1)
-	e.stats.inFlight.Add(1)
 
 	// The handler's ctx carries the caller's deadline and ends when the
 	// caller cancels (a cancel frame), when the connection ends, or when the
