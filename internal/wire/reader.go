@@ -133,6 +133,11 @@ func (fr *FrameReader) Max() int { return fr.max }
 // header is refused with ErrMalformed. io.EOF means a clean end between
 // frames; io.ErrUnexpectedEOF an end inside one.
 func (fr *FrameReader) ReadFrame() ([]byte, error) {
+	if fr.n == 0 && fr.npre == 0 {
+		if b := fr.buffered(); b != nil {
+			return b, nil
+		}
+	}
 	if fr.n == 0 {
 		for fr.npre < PrefixLen {
 			k, err := fr.read(fr.pre[fr.npre:], fr.bulk)
@@ -207,6 +212,27 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 		copy(grown, b)
 		b = grown
 	}
+}
+
+// buffered returns the next frame when r holds all of it and it is small
+// enough to be read whole (placeMin), copied out in one step; nil
+// otherwise, and ReadFrame reads it, or refuses its length, as it comes.
+func (fr *FrameReader) buffered() []byte {
+	avail := fr.r.Buffered()
+	if avail < PrefixLen {
+		return nil
+	}
+	p, _ := fr.r.Peek(PrefixLen)
+	n := FrameLen(p)
+	if n > placeMin || n > fr.max || n < versionSize+typeSize || avail < PrefixLen+n {
+		return nil
+	}
+	p, _ = fr.r.Peek(PrefixLen + n)
+	b := make([]byte, n)
+	copy(b, p[PrefixLen:])
+	fr.r.Discard(PrefixLen + n)
+	fr.bulk = false
+	return b
 }
 
 // alloc is the first buffer of a frame of n bytes: up to readStep, one of

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"testing"
 	"testing/iotest"
 
@@ -50,36 +52,45 @@ func TestFrameReaderSequence(t *testing.T) {
 		// DataErrReader returns io.EOF with the last bytes, not after them.
 		"eof with data": func() io.Reader { return iotest.DataErrReader(bytes.NewReader(stream)) },
 	}
+	// Through a buffer of 16 bytes frames straddle refills; through one
+	// of 1 MiB the small ones are whole in it, and taken in one step.
 	for name, src := range sources {
-		t.Run(name, func(t *testing.T) {
-			fr := wire.NewFrameReader(bufio.NewReaderSize(src(), 16), max)
-			var got [][]byte
-			for i, want := range frames {
-				f, err := fr.ReadFrame()
-				if err != nil {
-					t.Fatalf("frame %d: %v", i, err)
-				}
-				if !bytes.Equal(f, want[wire.PrefixLen:]) {
-					t.Fatalf("frame %d: % .40x…, want % .40x…", i, f, want[wire.PrefixLen:])
-				}
-				if _, err := parseAny(f, wire.Limits{}); err != nil {
-					t.Fatalf("frame %d does not parse: %v", i, err)
-				}
-				got = append(got, f)
-			}
-			// Each frame is the caller's own: reading on did not overwrite
-			// the earlier ones.
-			for i, f := range got {
-				if !bytes.Equal(f, frames[i][wire.PrefixLen:]) {
-					t.Errorf("frame %d changed after later reads", i)
-				}
-			}
-			for range 2 {
-				if f, err := fr.ReadFrame(); err != io.EOF {
-					t.Fatalf("after the last frame: %d bytes, %v; want io.EOF", len(f), err)
-				}
-			}
-		})
+		for _, size := range []int{16, 1 << 20} {
+			t.Run(fmt.Sprintf("%s/buffer %d", name, size), func(t *testing.T) {
+				readSequence(t, wire.NewFrameReader(bufio.NewReaderSize(src(), size), max), frames)
+			})
+		}
+	}
+}
+
+// readSequence reads frames from fr, each as its own slice, then io.EOF.
+func readSequence(t *testing.T, fr *wire.FrameReader, frames [][]byte) {
+	t.Helper()
+	var got [][]byte
+	for i, want := range frames {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if !bytes.Equal(f, want[wire.PrefixLen:]) {
+			t.Fatalf("frame %d: % .40x…, want % .40x…", i, f, want[wire.PrefixLen:])
+		}
+		if _, err := parseAny(f, wire.Limits{}); err != nil {
+			t.Fatalf("frame %d does not parse: %v", i, err)
+		}
+		got = append(got, f)
+	}
+	// Each frame is the caller's own: reading on did not overwrite the
+	// earlier ones.
+	for i, f := range got {
+		if !bytes.Equal(f, frames[i][wire.PrefixLen:]) {
+			t.Errorf("frame %d changed after later reads", i)
+		}
+	}
+	for range 2 {
+		if f, err := fr.ReadFrame(); err != io.EOF {
+			t.Fatalf("after the last frame: %d bytes, %v; want io.EOF", len(f), err)
+		}
 	}
 }
 
@@ -173,6 +184,25 @@ func TestFrameReaderTooLarge(t *testing.T) {
 	frame[wire.PrefixLen] = wire.Version
 	if f, err := newReader(frame, max).ReadFrame(); err != nil || len(f) != max {
 		t.Errorf("frame of exactly the maximum: %d bytes, %v", len(f), err)
+	}
+
+	// The same with the whole frame in the buffer (the read of a first
+	// frame filled it), where a small frame is taken in one step: the
+	// limit holds there too.
+	over := append(prefix(max+1), make([]byte, max+1)...)
+	over[wire.PrefixLen] = wire.Version
+	for _, c := range []struct {
+		frame []byte
+		want  error
+	}{{frame, nil}, {over, wire.ErrFrameTooLarge}} {
+		stream := append(slices.Clip(next), c.frame...)
+		fr := wire.NewFrameReader(bufio.NewReaderSize(bytes.NewReader(stream), 1<<20), max)
+		if _, err := fr.ReadFrame(); err != nil {
+			t.Fatalf("first frame: %v", err)
+		}
+		if f, err := fr.ReadFrame(); !errors.Is(err, c.want) || (err == nil && len(f) != len(c.frame)-wire.PrefixLen) {
+			t.Errorf("frame of %d bytes after another in the buffer: %d bytes, %v; want %v", len(c.frame)-wire.PrefixLen, len(f), err, c.want)
+		}
 	}
 }
 
