@@ -98,7 +98,7 @@ func (m *Messenger) dial(ps *peerState, att *dialAttempt, info peer.Info, delay 
 		m.readmit(ps.ep)
 		ps.failures = 0
 		if ps.sess == nil && !s.ended() {
-			ps.sess = s
+			m.setCallSession(ps, s)
 		}
 		// The peer's hello on a connection we dialed speaks for it,
 		// and is newer than what discovery said.
@@ -205,7 +205,7 @@ func (m *Messenger) Dial(ctx context.Context, tname, addr string) (peer.Info, er
 	ps.info.Service, ps.info.Handlers = info.Service, info.Handlers
 	m.vouchLocked(ps)
 	if ps.sess == nil && !s.ended() {
-		ps.sess = s
+		m.setCallSession(ps, s)
 	}
 	m.membershipChangedLocked()
 	return ps.info.Clone(), nil

@@ -93,7 +93,7 @@ func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 		ps.discovered = true
 	}
 	if ps.sess == nil && !ps.vouched {
-		ps.sess = s
+		m.setCallSession(ps, s)
 	}
 	m.mu.Unlock()
 	return nil

@@ -103,9 +103,15 @@ type Messenger struct {
 	closing chan struct{} // closed when the connections start closing
 	wg      sync.WaitGroup
 
-	mu       sync.RWMutex
-	peers    map[peer.ID]*peerState // guarded by mu
-	sessions map[*session]struct{}  // guarded by mu: every open session
+	mu    sync.RWMutex
+	peers map[peer.ID]*peerState // guarded by mu
+	// lastSess is the session sessionFor returned last, found again
+	// without mu or a map lookup while calls go to one peer. It is stored
+	// with mu held for reading, and emptied with mu held for writing
+	// whenever a peer's session changes (setCallSession), so it never
+	// holds a session that is no longer its peer's.
+	lastSess atomic.Pointer[session]
+	sessions map[*session]struct{} // guarded by mu: every open session
 	// nsessions is len(sessions), read without mu (inline.go).
 	nsessions atomic.Int32
 	// eventPaths is, per peer, the connection its last _event_subscribe

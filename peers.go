@@ -79,10 +79,10 @@ func (m *Messenger) RegisterPeer(info peer.Info) error {
 func (m *Messenger) vouchLocked(ps *peerState) {
 	ps.vouched = true
 	if ps.sess != nil && !ps.sess.dialed {
-		ps.sess = nil
+		m.setCallSession(ps, nil)
 		for o := range m.sessions {
 			if o.dialed && o.ready() && !o.closing.Load() && o.peer.ID == ps.info.ID {
-				ps.sess = o
+				m.setCallSession(ps, o)
 				break
 			}
 		}
@@ -124,6 +124,9 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 	if id.IsZero() {
 		return nil, newError(CodePeerUnknown, handler, nil, "no instance given: use Instance(id)")
 	}
+	if s := m.lastSess.Load(); s != nil && s.peer.ID == id && !s.ended() {
+		return s, nil
+	}
 	for {
 		m.mu.RLock()
 		ps := m.peers[id]
@@ -132,6 +135,9 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 		if ps != nil {
 			s = ps.sess
 			known, stale, discovered = len(ps.info.Addresses) > 0, ps.stale, ps.discovered
+		}
+		if s != nil && m.lastSess.Load() != s {
+			m.lastSess.Store(s)
 		}
 		m.mu.RUnlock()
 		if s != nil {
@@ -198,13 +204,21 @@ func (m *Messenger) sessionFor(ctx context.Context, id peer.ID, handler string) 
 	}
 }
 
+// setCallSession makes s (nil: none) the session that calls to ps's
+// instance use, and empties the cache of the last session found
+// (lastSess). m.mu is held for writing.
+func (m *Messenger) setCallSession(ps *peerState, s *session) {
+	ps.sess = s
+	m.lastSess.Store(nil)
+}
+
 // unsetEnded stops calls to id from using s, which ended: a session that
 // ended before it was made the peer's (a dial that finished as its
 // connection broke) is not unset by sessionClosed, which ran before.
 func (m *Messenger) unsetEnded(id peer.ID, s *session) {
 	m.mu.Lock()
 	if ps := m.peers[id]; ps != nil && ps.sess == s {
-		ps.sess = nil
+		m.setCallSession(ps, nil)
 	}
 	m.mu.Unlock()
 }
@@ -277,10 +291,10 @@ func (m *Messenger) sessionClosed(s *session, reason error) {
 		return
 	}
 	ps.stale = ps.discovered
-	ps.sess = nil
+	m.setCallSession(ps, nil)
 	for o := range m.sessions {
 		if o.ready() && o.peer.ID == s.peer.ID && (o.dialed || !ps.vouched) {
-			ps.sess = o
+			m.setCallSession(ps, o)
 			break
 		}
 	}

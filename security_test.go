@@ -442,3 +442,59 @@ func TestAuthorizeWithoutIdentityIsUnauthenticated(t *testing.T) {
 		t.Errorf("%d refusals logged %d lines, want 1..11 (a burst of 10, then one a second)", n, lines)
 	}
 }
+
+// TestRegisterPeerMovesCallsToADialedConnection: a calls b over the
+// connection b opened, until a registers b by hand; from then on a's calls
+// go only over a connection a dialed to the address it was given, even
+// right after many calls went the other way.
+func TestRegisterPeerMovesCallsToADialedConnection(t *testing.T) {
+	a := newMessenger(t, velo.Options{}, tcp.New(tcp.Options{}))
+	b := newMessenger(t, velo.Options{}, tcp.New(tcp.Options{}))
+	mustRegister(t, a, velo.UnaryHandler("echo", echoUnary))
+	mustRegister(t, b, velo.UnaryHandler("echo", echoUnary))
+	if err := b.RegisterPeer(a.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := b.Unary("echo").Instance(a.InstanceID()).Send(ctx); err != nil {
+		t.Fatal(err)
+	}
+	call := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := a.Unary("echo").Instance(b.InstanceID()).Send(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.AMSend("echo").Instance(b.InstanceID()).Send(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	framesOut := func() (accepted, dialed uint64) {
+		for _, p := range a.Stats().Peers {
+			if p.ID != b.InstanceID() {
+				continue
+			}
+			if p.Dialed {
+				dialed += p.FramesOut
+			} else {
+				accepted += p.FramesOut
+			}
+		}
+		return accepted, dialed
+	}
+	call(20)
+	before, dialed := framesOut()
+	if before < 40 || dialed != 0 {
+		t.Fatalf("before RegisterPeer: %d frames over b's connection, %d over one a dialed; want 40 or more, 0", before, dialed)
+	}
+	if err := a.RegisterPeer(b.PeerInfo()); err != nil {
+		t.Fatal(err)
+	}
+	call(20)
+	after, dialed := framesOut()
+	if after != before || dialed < 40 {
+		t.Errorf("after RegisterPeer: %d frames over b's connection (%d before), %d over one a dialed; want no more, 40 or more", after, before, dialed)
+	}
+}
