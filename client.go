@@ -69,10 +69,36 @@ func (s *session) write(ctx context.Context, req *wire.Request, queue bool) erro
 			return err
 		}
 	}
+	q, ok := s.conn.(transport.Queuer)
+	if ok && queue && wire.RequestLen(req) <= maxQueueBuf && s.queueMu.TryLock() {
+		b := wire.AppendRequest(s.queueBuf[:0], req)
+		err := s.queue(ctx, q, b)
+		s.queueBuf = b[:0]
+		s.queueMu.Unlock()
+		return err
+	}
 	bp := bufPool.Get().(*[]byte)
 	b := wire.AppendRequest((*bp)[:0], req)
 	var err error
-	if q, ok := s.conn.(transport.Queuer); ok && queue && len(b) <= ChunkSize {
+	if ok && queue {
+		err = s.queue(ctx, q, b)
+	} else if err = s.writeFrame(ctx, b); err == nil {
+		s.sent(len(b))
+	}
+	putBuf(bp, b)
+	return err
+}
+
+// maxQueueBuf is the largest one-way request frame encoded into the
+// session's own buffer (session.queueBuf), which it keeps: larger ones take
+// a buffer from bufPool.
+const maxQueueBuf = 1 << 10
+
+// queue hands the one-way request frame b to q, or writes it at once if
+// it is too large to be copied into the connection's buffer.
+func (s *session) queue(ctx context.Context, q transport.Queuer, b []byte) error {
+	var err error
+	if len(b) <= ChunkSize {
 		err = q.QueueFrame(ctx, b)
 	} else {
 		err = s.writeFrame(ctx, b)
@@ -80,7 +106,6 @@ func (s *session) write(ctx context.Context, req *wire.Request, queue bool) erro
 	if err == nil {
 		s.sent(len(b))
 	}
-	putBuf(bp, b)
 	return err
 }
 

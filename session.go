@@ -62,6 +62,12 @@ type session struct {
 	// and later checks skip the session.
 	closing atomic.Bool
 
+	// queueMu guards queueBuf, the buffer that one one-way request at a
+	// time is encoded into before it is queued (write): a sender that
+	// finds it taken uses one from bufPool.
+	queueMu  sync.Mutex
+	queueBuf []byte
+
 	stalled      atomic.Int32
 	handling     atomic.Int32 // requests of the peer's in inflight
 	finished     atomic.Uint64
