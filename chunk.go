@@ -446,7 +446,7 @@ func (s *session) refuseChunked(c *wire.Chunk, limit uint64, busy bool) error {
 		}
 		req := wire.Request{Kind: wire.Kind(d[2]), ID: binary.BigEndian.Uint64(d[3:11])}
 		if req.Kind.WantsResponse() {
-			s.finish(newInbound(s, &req), nil, newError(code, "", nil, "%s", msg))
+			s.finish(newInbound(s, &req), nil, nil, newError(code, "", nil, "%s", msg))
 		}
 	case wire.TypeResponse:
 		if len(d) < 10 {

@@ -108,7 +108,7 @@ func (m *Messenger) deliverEvent(s *session, req *wire.Request) bool {
 		return false
 	}
 	if req.Kind != wire.KindAMSend {
-		s.finish(newInbound(s, req), nil, newError(CodeBadRequest, req.Handler, nil, "event messages are one-way (AMSend)"))
+		s.finish(newInbound(s, req), nil, nil, newError(CodeBadRequest, req.Handler, nil, "event messages are one-way (AMSend)"))
 		return true
 	}
 	if req.Handler == events.TriggerHandler && !m.eventSourceTrusted(s) {

@@ -44,7 +44,7 @@ func (m *Messenger) maxFrame() int {
 func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 	in := newInbound(s, req)
 	if m.state.Load() >= stateClosing {
-		s.finish(in, nil, newError(CodeShuttingDown, system.Hello, nil, "instance %s is shutting down", m.id.Short()))
+		s.finish(in, nil, nil, newError(CodeShuttingDown, system.Hello, nil, "instance %s is shutting down", m.id.Short()))
 		return errors.New("velo: handshake refused: shutting down")
 	}
 	h, err := system.DecodeHello(req.Payload)
@@ -54,16 +54,16 @@ func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 	if err := h.CheckProtocol(); err != nil {
 		// Say why before the connection closes: the dialer's error then
 		// names the versions, not a lost peer.
-		s.finish(in, nil, newError(CodeBadRequest, system.Hello, err, "%v", err))
+		s.finish(in, nil, nil, newError(CodeBadRequest, system.Hello, err, "%v", err))
 		return fmt.Errorf("velo: handshake: %w", err)
 	}
 	s.identity = peerIdentity(s.conn)
 	if err := m.checkIdentity(s, h.Info.ID); err != nil {
-		s.finish(in, nil, err)
+		s.finish(in, nil, nil, err)
 		return err
 	}
 	if err := m.admitHello(s, h.Info.ID); err != nil {
-		s.finish(in, nil, err)
+		s.finish(in, nil, nil, err)
 		return err
 	}
 	if err := s.completeHello(&h); err != nil {
@@ -73,7 +73,7 @@ func (m *Messenger) acceptHello(s *session, req *wire.Request) error {
 	if err != nil {
 		return err
 	}
-	s.finish(in, reply, nil)
+	s.finish(in, nil, reply, nil)
 	m.greeted(s)
 	m.mu.Lock()
 	ps, known := m.peers[h.Info.ID]

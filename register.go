@@ -86,14 +86,14 @@ func (m *Messenger) newActor(h *Handler, st *handlerStats) (*actor.Actor[peer.ID
 			}
 		},
 		After: func(in *inbound) {
-			in.s.finish(in, in.out, in.err)
+			in.s.finish(in, st, in.out, in.err)
 			in.out = nil
 			in.giveBack()
 		},
 		OnPanic: func(in *inbound, p *actor.PanicError) {
 			st.panics.Add(1)
 			// The actor has logged the panic; its stack is in p for errors.As.
-			in.s.finish(in, nil, &Error{Code: CodeHandlerPanic, Handler: name, Message: fmt.Sprint(p.Value), cause: p})
+			in.s.finish(in, st, nil, &Error{Code: CodeHandlerPanic, Handler: name, Message: fmt.Sprint(p.Value), cause: p})
 			in.giveBack()
 		},
 		// A request whose ctx ended while it waited for its turn (the
@@ -101,11 +101,11 @@ func (m *Messenger) newActor(h *Handler, st *handlerStats) (*actor.Actor[peer.ID
 		// handlers) is not run; it is answered with the ctx's error, as a
 		// handler that honours its ctx would have answered.
 		Expired: func(in *inbound, err error) {
-			in.s.finish(in, nil, err)
+			in.s.finish(in, st, nil, err)
 			in.giveBack()
 		},
 		Drop: func(in *inbound, err error) {
-			in.s.finish(in, nil, m.tellError(name, nil, err))
+			in.s.finish(in, st, nil, m.tellError(name, nil, err))
 			in.giveBack()
 		},
 	})

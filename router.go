@@ -31,7 +31,7 @@ func (s *session) handleRequest(body, assembled []byte) error {
 	}
 	if err := s.authorize(&req); err != nil {
 		s.throttleErrors()
-		s.finish(newInbound(s, &req), nil, err)
+		s.finish(newInbound(s, &req), nil, nil, err)
 		return nil
 	}
 	if req.Handler == system.HandlersChanged {
@@ -43,14 +43,14 @@ func (s *session) handleRequest(body, assembled []byte) error {
 	}
 	in := newInbound(s, &req)
 	if s.m.draining() {
-		s.finish(in, nil, newError(CodeShuttingDown, req.Handler, nil, "instance %s is shutting down", s.m.id.Short()))
+		s.finish(in, nil, nil, newError(CodeShuttingDown, req.Handler, nil, "instance %s is shutting down", s.m.id.Short()))
 		return nil
 	}
 	e := s.handler(req.Handler)
 	if e == nil {
 		s.m.notFoundCount.Add(1)
 		s.throttleErrors()
-		s.finish(in, nil, s.m.notFound(req.Handler))
+		s.finish(in, nil, nil, s.m.notFound(req.Handler))
 		return nil
 	}
 	if assembled != nil {
@@ -59,7 +59,7 @@ func (s *session) handleRequest(body, assembled []byte) error {
 			in.reused = unsafe.SliceData(req.Payload)
 		}
 	}
-	in.stats, in.start = e.stats, s.readAt()
+	in.start = s.readAt()
 	e.stats.requests.Add(1)
 
 	// The handler's ctx carries the caller's deadline and ends when the
@@ -101,7 +101,7 @@ func (s *session) handleRequest(body, assembled []byte) error {
 		} else {
 			err = s.m.tellError(req.Handler, ctx, err)
 		}
-		s.finish(in, nil, err)
+		s.finish(in, e.stats, nil, err)
 		in.giveBack()
 	}
 	return nil
@@ -143,13 +143,14 @@ func (s *session) throttleErrors() {
 }
 
 // finish answers a request, once, whatever path it took: the handler
-// returned, panicked, was refused, or was dropped at shutdown.
-func (s *session) finish(in *inbound, payload []byte, herr error) {
+// returned, panicked, was refused, or was dropped at shutdown. st are
+// the counters of the handler the request reached, nil if none.
+func (s *session) finish(in *inbound, st *handlerStats, payload []byte, herr error) {
 	if in.done.Swap(true) {
 		return
 	}
-	if in.stats != nil {
-		in.stats.done(time.Duration(monoNow()-in.start), herr)
+	if st != nil {
+		st.done(time.Duration(monoNow()-in.start), herr)
 	}
 	if in.cancel != nil {
 		if in.kind.WantsResponse() {
@@ -261,18 +262,17 @@ func monoNow() int64 { return transport.Mono() }
 type inbound struct {
 	s      *session
 	kind   wire.Kind
+	done   atomic.Bool // set by the first finish
 	id     uint64
 	cancel context.CancelFunc // nil for an AMSend without deadline
 	// c is what the handler is given, allocated with the request; it holds
 	// the request's handler name, headers and payload.
-	c    Context
-	out  []byte // the handler's result, answered by finish
-	err  error
-	done atomic.Bool // set by the first finish
-	// stats are the handler's counters, and start when the request
-	// reached it; nil for requests that reached no handler.
-	stats *handlerStats
-	start int64 // monoNow
+	c   Context
+	out []byte // the handler's result, answered by finish
+	err error
+	// start is when the request was read (monoNow), for the duration
+	// its handler's counters get.
+	start int64
 	// reused is the first byte of the payload as lent to a handler built
 	// with ReusePayload (the handler may reassign c.Payload); giveBack
 	// hands it back once the handler is done with it. A pointer, not a

@@ -648,7 +648,7 @@ func (m *Messenger) deliverStream(s *session, req *wire.Request) bool {
 		return false
 	}
 	if req.Kind != wire.KindAMSend {
-		s.finish(newInbound(s, req), nil, newError(CodeBadRequest, req.Handler, nil, "stream messages are one-way (AMSend)"))
+		s.finish(newInbound(s, req), nil, nil, newError(CodeBadRequest, req.Handler, nil, "stream messages are one-way (AMSend)"))
 		return true
 	}
 	if err := m.streamMessage(s, req.Handler, req.Payload); err != nil {
