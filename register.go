@@ -73,7 +73,10 @@ func (m *Messenger) newActor(h *Handler, st *handlerStats) (*actor.Actor[peer.ID
 		Factory: func() func(context.Context, *inbound) {
 			fn := m.serverChain(name, h.factory())
 			return func(ctx context.Context, in *inbound) {
-				in.out, in.err = fn(ctx, &in.c)
+				if out, err := fn(ctx, &in.c); out != nil || err != nil {
+					x := in.extra()
+					x.out, x.err = out, err
+				}
 			}
 		},
 		// The answer goes out once the handler's mailbox has room again,
@@ -86,8 +89,12 @@ func (m *Messenger) newActor(h *Handler, st *handlerStats) (*actor.Actor[peer.ID
 			}
 		},
 		After: func(in *inbound) {
-			in.s.finish(in, st, in.out, in.err)
-			in.out = nil
+			if x := in.more; x != nil {
+				in.s.finish(in, st, x.out, x.err)
+				x.out = nil
+			} else {
+				in.s.finish(in, st, nil, nil)
+			}
 			in.giveBack()
 		},
 		OnPanic: func(in *inbound, p *actor.PanicError) {

@@ -56,7 +56,7 @@ func (s *session) handleRequest(body, assembled []byte) error {
 	if assembled != nil {
 		s.m.payloads.lend(assembled, req.Payload, e.reuse)
 		if e.reuse {
-			in.reused = unsafe.SliceData(req.Payload)
+			in.extra().reused = unsafe.SliceData(req.Payload)
 		}
 	}
 	in.start = s.readAt()
@@ -70,9 +70,9 @@ func (s *session) handleRequest(body, assembled []byte) error {
 	// it, and the messenger's stop still reaches it through handlerCtx.
 	ctx := s.m.handlerCtx
 	if req.Timeout > 0 {
-		ctx, in.cancel = context.WithTimeout(ctx, req.Timeout)
+		ctx, in.more.cancel = context.WithTimeout(ctx, req.Timeout)
 	} else if req.Kind.WantsResponse() {
-		ctx, in.cancel = context.WithCancel(ctx)
+		ctx, in.more.cancel = context.WithCancel(ctx)
 	}
 	if req.Kind.WantsResponse() {
 		s.mu.Lock()
@@ -152,16 +152,16 @@ func (s *session) finish(in *inbound, st *handlerStats, payload []byte, herr err
 	if st != nil {
 		st.done(time.Duration(monoNow()-in.start), herr)
 	}
-	if in.cancel != nil {
+	if in.more != nil && in.more.cancel != nil {
 		if in.kind.WantsResponse() {
 			s.mu.Lock()
-			if _, ok := s.inflight[in.id]; ok {
-				delete(s.inflight, in.id)
+			if _, ok := s.inflight[in.more.id]; ok {
+				delete(s.inflight, in.more.id)
 				s.handling.Add(-1)
 			}
 			s.mu.Unlock()
 		}
-		in.cancel()
+		in.more.cancel()
 	}
 	if !in.kind.WantsResponse() {
 		s.finished.Add(1)
@@ -174,7 +174,7 @@ func (s *session) finish(in *inbound, st *handlerStats, payload []byte, herr err
 		// Shutdown ran out of time and cancelled the handler.
 		herr = newError(CodeShuttingDown, in.c.Handler, herr, "instance %s is shutting down", s.m.id.Short())
 	}
-	resp := wire.Response{ID: in.id}
+	resp := wire.Response{ID: in.more.id}
 	if herr != nil {
 		resp.Status, resp.Error = toStatus(herr)
 	} else if in.kind == wire.KindUnary {
@@ -258,41 +258,83 @@ func cutText(msg string, n int) string {
 // connection tells) to its end.
 func monoNow() int64 { return transport.Mono() }
 
-// inbound is one request being handled.
+// inbound is one request being handled. Every request allocates one, so
+// what a one-way message without deadline does not need is in more.
 type inbound struct {
-	s      *session
-	kind   wire.Kind
-	done   atomic.Bool // set by the first finish
-	id     uint64
-	cancel context.CancelFunc // nil for an AMSend without deadline
+	s    *session
+	kind wire.Kind
+	done atomic.Bool // set by the first finish
 	// c is what the handler is given, allocated with the request; it holds
 	// the request's handler name, headers and payload.
-	c   Context
-	out []byte // the handler's result, answered by finish
-	err error
+	c Context
 	// start is when the request was read (monoNow), for the duration
 	// its handler's counters get.
 	start int64
+	// more is allocated with the request if it is answered or timed, and
+	// otherwise once it is needed (extra): nil for a one-way message
+	// without deadline whose handler succeeded.
+	more *inboundMore
+}
+
+// inboundMore is the part of a request's record that some requests need.
+type inboundMore struct {
+	id     uint64
+	cancel context.CancelFunc // ends the handler's ctx of its own; nil if it has none
+	out    []byte             // the handler's result, answered by finish
+	err    error
 	// reused is the first byte of the payload as lent to a handler built
 	// with ReusePayload (the handler may reassign c.Payload); giveBack
-	// hands it back once the handler is done with it. A pointer, not a
-	// slice: every request allocates an inbound.
+	// hands it back once the handler is done with it.
 	reused *byte
+}
+
+// inboundWithMore is an inbound and its more, in one allocation.
+type inboundWithMore struct {
+	in   inbound
+	more inboundMore
+}
+
+// extra returns in.more, allocating it first if need be. Only the
+// goroutine that holds the request calls it: the receive path before the
+// request is handed to its handler, the handler's goroutine after.
+func (in *inbound) extra() *inboundMore {
+	if in.more == nil {
+		in.more = new(inboundMore)
+	}
+	return in.more
+}
+
+// cancel ends the handler's ctx, if it has one of its own.
+func (in *inbound) cancel() {
+	if in.more != nil && in.more.cancel != nil {
+		in.more.cancel()
+	}
 }
 
 // giveBack hands the payload of a ReusePayload handler back for reuse,
 // once: after the handler returned and its answer was written, or when it
 // will not run.
 func (in *inbound) giveBack() {
-	if in.reused != nil {
-		in.s.m.payloads.give(in.reused, true)
-		in.reused = nil
+	if in.more != nil && in.more.reused != nil {
+		in.s.m.payloads.give(in.more.reused, true)
+		in.more.reused = nil
 	}
 }
 
 // newInbound records req, received on s, for its handler.
 func newInbound(s *session, req *wire.Request) *inbound {
-	return &inbound{s: s, kind: req.Kind, id: req.ID, c: Context{
+	var in *inbound
+	if req.Kind.WantsResponse() || req.Timeout > 0 {
+		r := &inboundWithMore{}
+		r.more.id = req.ID
+		in = &r.in
+		in.more = &r.more
+	} else {
+		in = &inbound{}
+	}
+	in.s, in.kind = s, req.Kind
+	in.c = Context{
 		Msg: s.m, Sender: s.peer.ID, Identity: s.identity, Handler: req.Handler, Payload: req.Payload, Headers: req.Headers,
-	}}
+	}
+	return in
 }
