@@ -412,7 +412,7 @@ func (s *session) chunkDone(id uint64, a *assembly, last bool) error {
 	if t := wire.FrameType(f); t != wire.TypeRequest && t != wire.TypeResponse {
 		return fmt.Errorf("velo: a chunked frame of type %d", t)
 	}
-	return s.handleFrame(f, a.whole())
+	return s.handleFrame(f, a.whole(), false)
 }
 
 // refuseChunked refuses the large frame whose first chunk is c: a request

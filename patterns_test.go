@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,6 +103,72 @@ func TestAMSendDeliversPayloadAndContext(t *testing.T) {
 			}
 			if s.headers != nil {
 				t.Errorf("Headers = %v, want nil when the sender set none", s.headers)
+			}
+		})
+	}
+}
+
+// TestKeptPayloadsStayIntact: a handler keeps every Context it is given;
+// after thousands of one-way messages and calls, of every size up to a
+// few KiB, sent back to back (so that the receiver reads many at a time
+// from its buffer), each kept payload, handler name and header is still
+// what was sent.
+func TestKeptPayloadsStayIntact(t *testing.T) {
+	const n = 4000
+	payload := func(i int) []byte {
+		return bytes.Repeat([]byte{byte(i), byte(i >> 8)}, i%1500)
+	}
+	for _, tc := range e2ePairs {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			a, b := tc.mk(t)
+			var mu sync.Mutex
+			var kept []*velo.Context
+			keep := func(c *velo.Context) {
+				mu.Lock()
+				kept = append(kept, c)
+				mu.Unlock()
+			}
+			mustRegister(t, b, velo.AMHandler("keep", func(_ context.Context, c *velo.Context) error {
+				keep(c)
+				return nil
+			}))
+			mustRegister(t, b, velo.UnaryHandler("keep.unary", func(_ context.Context, c *velo.Context) ([]byte, error) {
+				keep(c)
+				return nil, nil
+			}))
+			for i := range n {
+				var err error
+				if i%100 == 99 {
+					_, err = a.Unary("keep.unary").RawPayload(payload(i)).Header("i", strconv.Itoa(i)).Instance(b.InstanceID()).Send(ctx)
+				} else {
+					err = a.AMSend("keep").RawPayload(payload(i)).Header("i", strconv.Itoa(i)).Instance(b.InstanceID()).Send(ctx)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := a.AMSync("keep").Instance(b.InstanceID()).Send(ctx); err != nil {
+				t.Fatal(err) // after the others: their handlers ran
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(kept) != n+1 {
+				t.Fatalf("%d messages kept, want %d", len(kept), n+1)
+			}
+			for _, c := range kept[:n] {
+				i, err := strconv.Atoi(c.Headers["i"])
+				if err != nil {
+					t.Fatalf("header i = %q", c.Headers["i"])
+				}
+				want := "keep"
+				if i%100 == 99 {
+					want = "keep.unary"
+				}
+				if c.Handler != want || !bytes.Equal(c.Payload, payload(i)) {
+					t.Fatalf("message %d kept as handler %q, payload of %d bytes % .8x…; want %q, %d bytes % .8x…",
+						i, c.Handler, len(c.Payload), c.Payload, want, len(payload(i)), payload(i))
+				}
 			}
 		})
 	}

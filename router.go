@@ -1,6 +1,7 @@
 package velo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,10 +19,15 @@ import (
 // with no hand-off, it decodes a request, finds its handler and tells the
 // handler's actor, which answers through finish. Requests of velo's own
 // protocols (the handshake, events) are taken aside first.
-func (s *session) handleRequest(body, assembled []byte) error {
+func (s *session) handleRequest(body, assembled []byte, view bool) error {
 	req, err := wire.ParseRequest(body, s.limits)
 	if err != nil {
 		return err
+	}
+	if view {
+		// Of a frame still in the read buffer, only the payload is kept:
+		// the handler name and headers are copies or interned already.
+		req.Payload = bytes.Clone(req.Payload)
 	}
 	if !s.ready() {
 		if s.dialed || req.Handler != system.Hello || req.Kind != wire.KindUnary {

@@ -256,13 +256,24 @@ func (s *session) peerName() string {
 // receive goroutine, or for an answer, on a caller's that reads the
 // connection itself (transport.Leader): one at a time, in order.
 func (s *session) HandleFrame(frame []byte) error {
-	return s.handleFrame(frame, nil)
+	return s.handleFrame(frame, nil, false)
+}
+
+// HandleFrameView implements transport.ViewHandler: a request, once the
+// handshake is done, is taken from the read buffer, and only its payload
+// copied (handleRequest); any other frame is left to HandleFrame.
+func (s *session) HandleFrameView(view []byte) (bool, error) {
+	if wire.FrameType(view) != wire.TypeRequest || !s.ready() {
+		return false, nil
+	}
+	return true, s.handleFrame(view, nil, true)
 }
 
 // handleFrame handles a frame; assembled is the buffer of a large one put
 // back together from chunks (with all of its capacity), nil for any other:
-// its payload may be handed back for reuse (payloads.go).
-func (s *session) handleFrame(frame, assembled []byte) error {
+// its payload may be handed back for reuse (payloads.go). A view is a
+// request frame still in the read buffer (HandleFrameView).
+func (s *session) handleFrame(frame, assembled []byte, view bool) error {
 	s.framesIn.Add(1)
 	s.bytesIn.Add(uint64(len(frame)))
 	t, body, err := wire.ParseHeader(frame)
@@ -282,7 +293,7 @@ func (s *session) handleFrame(frame, assembled []byte) error {
 	case wire.TypeResponse:
 		return s.handleResponse(body, assembled)
 	case wire.TypeRequest:
-		return s.handleRequest(body, assembled)
+		return s.handleRequest(body, assembled, view)
 	case wire.TypeCancel:
 		id, err := wire.ParseCancel(body)
 		if err != nil {

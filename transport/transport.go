@@ -62,6 +62,16 @@ type Handler interface {
 	Closed(reason error)
 }
 
+// ViewHandler is implemented by a Handler that can take a frame while it
+// is still in the connection's read buffer, for one frame type or a few:
+// such a frame is no copy of the buffer, valid only during the call.
+// HandleFrameView reports false, having kept nothing of view, for a frame
+// it does not take that way; the frame then goes to HandleFrame as a
+// copy of its own. The same ordering rules hold as for HandleFrame.
+type ViewHandler interface {
+	HandleFrameView(view []byte) (handled bool, err error)
+}
+
 // Binder is called once for each new connection, before its first frame is
 // read, and returns the Handler for that connection.
 type Binder func(c Conn) Handler

@@ -133,11 +133,29 @@ func (fr *FrameReader) Max() int { return fr.max }
 // header is refused with ErrMalformed. io.EOF means a clean end between
 // frames; io.ErrUnexpectedEOF an end inside one.
 func (fr *FrameReader) ReadFrame() ([]byte, error) {
-	if fr.n == 0 && fr.npre == 0 {
-		if b := fr.buffered(); b != nil {
-			return b, nil
-		}
+	if v := fr.view(); v != nil {
+		b := make([]byte, len(v))
+		copy(b, v)
+		return b, nil
 	}
+	return fr.readFrame()
+}
+
+// ReadFrameView is ReadFrame, except that a small frame the reader holds
+// whole (the common case for small frames that arrive back to back) comes
+// as a view of the reader's buffer, with view true: the caller may read
+// it only until its next call on the reader or the bufio.Reader, and
+// keeps a copy of whatever it needs after that.
+func (fr *FrameReader) ReadFrameView() (b []byte, view bool, err error) {
+	if v := fr.view(); v != nil {
+		return v, true, nil
+	}
+	b, err = fr.readFrame()
+	return b, false, err
+}
+
+// readFrame reads the next frame into a buffer of its own.
+func (fr *FrameReader) readFrame() ([]byte, error) {
 	if fr.n == 0 {
 		for fr.npre < PrefixLen {
 			k, err := fr.read(fr.pre[fr.npre:], fr.bulk)
@@ -214,10 +232,13 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 	}
 }
 
-// buffered returns the next frame when r holds all of it and it is small
-// enough to be read whole (placeMin), copied out in one step; nil
-// otherwise, and ReadFrame reads it, or refuses its length, as it comes.
-func (fr *FrameReader) buffered() []byte {
+// view returns the next frame, consumed but still in r's buffer, when r
+// holds all of it and it is small enough to be read whole (placeMin); nil
+// otherwise, and readFrame reads it, or refuses its length, as it comes.
+func (fr *FrameReader) view() []byte {
+	if fr.n != 0 || fr.npre != 0 {
+		return nil // a frame in progress
+	}
 	avail := fr.r.Buffered()
 	if avail < PrefixLen {
 		return nil
@@ -228,11 +249,9 @@ func (fr *FrameReader) buffered() []byte {
 		return nil
 	}
 	p, _ = fr.r.Peek(PrefixLen + n)
-	b := make([]byte, n)
-	copy(b, p[PrefixLen:])
-	fr.r.Discard(PrefixLen + n)
+	fr.r.Discard(PrefixLen + n) // p stays valid until r reads again
 	fr.bulk = false
-	return b
+	return p[PrefixLen:]
 }
 
 // alloc is the first buffer of a frame of n bytes: up to readStep, one of

@@ -766,8 +766,9 @@ func (c *Conn) Serve() {
 	}
 	var reason error
 	busy := 0 // frames read in a row without the buffer running dry
+	vh, _ := c.h.(transport.ViewHandler)
 	for {
-		f, err := c.fr.ReadFrame()
+		f, view, err := c.fr.ReadFrameView()
 		if err != nil {
 			reason = err
 			break
@@ -785,7 +786,7 @@ func (c *Conn) Serve() {
 			c.crowded.Store(true)
 		}
 		t := wire.FrameType(f)
-		if err := c.h.HandleFrame(f); err != nil {
+		if err := c.handle(vh, f, view); err != nil {
 			reason = err
 			break
 		}
@@ -808,6 +809,21 @@ func (c *Conn) Serve() {
 	}
 	c.end(reason)
 	c.reliefWG.Wait()
+}
+
+// handle hands frame f to the Handler: as the view it is, when it is one
+// (of the read buffer, valid until the next read) and the Handler takes
+// views of its type; else as a frame of its own.
+func (c *Conn) handle(vh transport.ViewHandler, f []byte, view bool) error {
+	if view {
+		if vh != nil {
+			if handled, err := vh.HandleFrameView(f); handled || err != nil {
+				return err
+			}
+		}
+		f = append([]byte(nil), f...)
+	}
+	return c.h.HandleFrame(f)
 }
 
 // end closes the connection with reason and calls the Handler's Closed,
